@@ -1,0 +1,125 @@
+"""tf.data input pipelines: the only module of the pipeline that needs TensorFlow itself.
+
+Images come out as float32 pixels in 0..255 at the configured size; scaling for a particular backbone
+is done inside the model, so the exported model takes plain pixels. Training pipelines shuffle over
+the whole split (every epoch anew) and augment a configured share of images, decided per image;
+validation and test pipelines keep file order, so predictions line up with labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from .config import InputConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode_image(path: tf.Tensor, height: int, width: int, resize: str) -> tf.Tensor:
+    """Read and decode one image file (JPEG, PNG, GIF, BMP) into float32 RGB ``height x width``."""
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = tf.ensure_shape(image, [None, None, 3])
+    image = tf.cast(image, tf.float32)
+    if resize == "pad":
+        image = tf.image.resize_with_pad(image, height, width)
+    elif resize == "crop":
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        scale = tf.maximum(height / shape[0], width / shape[1])
+        scaled = tf.cast(tf.math.ceil(shape * scale), tf.int32)
+        image = tf.image.resize(image, scaled)
+        image = tf.image.resize_with_crop_or_pad(image, height, width)
+    else:
+        image = tf.image.resize(image, (height, width))
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def augment(image: tf.Tensor, cfg: InputConfig) -> tf.Tensor:
+    """Random flip, brightness and contrast on one 0..255 image."""
+    image = tf.image.random_flip_left_right(image)
+    if cfg.brightness > 0:
+        image = tf.image.random_brightness(image, cfg.brightness * 255.0)
+    if cfg.contrast > 0:
+        image = tf.image.random_contrast(image, 1.0 - cfg.contrast, 1.0 + cfg.contrast)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def maybe_augment(image: tf.Tensor, cfg: InputConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """Augment with probability ``cfg.augment_share``, drawn for this image alone.
+
+    (Drawing once in Python while building the pipeline, as the reference's snippet does, would
+    augment every image or none.)
+
+    Returns:
+        The image and whether it was augmented.
+    """
+    apply = tf.random.uniform(()) < cfg.augment_share
+    image = tf.cond(apply, lambda: augment(image, cfg), lambda: image)
+    return image, apply
+
+
+def make_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int] | np.ndarray,
+    num_classes: int,
+    cfg: InputConfig,
+    training: bool,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    with_augment_flags: bool = False,
+) -> tf.data.Dataset:
+    """Build the pipeline for one split.
+
+    Args:
+        paths: image files, in the split's saved order.
+        labels: class indices into the saved class list, aligned with ``paths``.
+        num_classes: length of the class list (one-hot depth).
+        cfg: the ``input`` config section.
+        training: shuffle every epoch and augment (train split); False keeps order (val, test).
+        seed: shuffle seed, for reproducible epochs.
+        batch_size: overrides ``cfg.batch_size`` (prediction may use larger batches).
+        with_augment_flags: also yield the per-image augmentation decision (for tests and debugging).
+
+    Returns:
+        Batches of ``(images float32 [b, h, w, 3] in 0..255, one-hot float32 [b, num_classes])``.
+        Files that fail to decode are dropped (``ignore_errors``); the index stage has already
+        rejected every file it could not decode, so this only catches files changed since.
+    """
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(paths), tf.string),
+                                             tf.constant(np.asarray(labels, dtype=np.int32))))
+    parallel = cfg.decode_workers or AUTOTUNE
+    buffer = cfg.shuffle_buffer or max(len(paths), 1)
+
+    def load(path, label):
+        image = decode_image(path, cfg.height, cfg.width, cfg.resize)
+        return image, tf.one_hot(label, num_classes, dtype=tf.float32)
+
+    if training and not cfg.cache:
+        # shuffling file names is cheap, so the buffer can hold the whole split
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=parallel, deterministic=not training)
+    ds = ds.ignore_errors()
+    if cfg.cache:
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and cfg.augment:
+        def aug(image, label):
+            image, applied = maybe_augment(image, cfg)
+            return (image, label, applied) if with_augment_flags else (image, label)
+        ds = ds.map(aug, num_parallel_calls=parallel, deterministic=False)
+    elif with_augment_flags:
+        ds = ds.map(lambda image, label: (image, label, tf.constant(False)))
+    ds = ds.batch(batch_size or cfg.batch_size)
+    return ds.prefetch(AUTOTUNE)
+
+
+def split_arrays(splits, split: str) -> tuple[list[str], np.ndarray]:
+    """Paths and class indices of one split from the ``splits.csv`` table."""
+    part = splits[splits["split"] == split]
+    return part["path"].tolist(), part["class_index"].to_numpy(dtype=np.int32)

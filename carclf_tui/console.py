@@ -1,0 +1,160 @@
+"""Headless console renderer: one event sink that draws rich progress on a terminal and plain,
+throttled lines when output goes to a file (nohup, cron, CI)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from carclf_core.events import (BatchEnded, EpochEnded, Event, LogLine, PatienceChanged, RunFinished, RunStarted,
+                                StageFailed, StageFinished, StageInterrupted, StageProgress, StageStarted)
+
+PLAIN_INTERVAL_S = 5.0
+MAX_WARNINGS_SHOWN = 5
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ConsoleRenderer:
+    """Event sink for ``--run-all``; call :meth:`close` at the end for the summary."""
+
+    def __init__(self, stream: IO[str] | None = None, interactive: bool | None = None):
+        self.stream = stream or sys.stdout
+        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.console = Console(file=self.stream, force_terminal=self.interactive or None,
+                               highlight=False, soft_wrap=True)
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.last_plain = 0.0
+        self.warnings: dict[str, int] = {}
+        self.results: list[tuple[str, str, str]] = []
+        self.run_dir = ""
+
+    # --- output helpers --------------------------------------------------------------------------
+    def _line(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False)
+        else:
+            self.console.print(text, markup=False)
+
+    def _stop_bar(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+            self.task = None
+
+    def _start_bar(self, stage: str, total: int | None) -> None:
+        self._stop_bar()
+        if not self.interactive:
+            return
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[info]}"), console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(stage, total=total, rate="", info="")
+
+    def _throttled(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_plain >= PLAIN_INTERVAL_S:
+            self.last_plain = now
+            self._line(text)
+
+    # --- the sink --------------------------------------------------------------------------------
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_dir = event.run_dir
+            self._line(f"run {event.run_dir}: {', '.join(event.stages)}")
+        elif isinstance(event, StageStarted):
+            self._line(f"[{event.stage}] started")
+            self._start_bar(event.stage, event.total)
+        elif isinstance(event, StageProgress):
+            self._progress(event)
+        elif isinstance(event, BatchEnded):
+            if self.progress is not None and self.task is not None:
+                rate = f"{event.images_per_s:,.0f} img/s" if event.images_per_s else ""
+                self.progress.update(self.task, completed=event.step, total=event.steps,
+                                     description=f"train epoch {event.epoch}", rate=rate,
+                                     info=f"loss {event.loss:.3f}")
+        elif isinstance(event, EpochEnded):
+            self._line(self._epoch_text(event))
+        elif isinstance(event, PatienceChanged):
+            if event.wait:
+                self._line(f"  early stopping: {event.wait}/{event.patience} epochs without a better "
+                           f"{event.monitor} (best {event.best:.4f} at epoch {event.best_epoch})")
+        elif isinstance(event, LogLine):
+            self._log(event)
+        elif isinstance(event, StageFinished):
+            self._stop_bar()
+            self.results.append((event.stage, "done", event.summary))
+            self._line(f"[{event.stage}] done in {event.duration_s:.1f}s: {event.summary}")
+        elif isinstance(event, StageFailed):
+            self._stop_bar()
+            self.results.append((event.stage, "failed", event.error))
+            self._line(f"[{event.stage}] FAILED: {event.error}")
+        elif isinstance(event, StageInterrupted):
+            self._stop_bar()
+            self.results.append((event.stage, "interrupted", event.reason))
+            self._line(f"[{event.stage}] interrupted ({event.reason}); finished work is kept")
+        elif isinstance(event, RunFinished):
+            self._stop_bar()
+
+    def _progress(self, event: StageProgress) -> None:
+        info = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                         for k, v in event.info.items() if isinstance(v, (int, float, str)))
+        rate = f"{event.rate:,.0f}/s" if event.rate else ""
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=event.done, total=event.total, rate=rate, info=info)
+        else:
+            total = f"/{event.total:,}" if event.total else ""
+            done = event.total is not None and event.done >= event.total
+            self._throttled(f"[{event.stage}] {event.done:,}{total} {rate} eta {_fmt_eta(event.eta_s)} {info}".rstrip(),
+                            force=done)
+
+    @staticmethod
+    def _epoch_text(event: EpochEnded) -> str:
+        m = event.metrics
+        parts = [f"epoch {event.epoch}/{event.epochs}"]
+        for key, label in (("loss", "loss"), ("categorical_accuracy", "acc"), ("val_loss", "val_loss"),
+                           ("val_categorical_accuracy", "val_acc")):
+            if key in m:
+                parts.append(f"{label} {m[key]:.4f}")
+        if event.images_per_s:
+            parts.append(f"{event.images_per_s:,.0f} img/s")
+        parts.append(f"{event.duration_s:.1f}s")
+        return "  " + "  ".join(parts)
+
+    def _log(self, event: LogLine) -> None:
+        if event.level == "info":
+            self._line(f"  {event.message}")
+            return
+        key = f"{event.stage}:{event.level}"
+        count = self.warnings.get(key, 0) + 1
+        self.warnings[key] = count
+        where = f" ({event.file})" if event.file else ""
+        if count <= MAX_WARNINGS_SHOWN or event.level == "error":
+            self._line(f"  {event.level}: {event.message}{where}")
+        elif count == MAX_WARNINGS_SHOWN + 1:
+            self._line(f"  ... more {event.stage} warnings in events.jsonl")
+
+    def close(self) -> None:
+        """Stop any bar and print the run's summary table."""
+        self._stop_bar()
+        if not self.results:
+            return
+        table = Table(title=f"carclf run {self.run_dir}", show_lines=False)
+        table.add_column("stage")
+        table.add_column("status")
+        table.add_column("result")
+        for stage, status, text in self.results:
+            table.add_row(stage, status, text)
+        self.console.print(table)
