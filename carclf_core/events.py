@@ -183,6 +183,28 @@ class ConfusionReady(Event):
     """Images the matrix was computed from."""
 
 
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrefilterHistogram(Event):
+    kind: ClassVar[str] = "prefilter_histogram"
+    edges: tuple[float, ...]
+    """Bin edges of the summed car probability, 0..1 (len(counts) + 1 values)."""
+    counts: tuple[int, ...]
+    threshold: float
+    kept: int
+    scored: int
+
+
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrefilterExamples(Event):
+    kind: ClassVar[str] = "prefilter_examples"
+    kept: tuple[tuple[str, float], ...]
+    """(file, car probability) pairs just above the threshold."""
+    rejected: tuple[tuple[str, float], ...]
+    """(file, car probability) pairs just below the threshold."""
+
+
 def from_dict(data: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form; unknown keys are ignored (newer writers)."""
     kind = data.get("kind")
@@ -191,9 +213,12 @@ def from_dict(data: dict[str, Any]) -> Event:
         raise ValueError(f"unknown event kind {kind!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in data.items() if k in names}
-    for key in ("stages", "classes"):
+    for key in ("stages", "classes", "edges", "counts"):
         if key in kwargs and isinstance(kwargs[key], list):
             kwargs[key] = tuple(kwargs[key])
+    for key in ("kept", "rejected"):
+        if isinstance(kwargs.get(key), list):
+            kwargs[key] = tuple(tuple(pair) for pair in kwargs[key])
     if "matrix" in kwargs:
         kwargs["matrix"] = tuple(tuple(row) for row in kwargs["matrix"])
     return cls(**kwargs)
