@@ -8,6 +8,7 @@ validation and test pipelines keep file order, so predictions line up with label
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -119,7 +120,11 @@ def make_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-def split_arrays(splits, split: str) -> tuple[list[str], np.ndarray]:
-    """Paths and class indices of one split from the ``splits.csv`` table."""
+def split_arrays(splits, split: str, data_dir: str) -> tuple[list[str], np.ndarray]:
+    """Full paths and class indices of one split (``train``, ``val``, ``test``) of ``splits.csv``.
+
+    Paths in the table are relative to the data folder, so a run stays valid if the folder moves
+    and ``data.dir`` is updated.
+    """
     part = splits[splits["split"] == split]
-    return part["path"].tolist(), part["class_index"].to_numpy(dtype=np.int32)
+    return ([os.path.join(data_dir, p) for p in part["path"]], part["class_index"].to_numpy(dtype=np.int32))
