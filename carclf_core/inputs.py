@@ -128,3 +128,52 @@ def split_arrays(splits, split: str, data_dir: str) -> tuple[list[str], np.ndarr
     """
     part = splits[splits["split"] == split]
     return ([os.path.join(data_dir, p) for p in part["path"]], part["class_index"].to_numpy(dtype=np.int32))
+
+
+def decode_prefilter_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
+    """Read one image into uint8 RGB ``size x size`` for an ImageNet classifier.
+
+    ``crop_or_pad`` centre-crops or zero-pads without scaling, as the reference's prefilter does
+    (``tf.image.resize_with_crop_or_pad``); ``pad`` scales the whole picture to fit, keeping its
+    aspect, and pads the rest. uint8 keeps batches four times smaller than float32; each model
+    applies its own preprocessing.
+    """
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = tf.ensure_shape(image, [None, None, 3])
+    if resize == "crop_or_pad":
+        return tf.image.resize_with_crop_or_pad(image, size, size)
+    if resize == "pad":
+        scaled = tf.image.resize_with_pad(tf.cast(image, tf.float32), size, size)
+        return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
+    raise ValueError(f"prefilter.resize: expected crop_or_pad or pad, got {resize!r}")
+
+
+def make_prefilter_dataset(
+    paths: Sequence[str],
+    size: int,
+    resize: str,
+    batch_size: int,
+    decode_workers: int = 0,
+) -> tf.data.Dataset:
+    """Batches for the prefilter: parallel decode, file order kept, broken files dropped.
+
+    Args:
+        paths: image files (absolute, or relative to the working directory).
+        size: square side the classifier takes, in pixels.
+        resize: ``crop_or_pad`` or ``pad`` (see :func:`decode_prefilter_image`).
+        batch_size: images a batch.
+        decode_workers: parallel decode calls; 0 lets tf.data tune it.
+
+    Returns:
+        Batches of ``(images uint8 [b, size, size, 3], rows int64 [b])`` where ``rows`` are positions
+        in ``paths``. A file that cannot be read or decoded is skipped (``ignore_errors``), so the
+        caller finds it as a missing row and can name it.
+    """
+    rows = tf.data.Dataset.range(len(paths))
+    files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
+    ds = tf.data.Dataset.zip((files, rows))
+    ds = ds.map(lambda path, row: (decode_prefilter_image(path, size, resize), row),
+                num_parallel_calls=decode_workers or AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors()
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
