@@ -109,7 +109,7 @@ def check_image(path: Path) -> ImageCheck:
         return ImageCheck(REJECTED, "too large (decompression bomb guard)", bytes=size)
     except OSError as exc:
         text = str(exc)
-        if "truncated" in text or "broken data stream" in text:
+        if "truncated" in text.lower() or "broken data stream" in text:
             return ImageCheck(REJECTED, "truncated image", bytes=size)
         if "cannot identify image file" in text:
             return ImageCheck(REJECTED, "not an image", bytes=size)

@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny real datasets made of real JPEG files."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Keep TensorFlow quiet and on the CPU in every test process (and the subprocesses they start).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+FIELDS_TAIL = "2019_37_17_188_20_4_72_56_187_27_AWD_5_4_4dr"
+
+
+def car_name(make: str, model: str, image_id: str, tail: str = FIELDS_TAIL) -> str:
+    """A Car Connection style file name with 17 fields."""
+    return f"{make}_{model}_{tail}_{image_id}.jpg"
+
+
+def jpeg_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (48, 32), seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour, dtype=np.float32) + rng.normal(0, 8, (size[1], size[0], 3)), 0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def make_dataset(root: Path, counts: dict[tuple[str, str], int], size: tuple[int, int] = (48, 32)) -> Path:
+    """Write ``counts[(make, model)]`` real JPEGs per class, each class its own colour."""
+    root.mkdir(parents=True, exist_ok=True)
+    palette = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (200, 30, 200), (30, 200, 200)]
+    for k, ((make, model), n) in enumerate(sorted(counts.items())):
+        for i in range(n):
+            name = car_name(make, model, f"{k:02d}{i:03d}")
+            (root / name).write_bytes(jpeg_bytes(palette[k % len(palette)], size, seed=k * 1000 + i))
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """Four classes (with spaces and hyphens in names), imbalanced, 10-30 images each."""
+    return make_dataset(tmp_path / "data", {("Audi", "A4"): 30, ("Land Rover", "Range Rover"): 20,
+                                            ("Mercedes-Benz", "C-Class"): 14, ("Ford", "F-150"): 10})
