@@ -85,6 +85,8 @@ def run_index(ctx: StageContext) -> StageResult:
     counts = dataset.class_counts(frame)
     with atomic_path(out / "class_counts.csv") as tmp:
         counts.to_csv(tmp, index=False)
+    for label, others in dataset.case_variants(frame).items():
+        ctx.log("warning", f"class names differing only in case merged into {label!r}: {', '.join(others)}")
     rejected = frame[frame["status"] == dataset.REJECTED]
     for row in rejected.itertuples():
         ctx.log("warning", f"rejected: {row.reason}", file=row.path)
@@ -114,6 +116,12 @@ def usable_images(run: RunDir, config: Config) -> pd.DataFrame:
     return usable
 
 
+def run_prefilter(ctx: StageContext) -> StageResult:
+    from . import prefilter  # imports TensorFlow only when a model has to run
+
+    return prefilter.run(ctx)
+
+
 def run_split(ctx: StageContext) -> StageResult:
     cfg = ctx.config.split
     usable = usable_images(ctx.run, ctx.config)
@@ -140,6 +148,18 @@ def run_split(ctx: StageContext) -> StageResult:
     return StageResult(summary, {"classes": len(classes), **{k: int(v) for k, v in sizes.items()}})
 
 
+def run_train(ctx: StageContext) -> StageResult:
+    from . import train  # Keras and TensorFlow are imported only when training runs
+
+    return train.run(ctx)
+
+
+def run_evaluate(ctx: StageContext) -> StageResult:
+    from . import evaluate
+
+    return evaluate.run(ctx)
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
     name: str
@@ -149,7 +169,10 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("index", "Index images", run_index),
+    Stage("prefilter", "Prefilter non-car images", run_prefilter),
     Stage("split", "Top-N classes and splits", run_split),
+    Stage("train", "Fine-tune", run_train),
+    Stage("evaluate", "Evaluate and export", run_evaluate),
 )
 STAGE_BY_NAME = {s.name: s for s in STAGES}
 
