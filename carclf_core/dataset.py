@@ -247,6 +247,7 @@ def build_index(
     ordered = list(INDEX_COLUMNS) + [c for c in cfg.fields if c in frame.columns and c not in INDEX_COLUMNS]
     frame = frame[ordered + [c for c in frame.columns if c not in ordered]]
     frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
+    frame["label"] = merge_case_variants(frame["label"].fillna(""))
     frame[["width", "height", "bytes"]] = frame[["width", "height", "bytes"]].fillna(0).astype("int64")
     frame["reason"] = frame["reason"].fillna("")
     frame["label"] = frame["label"].fillna("")
@@ -260,6 +261,35 @@ def _ordered_map(pool: ThreadPoolExecutor, fn, items: Sequence, cancelled) -> It
         if cancelled and cancelled():
             return
         yield from pool.map(fn, items[start:start + window])
+
+
+def merge_case_variants(labels: pd.Series) -> pd.Series:
+    """Map labels that differ only in letter case (``BMW_X5`` / ``bmw_x5``) to one spelling.
+
+    Scraped names are not consistent in case, and two classes that are one car would split its
+    images and confuse each other. The spelling used most wins (ties: the first in sort order).
+    """
+    present = labels[labels != ""]
+    if present.empty:
+        return labels
+    counts = present.value_counts()
+    canonical: dict[str, str] = {}
+    for label in sorted(counts.index, key=lambda lbl: (-counts[lbl], lbl)):
+        canonical.setdefault(label.casefold(), label)
+    mapping = {label: canonical[label.casefold()] for label in counts.index}
+    return labels.map(lambda lbl: mapping.get(lbl, lbl))
+
+
+def case_variants(index: pd.DataFrame) -> dict[str, list[str]]:
+    """Canonical label -> the other spellings that were merged into it (for a warning)."""
+    if "make" not in index.columns or "model" not in index.columns:
+        return {}
+    raw = index["make"].astype(str) + "_" + index["model"].astype(str)
+    merged: dict[str, set[str]] = {}
+    for original, label in zip(raw, index["label"]):
+        if label and original != label and original.casefold() == label.casefold():
+            merged.setdefault(label, set()).add(original)
+    return {label: sorted(others) for label, others in sorted(merged.items())}
 
 
 def class_counts(index: pd.DataFrame) -> pd.DataFrame:

@@ -90,7 +90,12 @@ class JsonlSink:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.torn_line = _torn_tail(self.path)
+        """1-based number of a last line left unfinished by a killed writer, else None."""
         self._handle = open(self.path, "a", encoding="utf-8")
+        if self.torn_line is not None:
+            # end the torn line, so the next event starts a line of its own and stays readable
+            self._handle.write("\n")
         self._last_flush = time.monotonic()
 
     def __call__(self, event: Event) -> None:
@@ -109,6 +114,21 @@ class JsonlSink:
         if not self._handle.closed:
             self.flush()
             self._handle.close()
+
+
+def _torn_tail(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return None
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) == b"\n":
+                return None
+            handle.seek(0)
+            return handle.read().count(b"\n") + 1
+    except FileNotFoundError:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from carclf_core import config as config_mod
+from carclf_core.events import LogLine
 from carclf_core.runs import JsonlSink, RunDir, RunError, create_run, latest_run, open_run
 from carclf_core.stages import StageContext, pending_stages, run_all, stage_names
 
@@ -101,6 +102,9 @@ def run_headless(args: argparse.Namespace) -> int:
                 console(event)
 
             ctx = StageContext(config=config, run=run, emit=emit)
+            if jsonl.torn_line is not None:
+                emit(LogLine(level="warning", message=f"{run.events_path}: line {jsonl.torn_line} was cut "
+                             "short by an earlier runner that was killed; readers skip it"))
             try:
                 with _SignalStop(ctx) as stop:
                     status = run_all(ctx, names) if names else "done"

@@ -120,3 +120,16 @@ def test_split_rejects_class_too_small_for_three_splits(tiny_dataset):
     tiny = usable[usable["label"] != "Audi_A4"].groupby("label").head(2)
     with pytest.raises(dataset.DatasetError, match="each split needs at least one"):
         dataset.stratified_split(tiny, sorted(set(tiny["label"])), SplitConfig())
+
+
+def test_case_variants_merge_into_the_most_used_spelling(tiny_dataset):
+    tail = "2019_37_17_188_20_4_72_56_187_27_AWD_5_4_4dr"
+    good = next(tiny_dataset.iterdir()).read_bytes()
+    for i in range(3):
+        (tiny_dataset / f"audi_a4_{tail}_lc{i}.jpg").write_bytes(good)
+    (tiny_dataset / f"Citroën_C4 Picasso_{tail}_nonascii.jpg").write_bytes(good)
+    index = dataset.build_index(DataConfig(dir=str(tiny_dataset)))
+    assert (index["label"] == "Audi_A4").sum() == 33
+    assert "audi_a4" not in set(index["label"])
+    assert dataset.case_variants(index) == {"Audi_A4": ["audi_a4"]}
+    assert "Citroën_C4 Picasso" in set(index["label"])

@@ -70,3 +70,16 @@ def test_second_runner_is_refused(tmp_path):
             with run.lock():
                 pass
     assert not run.is_locked()
+
+
+def test_appending_after_a_torn_line_keeps_new_events_readable(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(ev.to_json(ev.StageStarted(stage="train")) + "\n" + '{"kind": "batch_en')
+    sink = JsonlSink(path)
+    assert sink.torn_line == 2
+    sink(ev.StageInterrupted(stage="train", reason="SIGKILL"))
+    sink.close()
+    log = read_events(path)
+    assert [e.kind for e in log.events] == ["stage_started", "stage_interrupted"]
+    assert log.bad_lines == [2]
+    assert JsonlSink(path).torn_line is None
