@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +21,13 @@ from PIL import Image
 from .config import DataConfig, SplitConfig
 
 MISSING = "nan"
-# Formats the tf.data input pipeline can decode (tf.io.decode_image).
-DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-# Largest image the pipeline accepts; a 10,000 x 10,000 photo would cost ~300 MB decoded.
+# Formats the tf.data input pipeline can decode (tf.io.decode_image), whatever the file is named.
+DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+# Largest image the pipeline accepts: a 10,000 x 10,000 photo costs 300 MB decoded, and several decode
+# in parallel; we refuse it with a reason rather than risk the training process's memory.
 MAX_PIXELS = 40_000_000
+# Our own MAX_PIXELS check reports large images; Pillow's warning about them would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 OK = "ok"
 REJECTED = "rejected"

@@ -41,6 +41,29 @@ def make_dataset(root: Path, counts: dict[tuple[str, str], int], size: tuple[int
     return root
 
 
+DECODABLE_ODD_IMAGES = ("png", "gif", "webp", "gray", "cmyk", "png16")
+
+
+def write_odd_images(folder: Path) -> dict[str, Path]:
+    """Images in awkward formats, all named ``.jpg``: the decodable ones, a TIFF and a 10k x 10k JPEG."""
+    rgb = np.random.default_rng(0).uniform(0, 255, (40, 60, 3)).astype("uint8")
+    cases = {
+        "png": (Image.fromarray(rgb), "PNG"), "gif": (Image.fromarray(rgb).convert("P"), "GIF"),
+        "webp": (Image.fromarray(rgb), "WEBP"), "gray": (Image.fromarray(rgb).convert("L"), "JPEG"),
+        "cmyk": (Image.fromarray(rgb).convert("CMYK"), "JPEG"),
+        "png16": (Image.fromarray(rgb[..., 0].astype("uint16") * 257), "PNG"),
+        "tiff": (Image.fromarray(rgb), "TIFF"),
+        "huge": (Image.new("L", (10_000, 10_000)), "JPEG"),
+    }
+    paths = {}
+    for name, (image, fmt) in cases.items():
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt)
+        paths[name] = folder / f"{name}.jpg"
+        paths[name].write_bytes(buffer.getvalue())
+    return paths
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """Four classes (with spaces and hyphens in names), imbalanced, 10-30 images each."""

@@ -7,7 +7,7 @@ import pytest
 from carclf_core import dataset
 from carclf_core.config import CAR_CONNECTION_FIELDS, DataConfig, SplitConfig
 
-from .conftest import jpeg_bytes, make_dataset
+from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, make_dataset, write_odd_images
 
 FIELDS = CAR_CONNECTION_FIELDS
 
@@ -133,3 +133,13 @@ def test_case_variants_merge_into_the_most_used_spelling(tiny_dataset):
     assert "audi_a4" not in set(index["label"])
     assert dataset.case_variants(index) == {"Audi_A4": ["audi_a4"]}
     assert "Citroën_C4 Picasso" in set(index["label"])
+
+
+def test_odd_image_files_are_accepted_or_refused_with_a_reason(tmp_path):
+    """Formats the tf.data pipeline decodes pass whatever their name; the rest say why not."""
+    files = write_odd_images(tmp_path)
+    checks = {name: dataset.check_image(path) for name, path in files.items()}
+    for name in DECODABLE_ODD_IMAGES:
+        assert checks[name].status == "ok", (name, checks[name])
+    assert checks["tiff"].reason.startswith("TIFF image: the input pipeline decodes only")
+    assert checks["huge"].reason == "too large (10000x10000 pixels, limit 40,000,000)"

@@ -5,7 +5,7 @@ import pytest
 
 from carclf_core.config import InputConfig
 
-from .conftest import jpeg_bytes
+from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, write_odd_images
 
 tf = pytest.importorskip("tensorflow")
 inputs = pytest.importorskip("carclf_core.inputs")
@@ -82,3 +82,12 @@ def test_file_deleted_after_indexing_is_dropped_not_fatal(coded_images, tmp_path
     cfg = InputConfig(height=24, width=40, batch_size=8)
     batches = list(inputs.make_dataset(files, np.zeros(6, int), 3, cfg, training=False))
     assert sum(len(x) for x, _ in batches) == 5
+
+
+def test_pipeline_decodes_every_format_the_index_accepts(tmp_path):
+    files = write_odd_images(tmp_path)
+    paths = [str(files[name]) for name in DECODABLE_ODD_IMAGES]
+    cfg = InputConfig(height=20, width=30, batch_size=16)
+    (x, y), = list(inputs.make_dataset(paths, np.zeros(len(paths), int), 2, cfg, training=False))
+    assert x.shape == (len(paths), 20, 30, 3)
+    assert float(x.numpy().max()) > 100  # 16-bit PNG scaled into 0..255, not clipped to black
