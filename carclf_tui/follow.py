@@ -1,0 +1,111 @@
+"""Following a run's ``events.jsonl`` from a thread, folding it into the run state.
+
+The follower thread owns the state while it folds: it reads every complete new line since its last
+offset, folds the whole chunk with :func:`carclf_core.runstate.fold` (one copy a chunk), and posts the
+new state. Posting at most once a poll interval bounds the UI's redraw rate however fast events
+arrive; the UI never waits on the thread and the thread never waits on the UI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from carclf_core import runstate
+from carclf_core.events import Event
+from carclf_core.runs import parse_lines
+
+from .runner import Runner
+
+POLL_INTERVAL_S = 0.1
+"""How often the file is polled, and so the most often the dashboard redraws for new events."""
+
+
+class EventFollower:
+    """Reads the complete lines appended to an event log since the last read."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.next_line = 1
+
+    def read_new(self) -> tuple[list[Event], list[int]]:
+        """New events and the numbers of malformed lines since the last call.
+
+        A line still being written (no newline yet) is left for the next call.
+        """
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return [], []
+        if not data:
+            return [], []
+        events, bad, used = parse_lines(data, self.next_line)
+        self.offset += used
+        self.next_line += data.count(b"\n", 0, used)
+        return events, bad
+
+
+def follow(state: runstate.RunState, events_path: Path, runner: Runner, post: Callable[[runstate.RunState], None],
+           cancelled: Callable[[], bool], interval: float = POLL_INTERVAL_S,
+           clock: Callable[[], float] = time.time) -> None:
+    """Follow ``events_path`` until ``cancelled()``; call ``post`` with each new state.
+
+    Also watches the runner: its exit goes into the log, and a stage the events still call running
+    when no runner is left (a crash or a kill -9 leaves no final event) is marked failed with the last
+    lines of ``runner.log``.
+
+    Args:
+        state: the state to fold into (usually empty: the whole log is replayed first).
+        events_path: the run's ``events.jsonl``.
+        runner: the dashboard's runner control for this run.
+        post: called from this thread with every new state (``post_message`` in the app).
+        cancelled: polled between reads; the loop ends once it returns True.
+        interval: seconds between polls.
+        clock: wall clock, for the time of a discovered crash.
+    """
+    follower = EventFollower(events_path)
+    watched = None
+    reported = False
+    suspect = 0
+    first = True
+    while not cancelled():
+        events, bad = follower.read_new()
+        changed = bool(events or bad)
+        if changed:
+            state = runstate.fold(state, events, bad)
+        process = runner.process
+        if process is not watched:
+            watched, reported = process, False
+        code = runner.poll()
+        if code is not None and not reported:
+            reported = True
+            # Catch the last lines it wrote before telling its exit.
+            more, more_bad = follower.read_new()
+            if more or more_bad:
+                state = runstate.fold(state, more, more_bad)
+            level = "info" if code in (0, 130, 143) else ("warning" if code == 1 else "error")
+            state = runstate.note(state, level, f"runner exited with code {code}", clock())
+            if code not in (0, 1, 130, 143) and state.running_stage() is None:
+                for line in runner.log_tail(10):
+                    state = runstate.note(state, "info", f"  | {line}", clock())
+            changed = True
+        if state.running_stage() is not None and not events and not runner.is_busy():
+            # One more empty poll after the lock is free: a runner flushes its last events before
+            # it lets go of the lock, so a stage still running now has lost its runner.
+            suspect += 1
+            if suspect >= 2:
+                reason = (f"runner exited with code {code} without finishing the stage" if code is not None
+                          else "runner is gone (no process holds the run's lock)")
+                state = runstate.runner_lost(state, reason, runner.log_tail(), clock())
+                changed = True
+                suspect = 0
+        else:
+            suspect = 0
+        if changed or first:
+            post(state)
+            first = False
+        time.sleep(interval)

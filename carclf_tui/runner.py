@@ -1,0 +1,111 @@
+"""Starting, watching and stopping the headless runner that does a run's work for the dashboard.
+
+The dashboard never runs a stage itself (that would pull TensorFlow into the UI process): it starts
+``carclf-tui --resume RUN --stage NAME ... --plain`` as a child in its own session, so the child
+survives the dashboard quitting or an SSH connection dropping, and sends its output to
+``runner.log`` in the run directory. A stop is SIGINT: the runner stops at the next batch and keeps
+what it finished. A runner started by an earlier dashboard is found through the run's lock file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from carclf_core.runs import LOCK_FILE, RunDir
+
+LOG_FILE = "runner.log"
+
+RunnerCommand = Callable[[RunDir, Sequence[str]], list[str]]
+"""Builds the child's command line from the run and the stage names (injectable for tests)."""
+
+
+def default_command(run: RunDir, stages: Sequence[str]) -> list[str]:
+    """The headless runner on ``run`` for ``stages``, with the same Python as the dashboard."""
+    command = [sys.executable, "-m", "carclf_tui.cli", "--resume", str(Path(run.path).resolve()), "--plain"]
+    for name in stages:
+        command += ["--stage", name]
+    return command
+
+
+class RunnerBusy(RuntimeError):
+    """A runner is already working on this run."""
+
+
+class Runner:
+    """The child process doing a run's stages, or the one an earlier dashboard left running."""
+
+    def __init__(self, run: RunDir, command: RunnerCommand = default_command):
+        self.run = run
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self.stages: tuple[str, ...] = ()
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.run.path) / LOG_FILE
+
+    def start(self, stages: Sequence[str]) -> int:
+        """Start the runner on ``stages``; returns its pid.
+
+        Raises:
+            RunnerBusy: our child is still running, or another process holds the run's lock.
+        """
+        if self.own_child_alive() or self.run.is_locked():
+            raise RunnerBusy(f"{self.run.name}: a runner is already working on this run")
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- carclf-tui runner: {' '.join(stages)}\n".encode())
+            log.flush()
+            # Its own session: a Ctrl-C or hang-up in the dashboard's terminal does not reach it.
+            self.process = subprocess.Popen(self.command(self.run, list(stages)), stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.stages = tuple(stages)
+        return self.process.pid
+
+    def own_child_alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def poll(self) -> int | None:
+        """Our child's exit code once it has exited (and reaps it); None while it runs or if none."""
+        return None if self.process is None else self.process.poll()
+
+    def is_busy(self) -> bool:
+        """True while our child runs or any process holds the run's lock."""
+        return self.own_child_alive() or self.run.is_locked()
+
+    def lock_holder(self) -> int | None:
+        """The pid written in the run's lock file while the lock is held."""
+        if not self.run.is_locked():
+            return None
+        try:
+            return int((Path(self.run.path) / LOCK_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> bool:
+        """Ask the runner to stop (SIGINT); returns False when there is nothing to stop."""
+        pid = self.process.pid if self.own_child_alive() else self.lock_holder()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signal.SIGINT)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def log_tail(self, lines: int = 15) -> list[str]:
+        """The last ``lines`` lines of ``runner.log`` (what a crashed runner said last)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - 16384))
+                data = handle.read()
+        except OSError:
+            return []
+        text = data.decode("utf-8", "replace").splitlines()
+        return [line for line in text if line.strip()][-lines:]

@@ -1,0 +1,166 @@
+"""A recorded run directory made of synthetic but well-formed events, without running anything.
+
+Used by the dashboard's tests, the screenshot script and the benchmark, so they can replay a full
+run (index, prefilter, split, train with batches, patience and confusion, evaluate) deterministically
+and without TensorFlow. Events are built as the real stages build them and written with
+``events.to_json``; timestamps start at a fixed time so drawings do not depend on the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from carclf_core import config as config_mod
+from carclf_core import events as ev
+from carclf_core.runs import RunDir, write_json_atomic, write_text_atomic
+
+T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: fixed, so recorded durations and times never change
+CLASSES = ("Audi A4", "Ford F-150", "Land Rover Range Rover", "Volkswagen Golf", "Chevrolet Corvette",
+           "Mercedes-Benz Sprinter", "Volvo V90", "BMW 4 Series")
+
+
+class _Clock:
+    def __init__(self, start: float = T0):
+        self.t = start
+
+    def __call__(self, step: float = 0.0) -> float:
+        self.t += step
+        return self.t
+
+
+def make_run_dir(root: Path, name: str = "20260101-120000-demo", config: config_mod.Config | None = None) -> RunDir:
+    """A run folder with a resolved ``config.yaml`` and an empty ``state.json``, at a fixed name."""
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    run = RunDir(path)
+    write_text_atomic(run.config_path, config_mod.dump(config or config_mod.Config()))
+    write_json_atomic(run.state_path, {"stages": {}, "created": T0})
+    return run
+
+
+def training_events(clock: _Clock, epochs: int, steps: int, planned: int | None = None, patience: int = 4,
+                    classes: tuple[str, ...] = CLASSES, batch_size: int = 32,
+                    seed: int = 0) -> Iterator[ev.Event]:
+    """The events of a train stage of ``epochs`` epochs of ``steps`` batches each."""
+    rng = random.Random(seed)
+    planned = planned or epochs
+    best, best_epoch, wait = None, None, 0
+    n = len(classes)
+    for epoch in range(1, epochs + 1):
+        yield ev.EpochStarted(t=clock(0.01), epoch=epoch, epochs=planned, steps=steps,
+                              phase="warmup" if epoch == 1 else "finetune")
+        for step in range(1, steps + 1):
+            progress = epoch - 1 + step / steps
+            loss = 2.0 * math.exp(-progress / 3) + 0.1 + rng.random() * 0.08
+            acc = min(0.99, 1 - loss / 2.2)
+            yield ev.BatchEnded(t=clock(0.05), epoch=epoch, step=step, steps=steps, loss=loss, accuracy=acc,
+                                images_per_s=640.0 + rng.random() * 20, eta_s=(steps - step) * 0.05)
+        loss = 2.0 * math.exp(-epoch / 3) + 0.12
+        val_loss = 2.0 * math.exp(-epoch / 3.5) + 0.25 + (0.05 * (epoch - 8) if epoch > 8 else 0.0)
+        metrics = {"loss": loss, "categorical_accuracy": min(0.99, 1 - loss / 2.2),
+                   "top5": min(0.999, 1 - loss / 6), "val_loss": val_loss,
+                   "val_categorical_accuracy": min(0.98, 1 - val_loss / 2.2), "val_top5": min(0.995, 1 - val_loss / 6)}
+        yield ev.EpochEnded(t=clock(0.5), epoch=epoch, epochs=planned, metrics=metrics,
+                            learning_rate=1e-3 if epoch == 1 else 1e-4, duration_s=steps * 0.05 + 0.5,
+                            images_per_s=640.0, eta_s=(planned - epoch) * (steps * 0.05 + 0.5))
+        if best is None or val_loss < best:
+            best, best_epoch, wait = val_loss, epoch, 0
+        else:
+            wait += 1
+        yield ev.PatienceChanged(t=clock(), epoch=epoch, wait=wait, patience=patience, best=best,
+                                 best_epoch=best_epoch, monitor="val_loss")
+        # A confusion matrix that sharpens as training goes on.
+        strength = min(0.95, 0.3 + 0.08 * epoch)
+        matrix = tuple(tuple(int(round(40 * strength)) if i == j else int(round(40 * (1 - strength) / (n - 1)
+                                                                                 * (2 if j == (i + 1) % n else 0.5)))
+                             for j in range(n)) for i in range(n))
+        yield ev.ConfusionReady(t=clock(), epoch=epoch, classes=classes, matrix=matrix, split="val",
+                                sample=sum(map(sum, matrix)))
+
+
+def write_scores(run: RunDir, count: int = 400, seed: int = 1) -> list[float]:
+    """A ``prefilter/scores.csv`` in the format ``carclf_core.prefilter.load_scores`` reads."""
+    rng = random.Random(seed)
+    folder = Path(run.path) / "prefilter"
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "path,status,reason,car_prob,top5," + ",".join(f"k{i}" for i in range(1, 11))
+    lines, probs = [header], []
+    for i in range(count):
+        # Mostly confident cars, a tail of interiors and close-ups near zero.
+        prob = round(min(1.0, max(0.0, rng.betavariate(5, 1) if i % 6 else rng.betavariate(1, 6))), 6)
+        probs.append(prob)
+        top = [656 if prob > 0.5 else 500 + (i % 7)] + [800 + k for k in range(9)]
+        lines.append(f"img_{i:04d}.jpg,scored,,{prob},{'|'.join(map(str, top[:5]))},{','.join(map(str, top))}")
+    (folder / "scores.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return probs
+
+
+def run_events(epochs: int = 12, steps: int = 40, planned: int | None = None, finished: bool = True,
+               scores: list[float] | None = None, threshold: float = 0.1) -> Iterator[ev.Event]:
+    """The whole event stream of a run; with ``finished=False`` it stops inside training."""
+    clock = _Clock()
+    names = ("index", "prefilter", "split", "train", "evaluate")
+    yield ev.RunStarted(t=clock(), run_dir="runs/20260101-120000-demo", stages=names, pid=4242)
+    yield ev.StageStarted(t=clock(0.01), stage="index")
+    for done in (200, 400, 596):
+        yield ev.StageProgress(t=clock(0.15), stage="index", done=done, total=596, rate=1350.0, eta_s=0.1)
+    for file, reason in (("Audi_A4_e00.jpg", "empty file"), ("Audi_A4_t00.jpg", "truncated image"),
+                         ("Audi_A4_2019_only-four-fields.jpg", "file name: expected 17 fields, found 4")):
+        yield ev.LogLine(t=clock(0.01), level="warning", message=f"rejected: {reason}", stage="index", file=file)
+    yield ev.StageFinished(t=clock(0.01), stage="index", duration_s=0.5,
+                           summary="592 images in 8 classes, 4 rejected")
+    yield ev.StageStarted(t=clock(0.01), stage="prefilter", total=592)
+    probs = scores or [0.9] * 500 + [0.02] * 92
+    kept = sum(p > threshold for p in probs)
+    for done in (200, 400, len(probs)):
+        part = probs[:done]
+        yield ev.StageProgress(t=clock(1.0), stage="prefilter", done=done, total=len(probs), rate=200.0,
+                               eta_s=(len(probs) - done) / 200, info={"kept": sum(p > threshold for p in part),
+                                                                       "scored": done})
+    edges = tuple(i / 20 for i in range(21))
+    counts = tuple(sum(1 for p in probs if edges[i] <= p < edges[i + 1] or (i == 19 and p == 1.0))
+                   for i in range(20))
+    yield ev.PrefilterHistogram(t=clock(), edges=edges, counts=counts, threshold=threshold, kept=kept,
+                                scored=len(probs))
+    above = sorted((p, i) for i, p in enumerate(probs) if p > threshold)[:4]
+    below = sorted(((p, i) for i, p in enumerate(probs) if p <= threshold), reverse=True)[:4]
+    yield ev.PrefilterExamples(t=clock(), kept=tuple((f"img_{i:04d}.jpg", p) for p, i in above),
+                               rejected=tuple((f"img_{i:04d}.jpg", p) for p, i in below))
+    yield ev.LogLine(t=clock(), level="info", message=f"{len(probs) - kept} pictures rejected as not a car",
+                     stage="prefilter")
+    yield ev.StageFinished(t=clock(0.01), stage="prefilter", duration_s=3.0,
+                           summary=f"{kept:,} / {len(probs):,} kept")
+    yield ev.StageStarted(t=clock(0.01), stage="split")
+    yield ev.StageFinished(t=clock(0.05), stage="split", duration_s=0.05,
+                           summary="8 classes: 416 train / 88 val / 88 test")
+    yield ev.StageStarted(t=clock(0.01), stage="train", total=planned or epochs)
+    yield from training_events(clock, epochs, steps, planned)
+    if not finished:
+        return
+    yield ev.StageFinished(t=clock(0.1), stage="train", duration_s=clock.t - T0 - 4.0,
+                           summary=f"{epochs} epochs, best val_loss at epoch {min(epochs, 8)}")
+    yield ev.StageStarted(t=clock(0.01), stage="evaluate")
+    yield ev.StageFinished(t=clock(2.0), stage="evaluate", duration_s=2.0, summary="test accuracy 0.871, top-5 0.990")
+    yield ev.RunFinished(t=clock(), status="done")
+
+
+def write_events(run: RunDir, events: Iterator[ev.Event] | list[ev.Event]) -> int:
+    """Append ``events`` to the run's ``events.jsonl``; returns how many."""
+    count = 0
+    with open(run.events_path, "a", encoding="utf-8") as handle:
+        for event in events:
+            handle.write(ev.to_json(event) + "\n")
+            count += 1
+    return count
+
+
+def write_sample_run(root: Path, name: str = "20260101-120000-demo", epochs: int = 12, steps: int = 40,
+                     planned: int | None = None, finished: bool = True) -> RunDir:
+    """A complete recorded run (with stored prefilter scores) under ``root``."""
+    run = make_run_dir(root, name)
+    probs = write_scores(run)
+    write_events(run, run_events(epochs, steps, planned, finished, scores=probs))
+    return run

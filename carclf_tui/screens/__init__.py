@@ -1,0 +1,1 @@
+"""The dashboard's screens: the main one, help, and the quit question."""

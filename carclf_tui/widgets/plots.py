@@ -1,0 +1,104 @@
+"""Plotext plots: training curves (per epoch, plus the current epoch's batches) and the prefilter histogram.
+
+Each widget owns one plot object (plotext's module-level API is global state) and draws it only on the
+UI thread, in ``render``. ``show`` replaces the data and asks for a repaint; it does nothing when the
+section of the state it draws has not changed, so a burst of events costs one redraw.
+"""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from carclf_core import runstate as rs
+
+# Keras names the accuracy after the metric object; accept the usual spellings.
+ACCURACY_KEYS = ("categorical_accuracy", "accuracy", "sparse_categorical_accuracy")
+
+
+def _metric(row: rs.EpochRow, names: tuple[str, ...], prefix: str = "") -> float | None:
+    for name in names:
+        value = row.metrics.get(prefix + name)
+        if value is not None:
+            return float(value)
+    return None
+
+
+class CurvePlot(PlotextPlot):
+    """Loss or accuracy per epoch for train and validation, with the running epoch's batch curve.
+
+    Epoch values sit at x = epoch; batch points of epoch ``e`` at x = e - 1 + step/steps, so the live
+    batch curve grows towards where the epoch's point will land.
+    """
+
+    DEFAULT_CSS = """
+    CurvePlot {
+        height: 1fr;
+        min-height: 6;
+    }
+    """
+
+    def __init__(self, metric: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.metric = metric
+        self._revision = -1
+
+    def show(self, state: rs.RunState) -> None:
+        if state.rev_training == self._revision:
+            return
+        self._revision = state.rev_training
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        names = ("loss",) if self.metric == "loss" else ACCURACY_KEYS
+        plt.title("loss" if self.metric == "loss" else "accuracy")
+        rows = state.epoch_rows
+        for prefix, label, marker in (("", "train", "braille"), ("val_", "val", "braille")):
+            points = [(r.epoch, v) for r in rows if (v := _metric(r, names, prefix)) is not None]
+            if points:
+                xs, ys = zip(*points)
+                plt.plot(list(xs), list(ys), label=label, marker=marker)
+        batch = state.batch
+        steps = batch.total_steps or (batch.last_step or 1)
+        values = batch.loss if self.metric == "loss" else batch.accuracy
+        points = [(batch.epoch - 1 + s / steps, v) for s, v in zip(batch.steps, values) if v is not None]
+        finished = rows[-1].epoch if rows else 0
+        if points and batch.epoch > finished:  # the running epoch only; a finished one has its point
+            xs, ys = zip(*points)
+            plt.plot(list(xs), list(ys), label=f"epoch {batch.epoch} batches", marker="dot")
+        if state.patience and state.patience.best_epoch and rows:
+            plt.vline(state.patience.best_epoch)
+        plt.xlabel("epoch")
+        self.refresh()
+
+
+class HistogramPlot(PlotextPlot):
+    """The prefilter's car-probability histogram with the threshold marked as a vertical line."""
+
+    DEFAULT_CSS = """
+    HistogramPlot {
+        height: 1fr;
+        min-height: 6;
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._key: tuple | None = None
+
+    def show(self, edges: tuple[float, ...], counts: tuple[int, ...], threshold: float | None) -> None:
+        key = (edges, counts, threshold)
+        if key == self._key:
+            return
+        self._key = key
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("car probability (summed over car classes)")
+        if counts and len(edges) == len(counts) + 1:
+            centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+            plt.bar(centres, list(counts), width=0.8 * (edges[1] - edges[0]) if len(edges) > 1 else 0.04)
+            plt.xlim(edges[0], edges[-1])
+        if threshold is not None:
+            plt.vline(threshold)
+        plt.xlabel(f"threshold {threshold:.2f}" if threshold is not None else "car probability")
+        self.refresh()

@@ -1,0 +1,90 @@
+"""The prefilter panel's text parts: progress and kept share, the threshold line, example files."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from carclf_core import runstate as rs
+
+from . import fmt
+
+
+def progress_text(state: rs.RunState, width: int = 60) -> Text:
+    stage = state.stages.get("prefilter")
+    text = Text()
+    if stage is None:
+        return Text("the prefilter stage is not part of this run (yet)", style="dim")
+    text.append("prefilter ", style="bold")
+    text.append(stage.status)
+    if stage.total:
+        text.append(f"  {stage.done:,} / {stage.total:,}  ")
+        text.append(fmt.bar(stage.done / stage.total, max(10, min(width - 40, 40))))
+    text.append(f"\nspeed {fmt.rate(stage.rate)}")
+    if stage.status == rs.RUNNING and stage.eta_s is not None:
+        text.append(f"  eta {fmt.duration(stage.eta_s)}")
+    kept, scored = stage.info.get("kept"), stage.info.get("scored")
+    if state.prefilter.kept is not None:
+        kept, scored = state.prefilter.kept, state.prefilter.scored
+    if kept is not None and scored:
+        text.append(f"   kept {kept:,} / {scored:,} ({fmt.share(kept, scored)})")
+    return text
+
+
+class PrefilterSummary(Static):
+    """Progress, speed and kept share, then the threshold being tried and its kept count."""
+
+    DEFAULT_CSS = """
+    PrefilterSummary {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def show(self, state: rs.RunState, threshold: float | None, trial: dict | None, pending: bool,
+             message: str = "") -> None:
+        text = progress_text(state, self.size.width or 60)
+        stored = state.prefilter.threshold
+        if threshold is not None:
+            text.append("\nthreshold ", style="bold")
+            text.append(f"{threshold:.2f}")
+            if stored is not None and abs(threshold - stored) > 1e-9:
+                text.append(f" (run used {stored:.2f})")
+            if pending:
+                text.append("  re-applying…", style="dim")
+            elif trial is not None:
+                text.append(f"  → kept {trial['kept']:,} / {trial['scored']:,} "
+                            f"({fmt.share(trial['kept'], trial['scored'])})", style="bold")
+            text.append("   [+/-] change  [w] save", style="dim")
+        if message:
+            text.append("\n" + message, style="yellow")
+        self.update(text)
+
+
+class ExamplesView(Static):
+    """Files just above and just below the threshold: where the rule is least sure."""
+
+    DEFAULT_CSS = """
+    ExamplesView {
+        width: 1fr;
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, side: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.side = side
+
+    def show(self, state: rs.RunState) -> None:
+        pairs = state.prefilter.kept_examples if self.side == "kept" else state.prefilter.rejected_examples
+        text = Text(f"{self.side} (near the threshold)\n", style="bold")
+        if not pairs:
+            text.append("none yet", style="dim")
+        width = max(10, (self.size.width or 40) - 10)
+        for path, prob in pairs:
+            name = str(path)
+            if len(name) > width:
+                name = "…" + name[-(width - 1):]
+            text.append(f"{prob:6.3f}  {name}\n")
+        self.update(text)

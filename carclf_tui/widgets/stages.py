@@ -1,0 +1,121 @@
+"""The stages panel: one row a stage (status, duration, one-line result) and the selected stage's detail."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from carclf_core import runstate as rs
+
+from . import fmt
+
+# Symbol and word both: the status must read without colour (NO_COLOR).
+STATUS_STYLE = {
+    rs.PENDING: ("·", "dim"),
+    rs.RUNNING: ("▶", "bold yellow"),
+    rs.DONE: ("✓", "green"),
+    rs.FAILED: ("✗", "bold red"),
+    rs.INTERRUPTED: ("■", "magenta"),
+}
+
+
+def status_text(stage: rs.StageState) -> Text:
+    symbol, style = STATUS_STYLE.get(stage.status, ("?", ""))
+    label = f"{symbol} {stage.status}"
+    if stage.status == rs.RUNNING and stage.total:
+        label += f" {100 * stage.done // max(stage.total, 1)}%"
+    return Text(label, style=style)
+
+
+def stage_duration(stage: rs.StageState, now: float) -> str:
+    if stage.status == rs.RUNNING and stage.started is not None:
+        return fmt.duration(max(0.0, now - stage.started))
+    return fmt.duration(stage.duration_s)
+
+
+class StagesTable(DataTable):
+    """The stages in run order; the cursor row is the stage the run keys act on."""
+
+    DEFAULT_CSS = """
+    StagesTable {
+        height: auto;
+        max-height: 12;
+    }
+    """
+
+    COLUMNS = ("stage", "status", "time", "result")
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
+
+    @property
+    def selected_stage(self) -> str | None:
+        if not self._order:
+            return None
+        return self._order[min(max(self.cursor_row, 0), len(self._order) - 1)]
+
+    def show(self, state: rs.RunState, now: float) -> None:
+        """Redraw from ``state``; rows are updated in place so the cursor stays put."""
+        if state.stage_order != self._order:
+            row = self.cursor_row
+            self.clear()
+            self._order = list(state.stage_order)
+            for name in self._order:
+                self.add_row(*self._cells(state.stages[name], now), key=name)
+            if self._order:
+                self.move_cursor(row=min(max(row, 0), len(self._order) - 1))
+            return
+        for name in self._order:
+            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now)):
+                self.update_cell(name, column, value, update_width=True)
+
+    @staticmethod
+    def _cells(stage: rs.StageState, now: float) -> tuple:
+        return (stage.name, status_text(stage), stage_duration(stage, now), stage.summary or progress_line(stage))
+
+
+def progress_line(stage: rs.StageState) -> str:
+    """``1,234 / 5,000  1,356 img/s  eta 0:03`` for a running stage, empty otherwise."""
+    if stage.status != rs.RUNNING or not stage.done:
+        return ""
+    total = f" / {stage.total:,}" if stage.total else ""
+    eta = f"  eta {fmt.duration(stage.eta_s)}" if stage.eta_s is not None else ""
+    return f"{stage.done:,}{total}  {fmt.rate(stage.rate)}{eta}"
+
+
+class StageDetail(Static):
+    """Progress, error and traceback of the selected stage."""
+
+    DEFAULT_CSS = """
+    StageDetail {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def show(self, stage: rs.StageState | None, now: float, width: int = 40) -> None:
+        if stage is None:
+            self.update("")
+            return
+        text = Text()
+        text.append(f"{stage.name}: ", style="bold")
+        text.append_text(status_text(stage))
+        took = stage_duration(stage, now)
+        if took:
+            text.append(f"  ({took})")
+        if stage.status == rs.RUNNING and stage.total:
+            text.append("\n" + fmt.bar(stage.done / stage.total, max(10, min(width - 4, 60))))
+        line = progress_line(stage)
+        if line:
+            text.append("\n" + line)
+        if stage.summary and stage.status != rs.RUNNING:
+            text.append("\n" + stage.summary)
+        if stage.status == rs.FAILED and stage.traceback:
+            text.append("\n\nlast lines:\n", style="bold red")
+            text.append("\n".join(stage.traceback.strip().splitlines()[-12:]), style="red")
+        self.update(text)
