@@ -35,11 +35,36 @@ class RunError(RuntimeError):
 
 # --- atomic writes -------------------------------------------------------------------------------
 
+TEMP_PREFIX = ".tmp-"
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file in ``path``'s folder, named ``.tmp-XXXX-<name>``: it ends with the whole
+    target name (Keras picks the format from endings such as ``.weights.h5``), and the prefix lets
+    :func:`remove_stale_temp_files` find what a killed writer left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{path.name}", dir=path.parent)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete temporary files of interrupted atomic writes under ``folder``; returns what it removed.
+
+    Only call this while holding the run's lock: a live writer's temporary file looks the same.
+    """
+    removed = []
+    for tmp in Path(folder).rglob(f"{TEMP_PREFIX}*"):
+        if tmp.is_file():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -65,8 +90,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a writer that wants a file name (pandas, Keras);
     rename it into place only when the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -230,6 +254,7 @@ class RunDir:
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
             handle.flush()
+            remove_stale_temp_files(self.path)
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

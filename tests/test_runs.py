@@ -83,3 +83,16 @@ def test_appending_after_a_torn_line_keeps_new_events_readable(tmp_path):
     assert [e.kind for e in log.events] == ["stage_started", "stage_interrupted"]
     assert log.bad_lines == [2]
     assert JsonlSink(path).torn_line is None
+
+
+def test_lock_removes_temp_files_a_killed_writer_left(tmp_path):
+    run = create_run(Config(run=RunConfig(root=str(tmp_path))))
+    with atomic_path(run.stage_dir("train") / "last.weights.h5") as tmp:
+        assert tmp.name.startswith(".tmp-") and tmp.name.endswith("-last.weights.h5")
+        tmp.write_bytes(b"partial")
+        stale = tmp.parent / tmp.name.replace(".tmp-", ".tmp-x")
+        stale.write_bytes(b"left by a kill")
+    assert stale.exists()
+    with run.lock():
+        pass
+    assert sorted(p.name for p in (run.path / "train").iterdir()) == ["last.weights.h5"]
