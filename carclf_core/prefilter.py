@@ -105,9 +105,11 @@ def apply_rule(scores: pd.DataFrame, rule: str, threshold: float, top_k: int,
             result = np.isin(top, classes).any(axis=1)
         elif all(c in scores.columns for c in PROB_COLUMNS):
             probs = scores[list(PROB_COLUMNS)].to_numpy(dtype=np.float32)
-            # a car class is in the top k when its probability reaches the k-th largest one
+            # a car class is in the top k when its probability reaches the k-th largest one (ties
+            # count) and is above zero: a class the model gives nothing is no prediction
             kth = np.partition(probs, NUM_CLASSES - top_k, axis=1)[:, NUM_CLASSES - top_k]
-            result = (probs[:, classes].max(axis=1) >= kth) & (kth > 0)
+            best_car = probs[:, classes].max(axis=1)
+            result = (best_car >= kth) & (best_car > 0)
         else:
             raise ValueError(f"scores table lacks the top-{top_k} columns the top_k rule needs")
     result = np.asarray(result, dtype=bool).reshape(n)
