@@ -8,6 +8,7 @@ the stage already wrote. Heavy modules (TensorFlow, Keras) are imported inside t
 from __future__ import annotations
 
 import dataclasses
+import errno
 import threading
 import time
 import traceback
@@ -183,6 +184,26 @@ def stage_names() -> tuple[str, ...]:
 
 # --- running -------------------------------------------------------------------------------------
 
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for a failed stage: a StageError's own words, plain words for a full disk."""
+    if isinstance(exc, StageError):
+        return str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:  # Keras and h5py wrap the OSError of a failed write
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL:
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return (f"disk full{where} ({cause.strerror}); files written before are intact, free space "
+                    f"and resume the run")
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if any(marker in text for marker in ("No space left", "File too large", "errno = 28", "errno = 27")):
+        return f"disk full ({text}); files written before are intact, free space and resume the run"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def run_stage(ctx: StageContext, name: str) -> str:
     """Run one stage, recording its outcome in events and ``state.json``.
 
@@ -203,7 +224,7 @@ def run_stage(ctx: StageContext, name: str) -> str:
         ctx.run.update_stage_state(name, status="interrupted", finished=time.time(), summary=reason)
         return "interrupted"
     except Exception as exc:  # a stage failure is reported, never re-raised into the runner
-        message = str(exc) if isinstance(exc, StageError) else f"{type(exc).__name__}: {exc}"
+        message = failure_message(exc)
         ctx.emit(StageFailed(stage=name, error=message, traceback=traceback.format_exc()))
         ctx.run.update_stage_state(name, status="failed", finished=time.time(), summary=message)
         return "failed"
