@@ -181,6 +181,8 @@ class ConfusionReady(Event):
     split: str = "val"
     sample: int = 0
     """Images the matrix was computed from."""
+    duration_s: float = 0.0
+    """Seconds spent predicting the sample and counting (the matrix's cost; 0 when not measured)."""
 
 
 @_register
