@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from carclf_core import runstate as rs
@@ -123,6 +123,7 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(ConfigView).load(self.app.run_dir.config_path)
+        self.query_one(StagesTable).focus()  # up/down pick the stage the run keys act on
         self.busy = self.app.runner.is_busy()
         self._draw()
         self.run_worker(self._follow, thread=True, name="follow events", group="follow", exclusive=True,
@@ -198,7 +199,12 @@ class MainScreen(Screen):
         self._draw_stages()
 
     @on(TabbedContent.TabActivated)
-    def _tab_changed(self) -> None:
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        # Focus the tab's main widget so arrows and page keys act on what is shown.
+        target = {"stages": StagesTable, "training": EpochTable, "log": LogView, "config": ConfigView}.get(
+            event.pane.id or "")
+        # Without a target, focus the tab bar: focus left behind in a hidden pane would switch back to it.
+        self.query_one(target or Tabs).focus()
         self.refresh_bindings()
 
     # --- actions ---------------------------------------------------------------------------------

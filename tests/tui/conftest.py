@@ -1,0 +1,87 @@
+"""Fixtures for the dashboard tests: recorded runs, a fake runner, and a helper to wait on the app."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from carclf_core import config as config_mod
+from carclf_core.runs import RunDir
+from carclf_tui.app import CarclfApp
+from carclf_tui.sample_run import T0, make_run_dir, write_sample_run
+
+FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
+STAGES = ("index", "prefilter", "split", "train", "evaluate")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Run this folder's ``async def`` tests with ``asyncio.run`` (no async plugin is required)."""
+    for item in items:
+        function = getattr(item, "obj", None)
+        if inspect.iscoroutinefunction(function):
+            item.obj = _sync(function)
+
+
+def _sync(function):
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        return asyncio.run(function(*args, **kwargs))
+
+    return run
+
+
+def fake_command(mode: str = "hang") -> Callable[[RunDir, list[str]], list[str]]:
+    """A runner command that starts :mod:`fake_runner` instead of the real pipeline."""
+    return lambda run, stages: [sys.executable, str(FAKE_RUNNER), "--mode", mode, str(run.path), *stages]
+
+
+def make_app(run: RunDir, mode: str = "hang", **kwargs) -> CarclfApp:
+    kwargs.setdefault("stage_order", STAGES)
+    kwargs.setdefault("poll_interval", 0.05)
+    return CarclfApp(run, config_mod.Config(), runner_command=fake_command(mode), **kwargs)
+
+
+async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the app run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+        await pilot.pause(0.05)
+
+
+def frozen_clock() -> float:
+    return T0 + 100.0
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path) -> RunDir:
+    """A recorded, finished run of all five stages (12 epochs of 40 batches) with stored prefilter scores."""
+    return write_sample_run(tmp_path / "runs")
+
+
+@pytest.fixture
+def empty_run(tmp_path: Path) -> RunDir:
+    """A new run with nothing done yet."""
+    return make_run_dir(tmp_path / "runs", "20260101-130000-fresh")
+
+
+@pytest.fixture
+def reap():
+    """Collects runner pids a test leaves behind and makes sure they are gone afterwards."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,294 @@
+"""Pilot tests: the real dashboard against recorded event logs and a fake runner process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from carclf_core import events as ev
+from carclf_tui.sample_run import write_events
+from carclf_tui.screens.help import HelpScreen
+from carclf_tui.screens.main import MainScreen
+from carclf_tui.screens.quit import QuitScreen
+from carclf_tui.widgets.confusion import ConfusionView
+from carclf_tui.widgets.logview import LogView
+from carclf_tui.widgets.prefilter import PrefilterSummary
+from carclf_tui.widgets.stages import StageDetail, StagesTable
+from carclf_tui.widgets.training import EpochTable, TrainingStats
+
+from .conftest import frozen_clock, make_app, wait_until
+
+
+def cell(table: StagesTable, stage: str, column: str) -> str:
+    value = table.get_cell(stage, column)
+    return value.plain if isinstance(value, Text) else str(value)
+
+
+def rendered(widget) -> str:
+    """The text a Static-like widget shows now."""
+    content = widget.render()
+    return content.plain if hasattr(content, "plain") else str(content)
+
+
+async def show_tab(pilot, key: str) -> None:
+    """Press a tab's number key and wait until that tab is the active one."""
+    name = ("stages", "training", "confusion", "prefilter", "log", "config")[int(key) - 1]
+    await pilot.press(key)
+    await wait_until(pilot, lambda: pilot.app.screen.query_one("#tabs").active == name)
+    await pilot.pause()
+
+
+def log_text(app) -> str:
+    return "\n".join(strip.text for strip in app.screen.query_one(LogView).lines)
+
+
+async def test_attach_replays_a_finished_run(finished_run) -> None:
+    app = make_app(finished_run, clock=frozen_clock)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, MainScreen)
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await pilot.pause()
+        table = screen.query_one(StagesTable)
+        assert [cell(table, n, "status") for n in ("index", "prefilter", "train")] == ["✓ done"] * 3
+        assert cell(table, "index", "result") == "592 images in 8 classes, 4 rejected"
+        assert cell(table, "prefilter", "result") == f"{screen.state.prefilter.kept:,} / 400 kept"
+        await show_tab(pilot, "2")
+        assert screen.query_one(EpochTable).row_count == 12
+        stats = rendered(screen.query_one(TrainingStats))
+        assert "patience" in stats and "best val_loss" in stats and "at epoch 9" in stats
+        assert "640 img/s" in stats and "run ETA finished" in stats
+        await show_tab(pilot, "5")
+        log = log_text(app)
+        assert "rejected: truncated image" in log and "Audi_A4_t00.jpg" in log
+
+
+async def test_run_key_launches_the_selected_stage_and_stop_interrupts_it(empty_run, reap) -> None:
+    app = make_app(empty_run, mode="hang")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("down", "r")  # the second stage: prefilter
+        reap.append(app.runner.process.pid)
+        await wait_until(pilot, lambda: screen.state.stages["prefilter"].status == "running")
+        assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "prefilter"
+        assert screen.busy and screen.check_action("run_stage", ()) is None  # greyed out while running
+        await wait_until(pilot, lambda: screen.state.stages["prefilter"].done > 0)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: screen.state.stages["prefilter"].status == "interrupted")
+        await wait_until(pilot, lambda: app.runner.poll() is not None)
+        assert app.runner.poll() == 130
+        await wait_until(pilot, lambda: "runner exited with code 130" in log_text(app) or
+                         any("code 130" in e.message for e in screen.state.log))
+        assert "interrupted" in cell(screen.query_one(StagesTable), "prefilter", "status")
+
+
+async def test_run_all_from_the_selected_stage(empty_run, reap) -> None:
+    app = make_app(empty_run, mode="finish")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("down", "down", "down", "a")  # train, then evaluate
+        reap.append(app.runner.process.pid)
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "train evaluate"
+        assert [screen.state.stages[n].status for n in ("index", "train", "evaluate")] == \
+            ["pending", "done", "done"]
+        assert cell(screen.query_one(StagesTable), "evaluate", "result") == "fake evaluate done"
+
+
+async def test_a_crashed_runner_shows_the_stage_failed_with_its_last_lines(empty_run, reap) -> None:
+    app = make_app(empty_run, mode="crash")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("r")
+        reap.append(app.runner.process.pid)
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "failed")
+        stage = screen.state.stages["index"]
+        assert "code 3" in stage.error
+        assert "simulated crash in index" in stage.traceback
+        await pilot.pause()
+        assert "simulated crash in index" in rendered(screen.query_one(StageDetail))
+
+
+async def test_quit_while_running_can_leave_the_stage_running(empty_run, reap) -> None:
+    app = make_app(empty_run, mode="hang")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("r")
+        pid = app.runner.process.pid
+        reap.append(pid)
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("escape")  # stay
+        await wait_until(pilot, lambda: app.screen is screen)
+        await pilot.press("q", "l")  # leave it running
+        await pilot.pause()
+    assert app.return_code == 0
+    assert app.runner.process.poll() is None, "the runner must survive the dashboard"
+    os.kill(pid, signal.SIGINT)
+    assert app.runner.process.wait(timeout=10) == 130
+
+
+async def test_quit_and_stop_sends_sigint(empty_run, reap) -> None:
+    app = make_app(empty_run, mode="hang")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("r")
+        reap.append(app.runner.process.pid)
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("s")
+    assert app.runner.process.wait(timeout=10) == 130
+    events = [json.loads(line)["kind"] for line in Path(empty_run.events_path).read_text().splitlines()]
+    assert "stage_interrupted" in events
+
+
+async def test_reattach_shows_the_history_of_a_run_left_running(empty_run, reap) -> None:
+    first = make_app(empty_run, mode="hang")
+    async with first.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: first.screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("r")
+        reap.append(first.runner.process.pid)
+        await wait_until(pilot, lambda: first.screen.state.stages["index"].done >= 5)
+    # A second dashboard (after an SSH drop, say) sees the running stage and can stop it through the lock.
+    second = make_app(empty_run, mode="hang")
+    async with second.run_test(size=(100, 30)) as pilot:
+        screen = second.screen
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
+        assert screen.state.stages["index"].done >= 5
+        await wait_until(pilot, lambda: screen.busy)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "interrupted")
+    assert first.runner.process.wait(timeout=10) == 130
+
+
+async def test_malformed_event_lines_are_skipped_and_reported(empty_run) -> None:
+    write_events(empty_run, [ev.StageStarted(stage="index", t=1.0)])
+    with open(empty_run.events_path, "a") as handle:
+        handle.write("{this is not json\n")
+    write_events(empty_run, [ev.StageFinished(stage="index", duration_s=1.0, summary="ok", t=2.0)])
+    app = make_app(empty_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.stages["index"].status == "done")
+        assert screen.state.bad_lines == 1
+        await show_tab(pilot, "5")
+        assert "events.jsonl line 2: malformed, skipped" in log_text(app)
+
+
+async def test_threshold_keys_reapply_to_the_stored_scores(finished_run) -> None:
+    pytest.importorskip("carclf_core.prefilter")
+    scores = [float(line.split(",")[3]) for line in
+              (Path(finished_run.path) / "prefilter" / "scores.csv").read_text().splitlines()[1:]]
+    app = make_app(finished_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await show_tab(pilot, "4")
+        assert screen.check_action("threshold", (0.05,)) is True
+        await pilot.press("plus", "plus")
+        await wait_until(pilot, lambda: screen.trial is not None and not screen.trial_pending)
+        assert screen.threshold == pytest.approx(0.2)
+        expected = sum(p > 0.2 for p in scores)
+        assert screen.trial["kept"] == expected and expected != screen.state.prefilter.kept
+        assert f"kept {expected:,} / 400" in rendered(screen.query_one(PrefilterSummary))
+        assert not (Path(finished_run.path) / "prefilter" / "rule.json").exists()
+        await pilot.press("w")
+        await wait_until(pilot, lambda: "saved" in screen.prefilter_message)
+        rule = json.loads((Path(finished_run.path) / "prefilter" / "rule.json").read_text())
+        assert rule["threshold"] == pytest.approx(0.2) and rule["kept"] == expected
+
+
+async def test_threshold_keys_only_on_the_prefilter_tab(finished_run) -> None:
+    app = make_app(finished_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await pilot.press("plus")
+        await pilot.pause()
+        assert screen.threshold in (None, 0.1) and screen.check_action("threshold", (0.05,)) is False
+
+
+async def test_confusion_view_cycles(finished_run) -> None:
+    pytest.importorskip("carclf_core.heatmap")
+    app = make_app(finished_run)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.confusion is not None and screen.state.run_status == "done")
+        await show_tab(pilot, "3")
+        view = screen.query_one(ConfusionView)
+        assert "heatmap · epoch 12" in rendered(view)
+        await pilot.press("v")
+        await pilot.pause()
+        assert view.mode == "most confused" and "->" in rendered(view)
+        await pilot.press("v")
+        await pilot.pause()
+        assert view.mode == "per class" and "recall" in rendered(view) and "Volvo V90" in rendered(view)
+
+
+async def test_help_screen_lists_every_key(finished_run) -> None:
+    app = make_app(finished_run)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        keys = dict(app.screen.bindings)
+        for key in ("r", "a", "s", "n", "v", "+", "-", "w", "?", "q", "1"):
+            assert key in keys, key
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_80x24_renders_every_tab_and_resizes_live(finished_run) -> None:
+    app = make_app(finished_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        assert screen.has_class("-narrow")
+        for tab in "123456":
+            await show_tab(pilot, tab)
+        await show_tab(pilot, "2")
+        assert screen.query_one(EpochTable).size.height >= 5
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        assert screen.has_class("-wide") and screen.query_one("#train-bottom").size.height == 14
+
+
+async def test_new_run_key_opens_a_fresh_run(finished_run, monkeypatch, tmp_path) -> None:
+    from carclf_core import config as config_mod
+
+    app = make_app(finished_run)
+    app.config = config_mod.from_dict({"run": {"root": str(tmp_path / "fresh"), "name": "again"}})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.screen.state.run_status == "done")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.run_dir.name.endswith("-again") and isinstance(app.screen, MainScreen))
+        await pilot.pause(0.3)
+        assert app.screen.state.run_status == "pending"
+        assert all(s.status == "pending" for s in app.screen.state.stages.values())
+
+
+async def test_fast_event_stream_is_coalesced(empty_run) -> None:
+    """Thousands of batch events arriving at once end in a handful of redraws, not thousands."""
+    from carclf_tui.sample_run import _Clock, training_events
+
+    app = make_app(empty_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        updates = []
+        original = screen._draw
+        screen._draw = lambda: (updates.append(1), original())
+        write_events(empty_run, training_events(_Clock(), epochs=5, steps=1000))
+        await wait_until(pilot, lambda: len(screen.state.epoch_rows) == 5)
+        assert screen.state.revision > 5000
+        assert len(updates) < 20
