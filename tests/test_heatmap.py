@@ -1,0 +1,98 @@
+"""The ASCII confusion heatmap and the confusion-matrix summaries (pure numpy, no TensorFlow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from carclf_core import heatmap
+
+
+def noisy_matrix(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    m = rng.poisson(0.2, (n, n))
+    m[np.arange(n), np.arange(n)] += rng.integers(5, 30, n)
+    return m
+
+
+@pytest.mark.parametrize("n", [3, 30, 300])
+@pytest.mark.parametrize("box", [(80, 24), (40, 12), (200, 60), (12, 5)])
+def test_render_fits_its_box(n, box):
+    width, height = box
+    classes = [f"Make{i}_Model with a long name {i}" for i in range(n)]
+    lines = heatmap.render(noisy_matrix(n), classes, width, height)
+    assert 1 <= len(lines) <= height
+    assert all(len(line) <= width for line in lines), [len(l) for l in lines]
+
+
+def test_small_matrix_shows_every_class_and_the_legend():
+    classes = ["Audi_A4", "BMW_3", "Ford_F-150"]
+    m = np.array([[9, 0, 2], [0, 7, 0], [5, 0, 6]])
+    lines = heatmap.render(m, classes, 60, 10)
+    assert len(lines) == 5  # ruler, 3 rows, legend
+    assert "0[" in lines[-1] and "]5+" in lines[-1]
+    body = lines[1:4]
+    assert body[0].startswith("1 Audi_A4") and body[2].startswith("3 Ford_F-150")
+    grid = [line.split("|", 1)[1] for line in body]
+    # clipped at 5: 9, 7, 6 and 5 share the densest shade; 2 is lighter; 0 is blank
+    assert grid[0][0] == grid[1][1] == grid[2][0] == grid[2][2] == heatmap.SHADES[-1]
+    assert grid[0][2] not in (" ", heatmap.SHADES[-1]) and grid[0][1] == " "
+    assert not any("blocks" in line for line in lines)
+
+
+def test_many_classes_are_aggregated_into_blocks_and_say_so():
+    n = 300
+    m = np.zeros((n, n), dtype=int)
+    m[np.arange(n), np.arange(n)] = 10
+    m[250, 10] = 4  # one confusion far off the diagonal
+    lines = heatmap.render(m, [f"c{i}" for i in range(n)], 80, 24)
+    note = [line for line in lines if "blocks" in line]
+    assert note and "300 classes" in note[0]
+    grid = [line.split("|", 1)[1] for line in lines[1:] if "|" in line]
+    cells = len(grid)
+    assert cells < n and all(len(row) == cells for row in grid)
+    # the diagonal blocks are dense, the confusion shows in its block, the rest is blank
+    assert all(grid[i][i] == heatmap.SHADES[-1] for i in range(cells))
+    row, col = 250 * cells // n, 10 * cells // n
+    assert grid[row][col] not in (" ", heatmap.SHADES[-1])
+    blank = sum(ch == " " for r in grid for ch in r)
+    assert blank == cells * cells - cells - 1
+
+
+def test_most_confused_sorted_by_count_then_names():
+    classes = ["a", "b", "c"]
+    m = np.array([[5, 2, 3], [3, 4, 0], [1, 3, 9]])
+    assert heatmap.most_confused(m, classes) == [("a", "c", 3), ("b", "a", 3), ("c", "b", 3), ("a", "b", 2),
+                                                 ("c", "a", 1)]
+    assert heatmap.most_confused(m, classes, k=2, min_count=3) == [("a", "c", 3), ("b", "a", 3)]
+
+
+def test_per_class_metrics_by_hand():
+    classes = ["a", "b", "c"]
+    m = np.array([[5, 2, 3], [3, 4, 0], [0, 0, 0]])
+    rows = heatmap.per_class_metrics(m, classes)
+    a, b, c = rows
+    assert a[0] == "a" and a[1] == pytest.approx(5 / 8) and a[2] == pytest.approx(5 / 10)
+    assert a[3] == pytest.approx(2 * (5 / 8) * 0.5 / (5 / 8 + 0.5)) and a[4] == 10
+    assert b[1] == pytest.approx(4 / 6) and b[2] == pytest.approx(4 / 7) and b[4] == 7
+    assert c[1:] == (0.0, 0.0, 0.0, 0)  # never predicted, no support: zero, not NaN
+    summary = heatmap.summary_metrics(m)
+    assert summary["accuracy"] == pytest.approx(9 / 17)
+    assert summary["balanced_accuracy"] == pytest.approx((0.5 + 4 / 7) / 2)  # classes with support only
+
+
+def test_rejects_a_non_square_matrix_and_mismatched_names():
+    with pytest.raises(ValueError, match="square"):
+        heatmap.render(np.zeros((2, 3)), ["a", "b"], 40, 10)
+    with pytest.raises(ValueError, match="class names"):
+        heatmap.render(np.zeros((2, 2)), ["a"], 40, 10)
+
+
+def test_heatmap_imports_no_tensorflow_or_ui():
+    code = ("import sys, carclf_core.heatmap; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'textual', 'rich') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
