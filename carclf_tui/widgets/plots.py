@@ -98,6 +98,8 @@ class HistogramPlot(PlotextPlot):
             centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
             plt.bar(centres, list(counts), width=0.8 * (edges[1] - edges[0]) if len(edges) > 1 else 0.04)
             plt.xlim(edges[0], edges[-1])
+            ticks = [edges[0] + (edges[-1] - edges[0]) * k / 4 for k in range(5)]
+            plt.xticks(ticks, [f"{t:.2f}" for t in ticks])
         if threshold is not None:
             plt.vline(threshold)
         plt.xlabel(f"threshold {threshold:.2f}" if threshold is not None else "car probability")

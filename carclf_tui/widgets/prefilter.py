@@ -19,7 +19,7 @@ def progress_text(state: rs.RunState, width: int = 60) -> Text:
     text.append(stage.status)
     if stage.total:
         text.append(f"  {stage.done:,} / {stage.total:,}  ")
-        text.append(fmt.bar(stage.done / stage.total, max(10, min(width - 40, 40))))
+        text.append(fmt.bar(stage.done / stage.total, 30))
     text.append(f"\nspeed {fmt.rate(stage.rate)}")
     if stage.status == rs.RUNNING and stage.eta_s is not None:
         text.append(f"  eta {fmt.duration(stage.eta_s)}")
@@ -77,6 +77,16 @@ class ExamplesView(Static):
         self.side = side
 
     def show(self, state: rs.RunState) -> None:
+        self._state = state
+        self._redraw()
+
+    def on_resize(self) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
+        state = getattr(self, "_state", None)
+        if state is None:
+            return
         pairs = state.prefilter.kept_examples if self.side == "kept" else state.prefilter.rejected_examples
         text = Text(f"{self.side} (near the threshold)\n", style="bold")
         if not pairs:

@@ -109,7 +109,7 @@ class StageDetail(Static):
         if took:
             text.append(f"  ({took})")
         if stage.status == rs.RUNNING and stage.total:
-            text.append("\n" + fmt.bar(stage.done / stage.total, max(10, min(width - 4, 60))))
+            text.append("\n" + fmt.bar(stage.done / stage.total, 40))
         line = progress_line(stage)
         if line:
             text.append("\n" + line)

@@ -18,7 +18,7 @@ def patience_text(state: rs.RunState, width: int = 40) -> Text:
     if p is None:
         text.append("patience: no early-stopping report yet", style="dim")
         return text
-    cells = max(4, min(p.patience, width // 4, 24))
+    cells = max(4, min(p.patience, 24))
     text.append("patience ", style="bold")
     style = "green" if p.wait == 0 else ("yellow" if p.wait < p.patience - 1 else "bold red")
     text.append(fmt.bar(p.wait / max(p.patience, 1), cells), style=style)
