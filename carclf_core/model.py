@@ -184,11 +184,13 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes
 
 
 def build_frozen_base_model(model: keras.Model, base: keras.Model) -> keras.Model:
-    """A view of ``model`` whose backbone runs with ``training=False`` (head warm-up).
+    """A view of ``model`` whose backbone is called with ``training=False`` (head warm-up).
 
-    The keras-io transfer-learning recipe: with the base frozen *and* called in inference mode, its
+    The keras-io transfer-learning recipe: with the base frozen *and* in inference mode, its
     BatchNorm layers keep their statistics, so unfreezing later does not wreck what the base knows.
-    The returned model shares every layer (and weight) with ``model``.
+    (Keras 3's functional models let the outer ``training`` flag override the one given here, but a
+    BatchNormalization layer whose ``trainable`` is False always runs in inference mode, so freeze
+    the base with :func:`apply_freeze` first.) The returned model shares every layer with ``model``.
     """
     inputs = model.inputs[0]
     x = inputs
@@ -210,6 +212,8 @@ def apply_freeze(model: keras.Model, base: keras.Model, mode: str, patterns: Seq
     """
     model.trainable = True
     base.trainable = True
+    for layer in base.layers:
+        layer.trainable = True  # setting base.trainable does not undo an earlier per-layer freeze
     frozen = 0
     if mode == "base":
         base.trainable = False
