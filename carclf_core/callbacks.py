@@ -46,13 +46,16 @@ class EventCallback(keras.callbacks.Callback):
         total_epochs: the epochs of the whole run (both phases), for the run ETA.
         phase: ``warmup`` or ``finetune``, carried on EpochStarted.
         clock: a monotonic clock (tests may pass their own).
+        skip: returns True when the ending epoch must not be reported (cut short by a cancel).
     """
 
     def __init__(self, emit: Sink, batch_size: int, steps: int | None, train_images: int | None,
                  batch_events_per_second: float = 4.0, total_epochs: int | None = None,
-                 phase: str = "finetune", clock: Callable[[], float] = time.monotonic):
+                 phase: str = "finetune", clock: Callable[[], float] = time.monotonic,
+                 skip: Callable[[], bool] = lambda: False):
         super().__init__()
         self.emit = emit
+        self.skip = skip
         self.batch_size = batch_size
         self.steps = steps
         self.train_images = train_images
@@ -115,6 +118,8 @@ class EventCallback(keras.callbacks.Callback):
         train_time = max((self._train_end or now) - self._epoch_start, 1e-9)
         if self.steps is None:
             self.steps = self._steps_done  # cardinality is known after the first epoch
+        if self.skip():
+            return  # an epoch cut short by a cancel is not reported as finished
         self.epoch_durations.append(duration)
         recent = self.epoch_durations[-3:]
         eta = (self.epochs - self._epoch) * sum(recent) / len(recent) if self.epochs else None

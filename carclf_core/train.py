@@ -158,14 +158,18 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
     icfg = ctx.config.input
     input_shape = (icfg.height, icfg.width, 3)
     strategy = _distribution(tcfg.distribute)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    def scope():
+        # a fresh context each time: strategy.scope() objects cannot be entered twice
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
     state = cb.read_state(out)
     completed = int(state["completed_epochs"]) if state else 0
     history: list[dict[str, float]] = list(state.get("history", [])) if state else []
     already_done = bool(state and (state.get("stopped") or completed >= tcfg.epochs))
     warmup = tcfg.warmup_epochs
 
-    with scope:
+    with scope():
         model, base = model_mod.build_model(tcfg, input_shape, len(classes))
         resumed_full = False
         if state:
@@ -195,7 +199,8 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
 
     def phase_callbacks(phase: str, fit_model) -> list:
         events = cb.EventCallback(ctx.emit, icfg.batch_size, steps, n_train, tcfg.batch_events_per_second,
-                                  total_epochs=tcfg.epochs, phase=phase)
+                                  total_epochs=tcfg.epochs, phase=phase,
+                                  skip=lambda: stop.cut_epoch is not None)
         epoch_durations_ref.append(events.epoch_durations)
         checkpoint = cb.CheckpointCallback(out, model, es, phase, history, skip=lambda: stop.cut_epoch is not None,
                                            save_full=(phase == "finetune"))
@@ -209,7 +214,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
     started = time.monotonic()
     if not already_done and completed < warmup and base is not None:
         model_mod.apply_freeze(model, base, "base")
-        with scope:
+        with scope():
             warm = model_mod.build_frozen_base_model(model, base)
             model_mod.compile_model(warm, tcfg.learning_rate)
         warm.fit(ds_train, epochs=warmup, initial_epoch=completed, callbacks=phase_callbacks("warmup", warm),
@@ -230,7 +235,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
                 frozen = model_mod.apply_freeze(model, base, tcfg.freeze, tcfg.freeze_patterns)
                 if frozen:
                     ctx.log("info", f"train.freeze {tcfg.freeze}: {frozen} backbone layers frozen")
-            with scope:
+            with scope():
                 model_mod.compile_model(model, tcfg.learning_rate)
         model.fit(ds_train, epochs=tcfg.epochs, initial_epoch=completed, callbacks=phase_callbacks("finetune", model),
                   **fit_kwargs)
