@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from carclf_core.events import (BatchEnded, EpochEnded, Event, LogLine, PatienceChanged, RunFinished, RunStarted,
+from carclf_core import heatmap
+from carclf_core.events import (BatchEnded, ConfusionReady, EpochEnded, Event, LogLine, PatienceChanged, RunFinished, RunStarted,
                                 StageFailed, StageFinished, StageInterrupted, StageProgress, StageStarted)
 
 PLAIN_INTERVAL_S = 5.0
@@ -91,6 +92,9 @@ class ConsoleRenderer:
             if event.wait:
                 self._line(f"  early stopping: {event.wait}/{event.patience} epochs without a better "
                            f"{event.monitor} (best {event.best:.4f} at epoch {event.best_epoch})")
+        elif isinstance(event, ConfusionReady):
+            if event.split == "test":
+                self._confusion(event)
         elif isinstance(event, LogLine):
             self._log(event)
         elif isinstance(event, StageFinished):
@@ -132,6 +136,14 @@ class ConsoleRenderer:
             parts.append(f"{event.images_per_s:,.0f} img/s")
         parts.append(f"{event.duration_s:.1f}s")
         return "  " + "  ".join(parts)
+
+    def _confusion(self, event: ConfusionReady) -> None:
+        """The test split's confusion matrix as an ASCII heatmap (the per-epoch validation ones are
+        left to the dashboard: one a epoch would flood a log)."""
+        width = max(min(self.console.width, 120), 40)
+        self._line(f"  test confusion matrix ({event.sample} images):")
+        for line in heatmap.render(event.matrix, event.classes, width - 2, 40):
+            self._line("  " + line)
 
     def _log(self, event: LogLine) -> None:
         if event.level == "info":
