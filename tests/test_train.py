@@ -1,0 +1,209 @@
+"""Fine-tuning and evaluation end to end on the real demo drawings, at a tiny input size.
+
+One shared, module-scoped training run keeps the number of (slow) Keras graph builds small: a
+two-phase schedule (1 warm-up epoch with the base frozen, then fine-tuning) is cancelled after epoch
+2 the way SIGINT cancels it, resumed from its checkpoint, finished, then evaluated and exported.
+The tests below read what that run left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from carclf_core import config as config_mod
+from carclf_core import demo
+from carclf_core.events import (BatchEnded, ConfusionReady, EpochEnded, EpochStarted, PatienceChanged,
+                                StageFinished, StageInterrupted)
+from carclf_core.runs import create_run
+from carclf_core.stages import StageContext, run_stage
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 8
+PATIENCE = 3
+CANCEL_AFTER = 2
+
+
+def tiny_config(data_dir: Path, root: Path, **train) -> config_mod.Config:
+    base = demo.demo_overrides(data_dir)
+    base["prefilter"] = {"mode": "off"}
+    # batch 16: twice the steps an epoch, so BatchNorm statistics of a random-init backbone settle
+    base["input"] = {"height": 48, "width": 72, "batch_size": 16}
+    base["train"] = {**base["train"], "epochs": EPOCHS, "patience": PATIENCE, "warmup_epochs": 1,
+                     "confusion_sample": 40, "batch_events_per_second": 1000.0, **train}
+    base["run"] = {"root": str(root), "name": "t"}
+    return config_mod.from_dict(base)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    data = demo.ensure_demo_data(tmp / "demo")
+    config = tiny_config(data, tmp / "runs")
+    run = create_run(config)
+    setup: list = []
+    ctx = StageContext(config=config, run=run, emit=setup.append)
+    assert run_stage(ctx, "index") == "done" and run_stage(ctx, "split") == "done"
+
+    first: list = []
+    cancel = threading.Event()
+
+    def cancelling_sink(event):
+        first.append(event)
+        if isinstance(event, EpochEnded) and event.epoch == CANCEL_AFTER:
+            cancel.set()  # what the SIGINT handler does, mid-fit
+
+    status_first = run_stage(StageContext(config=config, run=run, emit=cancelling_sink, cancel=cancel), "train")
+    state_after_cancel = json.loads((run.path / "train" / "state.json").read_text())
+
+    second: list = []
+    status_second = run_stage(StageContext(config=config, run=run, emit=second.append), "train")
+    evaluation: list = []
+    status_eval = run_stage(StageContext(config=config, run=run, emit=evaluation.append), "evaluate")
+    return dict(run=run, config=config, first=first, second=second, evaluation=evaluation,
+                status=(status_first, status_second, status_eval), state_after_cancel=state_after_cancel)
+
+
+def of(events, cls):
+    return [e for e in events if isinstance(e, cls)]
+
+
+def test_cancel_keeps_the_last_complete_epoch_and_resume_continues_after_it(trained):
+    assert trained["status"] == ("interrupted", "done", "done")
+    assert of(trained["first"], StageInterrupted)
+    saved = trained["state_after_cancel"]
+    assert saved["completed_epochs"] == CANCEL_AFTER and saved["phase"] == "finetune"
+    # the cut epoch 3 was started but never reported as finished
+    assert [e.epoch for e in of(trained["first"], EpochEnded)] == [1, 2]
+    resumed = of(trained["second"], EpochStarted)
+    assert resumed[0].epoch == CANCEL_AFTER + 1
+    history = json.loads((trained["run"].path / "train" / "history.json").read_text())
+    epochs = [h["epoch"] for h in history]
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > CANCEL_AFTER
+    assert history[0]["phase"] == "warmup" and history[1]["phase"] == "finetune"
+
+
+def test_patience_numbers_equal_keras_early_stopping_across_the_resume(trained):
+    """Replay Keras's own EarlyStopping on the recorded val_loss; the events (from both the first
+    run and the resumed one) must carry exactly its wait/best/best_epoch."""
+    import keras
+
+    history = json.loads((trained["run"].path / "train" / "history.json").read_text())
+    reference = keras.callbacks.EarlyStopping(monitor="val_loss", patience=PATIENCE)
+    reference.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))  # it sets stop_training
+    reference.on_train_begin()
+    expected = []
+    for h in history:
+        reference.on_epoch_end(h["epoch"] - 1, {"val_loss": h["val_loss"]})
+        expected.append((h["epoch"], reference.wait, pytest.approx(reference.best, rel=1e-6),
+                         reference.best_epoch + 1))
+    events = of(trained["first"], PatienceChanged) + of(trained["second"], PatienceChanged)
+    got = [(e.epoch, e.wait, e.best, e.best_epoch) for e in events]
+    assert got == expected
+    assert all(e.patience == PATIENCE and e.monitor == "val_loss" for e in events)
+
+
+def test_event_sequence_of_each_epoch(trained):
+    events = [e for e in trained["first"] + trained["second"]
+              if isinstance(e, (EpochStarted, BatchEnded, EpochEnded, PatienceChanged, ConfusionReady))]
+    finished = [e.epoch for e in of(events, EpochEnded)]
+    for epoch in finished:
+        mine = [e for e in events if e.epoch == epoch]
+        kinds = [type(e).__name__ for e in mine]
+        # a complete epoch: started, batches, ended, patience, confusion, in that order
+        assert kinds[0] == "EpochStarted" and kinds[-3:] == ["EpochEnded", "PatienceChanged", "ConfusionReady"]
+        batches = [e for e in mine if isinstance(e, BatchEnded)]
+        assert batches and [b.step for b in batches] == sorted(b.step for b in batches)
+        ended = next(e for e in mine if isinstance(e, EpochEnded))
+        assert {"loss", "categorical_accuracy", "top5", "val_loss", "val_categorical_accuracy",
+                "val_top5"} <= set(ended.metrics)
+        assert ended.learning_rate == pytest.approx(2e-3) and ended.images_per_s > 0
+        assert ended.epochs == EPOCHS and ended.eta_s is not None
+        confusion = next(e for e in mine if isinstance(e, ConfusionReady))
+        assert np.asarray(confusion.matrix).sum() == confusion.sample == 40
+    phases = {e.epoch: e.phase for e in of(events, EpochStarted)}
+    assert phases[1] == "warmup" and phases[2] == "finetune"
+
+
+def test_tiny_backbone_learns_clearly_above_chance(trained):
+    metrics = json.loads((trained["run"].path / "evaluate" / "metrics.json").read_text())
+    chance = metrics["chance"]
+    assert chance == pytest.approx(1 / 8)
+    # 8 balanced-ish classes: chance is 12.5 %; a model that learned nothing stays near it
+    assert metrics["accuracy"] >= chance + 0.25, metrics
+    assert metrics["top5"] >= metrics["accuracy"]
+
+
+def test_evaluation_files_and_final_confusion(trained):
+    folder = trained["run"].path / "evaluate"
+    per_class = pd.read_csv(folder / "per_class.csv")
+    classes = json.loads((folder / "export" / "classes.json").read_text())
+    assert list(per_class["class"]) == classes and per_class["support"].sum() == len(
+        pd.read_csv(folder / "predictions.csv"))
+    matrix = np.load(folder / "confusion.npy")
+    final = of(trained["evaluation"], ConfusionReady)
+    assert len(final) == 1 and final[0].split == "test" and np.array_equal(np.asarray(final[0].matrix), matrix)
+    batch = pd.read_csv(folder / "batch_predictions.csv")
+    assert len(batch) == 16 and {"path", "label", "predicted", "probability"} <= set(batch.columns)
+    assert of(trained["evaluation"], StageFinished)[0].result["images"] == matrix.sum()
+
+
+def test_exported_model_gives_the_same_predictions(trained):
+    import tensorflow as tf
+
+    from carclf_core import inputs
+    from carclf_core.model import load_model
+
+    run, config = trained["run"], trained["config"]
+    folder = run.path / "evaluate"
+    predictions = pd.read_csv(folder / "predictions.csv", keep_default_na=False)
+    classes = json.loads((folder / "export" / "classes.json").read_text())
+    paths = [str(Path(config.data.dir) / p) for p in predictions["path"][:16]]
+    labels = [classes.index(c) for c in predictions["label"][:16]]
+    images = np.concatenate([x for x, _ in inputs.make_dataset(paths, labels, len(classes), config.input,
+                                                               training=False).as_numpy_iterator()])
+    exported = load_model(folder / "export" / "model.keras")  # safe mode: no Lambda layers
+    probs = exported.predict(images, verbose=0)
+    assert [classes[i] for i in probs.argmax(1)] == list(predictions["predicted"][:16])
+    np.testing.assert_allclose(probs.max(1), predictions["probability"][:16], rtol=1e-4, atol=1e-5)
+    served = tf.saved_model.load(str(folder / "export" / "savedmodel"))
+    np.testing.assert_allclose(served.serve(tf.constant(images)).numpy(), probs, rtol=1e-4, atol=1e-5)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
+    """train.distribute=mirrored on two logical CPU devices, in a fresh process (the logical device
+    split must happen before TensorFlow initialises)."""
+    source = trained["run"]
+    config = tiny_config(Path(trained["config"].data.dir), tmp_path / "runs", epochs=1, warmup_epochs=0,
+                         distribute="mirrored", confusion_sample=0)
+    run = create_run(config)
+    for name in ("splits.csv", "classes.json"):
+        (run.path / "split").mkdir(exist_ok=True)
+        (run.path / "split" / name).write_bytes((source.path / "split" / name).read_bytes())
+    script = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from carclf_core.runs import open_run
+        from carclf_core.stages import StageContext, run_stage
+        run = open_run({str(run.path)!r})
+        events = []
+        status = run_stage(StageContext(config=run.load_config(), run=run, emit=events.append), "train")
+        print("RESULT", json.dumps({{"status": status, "errors": [getattr(e, "error", "") for e in events
+                                                               if e.kind == "stage_failed"]}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT")), None)
+    assert line, done.stdout[-2000:] + done.stderr[-3000:]
+    assert json.loads(line[7:]) == {"status": "done", "errors": []}
+    summary = json.loads((run.path / "train" / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["epochs_run"] == 1
