@@ -153,6 +153,10 @@ class MainScreen(Screen):
         self._update_busy()
         if self.state.running_stage():
             self._draw_stages()
+        # Plots skip batch-only updates that come too fast; catch up on the last one here.
+        if self.query_one(TabbedContent).active == "training":
+            for plot in self.query(CurvePlot):
+                plot.show(self.state)
 
     def _update_busy(self) -> None:
         busy = self.app.runner.is_busy()
@@ -163,19 +167,26 @@ class MainScreen(Screen):
 
     # --- drawing ---------------------------------------------------------------------------------
     def _draw(self) -> None:
+        """Draw the status line and the visible tab; hidden tabs are drawn when they are shown."""
         state = self.state
         self.query_one(StatusLine).show(self.app.run_dir.name, state, self.busy)
-        self._draw_stages()
-        for plot in self.query(CurvePlot):
-            plot.show(state)
-        self.query_one(TrainingStats).show(state)
-        self.query_one(EpochTable).show(state)
-        confusion = self.query_one(ConfusionView)
-        if confusion._confusion is not state.confusion:
-            confusion.show(state)
         if self.threshold is None and state.prefilter.threshold is not None:
             self.threshold = state.prefilter.threshold
-        self._draw_prefilter()
+        tab = self.query_one(TabbedContent).active
+        if tab == "stages":
+            self._draw_stages()
+        elif tab == "training":
+            for plot in self.query(CurvePlot):
+                plot.show(state)
+            self.query_one(TrainingStats).show(state)
+            self.query_one(EpochTable).show(state)
+        elif tab == "confusion":
+            confusion = self.query_one(ConfusionView)
+            if confusion._confusion is not state.confusion:
+                confusion.show(state)
+        elif tab == "prefilter":
+            self._draw_prefilter()
+        # The log is appended to even while hidden, so its scroll-back is complete when shown.
         self.query_one(LogView).show(state)
 
     def _draw_stages(self) -> None:
@@ -206,6 +217,7 @@ class MainScreen(Screen):
         # Without a target, focus the tab bar: focus left behind in a hidden pane would switch back to it.
         self.query_one(target or Tabs).focus()
         self.refresh_bindings()
+        self._draw()
 
     # --- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -7,6 +7,8 @@ section of the state it draws has not changed, so a burst of events costs one re
 
 from __future__ import annotations
 
+import time
+
 from textual_plotext import PlotextPlot
 
 from carclf_core import runstate as rs
@@ -37,15 +39,24 @@ class CurvePlot(PlotextPlot):
     }
     """
 
+    BATCH_REDRAW_S = 0.5
+    """Most often the plot is rebuilt for new batches alone (building a plotext figure costs
+    milliseconds; a new epoch row always redraws at once)."""
+
     def __init__(self, metric: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.metric = metric
         self._revision = -1
+        self._epochs = -1
+        self._drawn_at = 0.0
 
     def show(self, state: rs.RunState) -> None:
         if state.rev_training == self._revision:
             return
-        self._revision = state.rev_training
+        now = time.monotonic()
+        if len(state.epoch_rows) == self._epochs and now - self._drawn_at < self.BATCH_REDRAW_S:
+            return
+        self._revision, self._epochs, self._drawn_at = state.rev_training, len(state.epoch_rows), now
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()

@@ -72,7 +72,8 @@ class StagesTable(DataTable):
             return
         for name in self._order:
             for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now)):
-                self.update_cell(name, column, value, update_width=True)
+                if self.get_cell(name, column) != value:
+                    self.update_cell(name, column, value, update_width=True)
 
     @staticmethod
     def _cells(stage: rs.StageState, now: float) -> tuple:

@@ -16,12 +16,12 @@ from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, wr
 from .conftest import frozen_clock, make_app, wait_until
 
 
-def settle(tab: str, status: str = "done"):
-    """A ``run_before`` that waits for the replay, then opens ``tab``."""
+def settle(tab: str, ready=lambda state: state.run_status == "done"):
+    """A ``run_before`` that waits until the replay reached ``ready(state)``, then opens ``tab``."""
 
     async def run_before(pilot) -> None:
         screen = pilot.app.screen
-        await wait_until(pilot, lambda: screen.state.run_status == status and screen.state.revision > 100)
+        await wait_until(pilot, lambda: ready(screen.state))
         screen.action_tab(tab)
         await wait_until(pilot, lambda: screen.query_one("#tabs").active == tab)
         await pilot.pause(0.2)
@@ -51,4 +51,5 @@ def test_training_in_progress(snap_compare, tmp_path) -> None:
                                 images_per_s=612.0, eta_s=(40 - s) * 0.05) for s in range(1, 21)])
     app = make_app(run, clock=frozen_clock)
     with run.lock():
-        assert snap_compare(app, terminal_size=(120, 36), run_before=settle("training", status="running"))
+        assert snap_compare(app, terminal_size=(120, 36), run_before=settle(
+            "training", ready=lambda state: state.batch.epoch == 6 and state.batch.last_step == 20))
