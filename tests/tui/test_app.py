@@ -292,3 +292,16 @@ async def test_fast_event_stream_is_coalesced(empty_run) -> None:
         await wait_until(pilot, lambda: len(screen.state.epoch_rows) == 5)
         assert screen.state.batch.epoch == 5 and screen.state.batch.last_step == 1000
         assert len(updates) < 20
+
+
+async def test_no_color_still_says_everything_in_words(finished_run, monkeypatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(finished_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await pilot.pause()
+        assert app.no_color
+        assert cell(screen.query_one(StagesTable), "train", "status") == "✓ done"
+        await show_tab(pilot, "2")
+        assert "patience ███░ 3/4" in rendered(screen.query_one(TrainingStats))
