@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from carclf_core import config as config_mod
-from carclf_core.events import LogLine
+from carclf_core.events import STAGE_NAMES, LogLine
 from carclf_core.runs import JsonlSink, RunDir, RunError, create_run, latest_run, open_run
-from carclf_core.stages import StageContext, pending_stages, run_all, stage_names
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -33,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use the embedded demo dataset (generated once into a cache folder)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--run-all", action="store_true", help="run every stage headless, then exit")
-    mode.add_argument("--stage", action="append", choices=stage_names(), metavar="STAGE",
-                      help=f"run only this stage headless (repeatable; one of {', '.join(stage_names())})")
+    mode.add_argument("--stage", action="append", choices=STAGE_NAMES, metavar="STAGE",
+                      help=f"run only this stage headless (repeatable; one of {', '.join(STAGE_NAMES)})")
     parser.add_argument("--resume", metavar="RUN",
                         help="continue RUN (path or folder name under run.root): its unfinished stages, "
                              "or those named by --stage")
@@ -55,7 +54,7 @@ def resolve_config(args: argparse.Namespace) -> config_mod.Config:
 class _SignalStop:
     """Turn SIGINT/SIGTERM/SIGHUP into a cooperative stop; a second SIGINT stops at once."""
 
-    def __init__(self, ctx: StageContext):
+    def __init__(self, ctx):
         self.ctx = ctx
         self.signum: int | None = None
         self.previous = {}
@@ -78,6 +77,10 @@ class _SignalStop:
 
 
 def run_headless(args: argparse.Namespace) -> int:
+    # the pipeline (pandas, and TensorFlow inside the stages) loads only for headless work, so the
+    # dashboard's first frame does not wait for it
+    from carclf_core.stages import StageContext, pending_stages, run_all, stage_names
+
     if args.resume:
         try:
             run = open_run(args.resume, root=config_mod.load(args.config, args.overrides).run.root)
