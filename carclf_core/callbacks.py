@@ -70,6 +70,7 @@ class EventCallback(keras.callbacks.Callback):
         self._train_end = None
         self._last_batch_event = 0.0
         self._steps_done = 0
+        self._lock = threading.Lock()
 
     def set_params(self, params):
         super().set_params(params)
@@ -85,13 +86,21 @@ class EventCallback(keras.callbacks.Callback):
         self._last_batch_event = self._epoch_start
         self.emit(EpochStarted(epoch=self._epoch, epochs=self.epochs, steps=self.steps, phase=self.phase))
 
+    # Keras may run batch-end hooks of async-safe callbacks on a worker thread, so the training loop
+    # does not wait for the logs to be copied off the device every step; the lock keeps the step
+    # counter and the throttle consistent, and Keras waits for all of them before on_epoch_end.
+    async_safe = True
+
     def on_train_batch_end(self, batch, logs=None):
-        self._steps_done = batch + 1
-        now = self.clock()
-        if now - self._last_batch_event < self.min_interval:
-            return  # the hot path: one clock read and a comparison
-        self._last_batch_event = now
-        logs = logs or {}
+        with self._lock:
+            self._steps_done = max(self._steps_done, batch + 1)
+            now = self.clock()
+            if now - self._last_batch_event < self.min_interval:
+                return  # the hot path: one clock read and a comparison
+            self._last_batch_event = now
+            self._emit_batch(now, logs or {})
+
+    def _emit_batch(self, now: float, logs) -> None:
         elapsed = max(now - self._epoch_start, 1e-9)
         rate = self._images_done() / elapsed
         eta = (self.steps - self._steps_done) * elapsed / self._steps_done if self.steps else None
@@ -135,6 +144,7 @@ class EventCallback(keras.callbacks.Callback):
 
 
 class StopOnCancel(keras.callbacks.Callback):
+    async_safe = True  # it only reads an Event and sets flags the training loop polls
     """Turn ``cancel`` (a threading.Event set by the SIGINT handler) into ``model.stop_training``.
 
     Checked at every batch end (a flag read), so a stop lands within one batch. Keras still runs the
