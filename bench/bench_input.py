@@ -19,11 +19,9 @@ sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the reposito
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 

@@ -15,7 +15,6 @@ the targets of issue 5; nothing here is asserted (timings depend on the machine)
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import subprocess
 import sys

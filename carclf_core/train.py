@@ -192,7 +192,6 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
     stop = cb.StopOnCancel(ctx.cancel)
     confusion = cb.ConfusionCallback(ctx.emit, ds_sample, sample_labels, classes,
                                      skip=lambda: stop.cut_epoch is not None)
-    epoch_durations: list[float] = []
     ctx.log("info", f"{tcfg.backbone} ({'random init' if tcfg.weights == 'null' else tcfg.weights}), "
                     f"{model.count_params():,} parameters, policy {policy}, "
                     f"{'mirrored over ' + str(strategy.num_replicas_in_sync) + ' devices' if strategy else 'one device'}")

@@ -1,13 +1,12 @@
 import hashlib
 import os
 
-import pandas as pd
 import pytest
 
 from carclf_core import dataset
 from carclf_core.config import CAR_CONNECTION_FIELDS, DataConfig, SplitConfig
 
-from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, make_dataset, write_odd_images
+from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, write_odd_images
 
 FIELDS = CAR_CONNECTION_FIELDS
 
