@@ -79,7 +79,7 @@ def main() -> None:
 
     # resume as the train stage does: full checkpoint, early-stopping state restored
     resumed = model_mod.load_model(out / "last.keras")
-    initial = dict(state["early_stopping"], best_weights=cb.load_best_weights(out / "best_weights.npz"))
+    initial = dict(state["early_stopping"], best_weights=cb.load_weights(out / "best_weights.npz"))
     es2 = cb.ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True,
                                     initial_state=initial)
     results["resume"] = fit(4, state["completed_epochs"], resumed, es2, list(state["history"]))

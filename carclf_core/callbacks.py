@@ -279,7 +279,7 @@ class CheckpointCallback(keras.callbacks.Callback):
     """Save the last complete epoch (and the best weights so far) atomically, with the early-stopping
     state and the history, so ``--resume`` continues from the next epoch.
 
-    Files in ``folder``: ``last.keras`` (model + optimizer), ``last.weights.h5`` (weights only, valid in
+    Files in ``folder``: ``last.keras`` (model + optimizer), ``last_weights.npz`` (weights only, valid in
     both phases), ``best_weights.npz`` (EarlyStopping's best weights), ``state.json`` (completed
     epochs, phase, early-stopping state, history).
     """
@@ -305,11 +305,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.history.append({"epoch": epoch + 1, "phase": self.phase, **_float_logs(logs)})
         es = self.early_stopping
         if es.best_weights is not None and es.best_epoch == epoch:
-            with atomic_path(self.folder / "best_weights.npz") as tmp:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, *es.best_weights)
-        with atomic_path(self.folder / "last.weights.h5") as tmp:
-            self.main_model.save_weights(str(tmp))
+            save_weights(self.folder / "best_weights.npz", es.best_weights)
+        save_weights(self.folder / "last_weights.npz", self.main_model.get_weights())
         if self.save_full:
             with atomic_path(self.folder / "last.keras") as tmp:
                 self.model.save(str(tmp))
@@ -319,8 +316,19 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.durations.append(time.monotonic() - started)
 
 
-def load_best_weights(path: Path) -> list[np.ndarray] | None:
-    """EarlyStopping's best weights saved by :class:`CheckpointCallback`, or None if absent."""
+def save_weights(path: Path, weights: Sequence[np.ndarray]) -> None:
+    """Write a weight list atomically as ``.npz``.
+
+    Plain numpy through a Python file, not h5py: when the disk fills up mid-write, h5py leaves file
+    objects behind whose clean-up crashes the process; a Python write just raises OSError.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, *weights)
+
+
+def load_weights(path: Path) -> list[np.ndarray] | None:
+    """A weight list saved by :func:`save_weights` (best or last weights), or None if absent."""
     if not Path(path).is_file():
         return None
     with np.load(path) as data:

@@ -178,15 +178,15 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
                 model = model_mod.load_model(out / "last.keras")
                 base = None
                 resumed_full = True
-            elif (out / "last.weights.h5").is_file():
-                model.load_weights(str(out / "last.weights.h5"))
+            elif (out / "last_weights.npz").is_file():
+                model.set_weights(cb.load_weights(out / "last_weights.npz"))
             ctx.log("info", f"resuming after epoch {completed} ({state.get('phase')}), early stopping "
                             f"{state['early_stopping']['wait']}/{tcfg.patience}")
 
     initial_es = None
     if state:
         initial_es = dict(state["early_stopping"])
-        initial_es["best_weights"] = cb.load_best_weights(out / "best_weights.npz")
+        initial_es["best_weights"] = cb.load_weights(out / "best_weights.npz")
     es = cb.ResumableEarlyStopping(monitor=tcfg.monitor, patience=tcfg.patience, restore_best_weights=True,
                                    initial_state=initial_es)
     stop = cb.StopOnCancel(ctx.cancel)
@@ -224,7 +224,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
             already_done = True  # early stopping ended the run during the warm-up
         else:
             # EarlyStopping restored its best weights at the end of the phase; go on from the last epoch
-            model.load_weights(str(out / "last.weights.h5"))
+            model.set_weights(cb.load_weights(out / "last_weights.npz"))
             completed = warmup
         es.initial_state = {**es.state(), "best_weights": es.best_weights}
 

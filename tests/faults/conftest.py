@@ -33,13 +33,17 @@ def _kill_leftover_runners():
 class Runner:
     """A ``carclf-tui`` headless runner in its own process (as the dashboard starts it)."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                 max_file_bytes: int | None = None):
+        """Start the runner; ``max_file_bytes`` caps the size of any file it writes (RLIMIT_FSIZE),
+        which is how these tests fill the disk without a filesystem of their own."""
         _LIVE.append(self)
         self.log_path = cwd / f"runner-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "carclf_tui.cli", "--plain", *args], cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, start_new_session=True)
+                                     env={**os.environ, **(env or {})}, start_new_session=True,
+                                     preexec_fn=_file_size_limit(max_file_bytes) if max_file_bytes else None)
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -53,6 +57,15 @@ class Runner:
     @property
     def output(self) -> str:
         return self.log_path.read_text()
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
 
 
 def wait_for(predicate: Callable[[], bool], runner: Runner, timeout: float = 240, what: str = "") -> None:

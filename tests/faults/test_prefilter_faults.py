@@ -1,4 +1,5 @@
-"""SIGTERM, SIGKILL and a second runner while the prefilter scores the demo data."""
+"""SIGTERM, SIGKILL and a second runner while the prefilter scores the demo data; SIGINT and SIGHUP
+while indexing."""
 
 import signal
 
@@ -66,14 +67,16 @@ def test_sigkill_loses_nothing_before_the_last_chunk(tmp_path, demo_env):
     assert log.events[-1].kind == "run_finished" and len(log.bad_lines) <= 1
 
 
-def test_sigint_during_index_stops_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_signal_during_index_stops_and_resume_finishes(tmp_path, signum, code):
+    """Ctrl-C, or the SSH session hanging up, while indexing: the stage stops, writes no half index."""
     from ..conftest import make_dataset
 
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 2500, ("BMW", "X5"): 2500}, size=(24, 16))
     runner = Runner(["--stage", "index", "--set", f"data.dir={data}", "--set", "data.workers=1"], tmp_path)
     wait_for(lambda: "stage_progress" in event_kinds(only_run(tmp_path)), runner, what="index progress")
-    runner.signal(signal.SIGINT)
-    assert runner.wait(60) == 130, runner.output
+    runner.signal(signum)
+    assert runner.wait(60) == code, runner.output
     run = only_run(tmp_path)
     assert stage_status(run, "index") == "interrupted"
     assert not (run / "index" / "index.csv").exists()  # no half index
