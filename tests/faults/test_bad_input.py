@@ -1,0 +1,62 @@
+"""Bad data: every refusal names the file or key, and the run goes on where that makes sense."""
+
+import os
+
+import pytest
+
+from carclf_core import config as config_mod
+from carclf_core.runs import create_run
+from carclf_core.stages import StageContext, run_all
+
+from ..conftest import jpeg_bytes, make_dataset
+
+
+def _run(tmp_path, data, *overrides):
+    config = config_mod.load(None, [f"data.dir={data}", f"run.root={tmp_path / 'runs'}", "prefilter.mode=off",
+                                    *overrides])
+    run = create_run(config)
+    seen = []
+    status = run_all(StageContext(config=config, run=run, emit=seen.append), ["index", "split"])
+    return status, run, seen
+
+
+def _failure(events):
+    return next(e for e in events if e.kind == "stage_failed")
+
+
+def test_empty_folder_fails_the_index_naming_the_key(tmp_path):
+    (tmp_path / "empty").mkdir()
+    status, run, events = _run(tmp_path, tmp_path / "empty")
+    assert status == "failed"
+    assert _failure(events).error.startswith("data.dir: no usable images in")
+
+
+def test_fewer_than_two_classes_left(tmp_path):
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 12, ("Kia", "Rio"): 4})
+    status, run, events = _run(tmp_path, data, "split.min_per_class=5")
+    assert status == "failed"
+    failure = _failure(events)
+    assert failure.stage == "split" and "1 class(es) left after filtering (need at least 2)" in failure.error
+    warnings = [e.message for e in events if e.kind == "log" and e.level == "warning"]
+    assert "class 'Kia_Rio' dropped: 4 images < split.min_per_class 5" in warnings
+
+
+def test_every_rejected_file_is_named_in_the_log(tmp_path):
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 6, ("BMW", "X5"): 6})
+    (data / "BMW_X5_only_six_fields_here_x.jpg").write_bytes(jpeg_bytes((1, 2, 3)))
+    (data / "Audi_A4_2019_37_17_188_20_4_72_56_187_27_AWD_5_4_4dr_zero.jpg").write_bytes(b"")
+    status, run, events = _run(tmp_path, data, "split.min_per_class=3")
+    assert status == "done"
+    rejected = {e.file: e.message for e in events if e.kind == "log" and e.file}
+    assert rejected["Audi_A4_2019_37_17_188_20_4_72_56_187_27_AWD_5_4_4dr_zero.jpg"] == "rejected: empty file"
+    assert rejected["BMW_X5_only_six_fields_here_x.jpg"].startswith("rejected: file name: expected 17 fields")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without permission bits")
+def test_unreadable_file_is_rejected(tmp_path):
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 6, ("BMW", "X5"): 6})
+    victim = next(data.iterdir())
+    victim.chmod(0)
+    status, run, events = _run(tmp_path, data, "split.min_per_class=3")
+    rejected = {e.file: e.message for e in events if e.kind == "log" and e.file}
+    assert rejected[victim.name].startswith("rejected: unreadable")
