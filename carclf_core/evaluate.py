@@ -59,7 +59,7 @@ def run(ctx: StageContext) -> StageResult:
     best_path = ctx.run.path / "train" / "best.keras"
     if not best_path.is_file():
         raise StageError(f"{best_path}: missing; run the train stage first")
-    test_paths, test_labels = split_files(splits, "test", config.data.dir)
+    test_paths, test_labels = split_files(splits, "test", config.data.dir, ctx)
     if not test_paths:
         raise StageError(f"{ctx.run.path / 'split' / 'splits.csv'}: the test split is empty")
 
@@ -75,8 +75,8 @@ def run(ctx: StageContext) -> StageResult:
     ctx.check_cancelled()
     if len(probs) != len(test_labels):
         # ignore_errors dropped a file changed since the index stage: predictions no longer line up
-        raise StageError(f"{len(test_labels) - len(probs)} test image(s) could not be read any more; "
-                         "run the index stage again")
+        raise StageError(f"{len(test_labels) - len(probs)} test image(s) no longer decode (changed since "
+                         "the index stage); run the index stage again")
     labels = np.asarray(test_labels, dtype=np.int64)
     pred = probs.argmax(axis=1)
     matrix = confusion_matrix(labels, pred, len(classes))
@@ -96,7 +96,8 @@ def run(ctx: StageContext) -> StageResult:
     with atomic_path(out / "most_confused.csv") as tmp:
         pd.DataFrame(confused, columns=["true", "predicted", "count"]).to_csv(tmp, index=False)
     top5 = np.argsort(-probs, axis=1)[:, :5]
-    rel_paths = splits[splits["split"] == "test"]["path"].tolist()
+    data_dir = Path(config.data.dir)
+    rel_paths = [str(Path(p).relative_to(data_dir)) for p in test_paths]
     predictions = pd.DataFrame({
         "path": rel_paths, "label": [classes[i] for i in labels], "predicted": [classes[i] for i in pred],
         "probability": probs[np.arange(len(pred)), pred], "correct": labels == pred,

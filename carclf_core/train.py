@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,25 @@ def load_splits(run: RunDir) -> tuple[pd.DataFrame, list[str]]:
     return splits, list(classes)
 
 
-def split_files(splits: pd.DataFrame, split: str, data_dir: str) -> tuple[list[str], np.ndarray]:
-    """Absolute-ish paths (joined with ``data.dir``) and class indices of one split, in saved order."""
+def split_files(splits: pd.DataFrame, split: str, data_dir: str,
+                ctx: StageContext | None = None) -> tuple[list[str], np.ndarray]:
+    """Paths (joined with ``data.dir``) and class indices of one split, in saved order.
+
+    Files that vanished since the index stage are left out, each named in a warning through ``ctx``,
+    so a deleted image costs one sample rather than the epoch (or misaligned test predictions).
+    """
     part = splits[splits["split"] == split]
     root = Path(data_dir)
-    return [str(root / p) for p in part["path"]], part["class_index"].to_numpy(dtype=np.int32)
+    paths = [str(root / p) for p in part["path"]]
+    labels = part["class_index"].to_numpy(dtype=np.int32)
+    present = np.array([Path(p).is_file() for p in paths], dtype=bool)
+    if not present.all():
+        for rel in part["path"].to_numpy()[~present]:
+            if ctx is not None:
+                ctx.log("warning", f"{split} image missing since indexing, left out", file=str(rel))
+        paths = [p for p, ok in zip(paths, present) if ok]
+        labels = labels[present]
+    return paths, labels
 
 
 def _gpu_info() -> tuple[int, int]:
@@ -102,6 +117,16 @@ def _distribution(mode: str):
     return tf.distribute.MirroredStrategy(devices)
 
 
+@contextlib.contextmanager
+def _quiet_end_of_data():
+    """Silence Keras's "input ran out of data" warning at each epoch end: the pipelines drop
+    undecodable files (``ignore_errors``), so their length is unknown and the end is found by
+    running out, which is expected here, not a mistake."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
+
+
 def _confusion_sample(n: int, size: int, seed: int) -> np.ndarray:
     """Sorted indices of a fixed random sample of the validation split (val files are grouped by
     class in ``splits.csv``, so the first N would miss classes)."""
@@ -121,8 +146,8 @@ def run(ctx: StageContext) -> StageResult:
     num_classes = len(classes)
     out = ctx.stage_dir("train")
     write_json_atomic(out / "classes.json", classes)
-    train_paths, train_labels = split_files(splits, "train", config.data.dir)
-    val_paths, val_labels = split_files(splits, "val", config.data.dir)
+    train_paths, train_labels = split_files(splits, "train", config.data.dir, ctx)
+    val_paths, val_labels = split_files(splits, "val", config.data.dir, ctx)
     if not train_paths or not val_paths:
         raise StageError(f"{ctx.run.path / 'split' / 'splits.csv'}: empty train or val split")
 
@@ -208,7 +233,8 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
 
     epoch_durations_ref: list[list[float]] = []
     val_steps = None
-    fit_kwargs: dict[str, Any] = dict(validation_data=ds_val, class_weight=class_weight, verbose=0,
+    # shuffling is the input pipeline's job (whole-split buffer); Keras's own flag only warns on tf.data
+    fit_kwargs: dict[str, Any] = dict(validation_data=ds_val, class_weight=class_weight, verbose=0, shuffle=False,
                                       validation_steps=val_steps)
     started = time.monotonic()
     if not already_done and completed < warmup and base is not None:
@@ -216,8 +242,9 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
         with scope():
             warm = model_mod.build_frozen_base_model(model, base)
             model_mod.compile_model(warm, tcfg.learning_rate)
-        warm.fit(ds_train, epochs=warmup, initial_epoch=completed, callbacks=phase_callbacks("warmup", warm),
-                 **fit_kwargs)
+        with _quiet_end_of_data():
+            warm.fit(ds_train, epochs=warmup, initial_epoch=completed, callbacks=phase_callbacks("warmup", warm),
+                     **fit_kwargs)
         if stop.cancelled:
             raise StageCancelled(ctx.cancel_reason)
         if es.stopped_epoch > 0:
@@ -236,8 +263,9 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
                     ctx.log("info", f"train.freeze {tcfg.freeze}: {frozen} backbone layers frozen")
             with scope():
                 model_mod.compile_model(model, tcfg.learning_rate)
-        model.fit(ds_train, epochs=tcfg.epochs, initial_epoch=completed, callbacks=phase_callbacks("finetune", model),
-                  **fit_kwargs)
+        with _quiet_end_of_data():
+            model.fit(ds_train, epochs=tcfg.epochs, initial_epoch=completed,
+                      callbacks=phase_callbacks("finetune", model), **fit_kwargs)
         if stop.cancelled:
             raise StageCancelled(ctx.cancel_reason)
     elif already_done and es.initial_state and es.initial_state.get("best_weights") is not None:

@@ -60,3 +60,22 @@ def test_unreadable_file_is_rejected(tmp_path):
     status, run, events = _run(tmp_path, data, "split.min_per_class=3")
     rejected = {e.file: e.message for e in events if e.kind == "log" and e.file}
     assert rejected[victim.name].startswith("rejected: unreadable")
+
+
+def test_image_deleted_after_the_split_is_left_out_by_name(tmp_path):
+    """The training and test file lists skip a vanished file and say which (the tf.data pipeline's
+    ignore_errors is only the last net, for files that changed rather than vanished)."""
+    from carclf_core.train import load_splits, split_files
+
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 8, ("BMW", "X5"): 8})
+    status, run, _ = _run(tmp_path, data, "split.min_per_class=3")
+    assert status == "done"
+    splits, _ = load_splits(run)
+    victim = splits[splits["split"] == "test"]["path"].iloc[0]
+    (data / victim).unlink()
+    logged = []
+    ctx = StageContext(config=run.load_config(), run=run, emit=logged.append)
+    paths, labels = split_files(splits, "test", str(data), ctx)
+    assert len(paths) == len(labels) == (splits["split"] == "test").sum() - 1
+    assert str(data / victim) not in paths
+    assert [(e.message, e.file) for e in logged] == [("test image missing since indexing, left out", victim)]
