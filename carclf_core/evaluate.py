@@ -26,7 +26,7 @@ from .callbacks import confusion_matrix
 from .events import ConfusionReady
 from .runs import atomic_path, write_json_atomic
 from .stages import StageContext, StageError, StageResult
-from .train import load_splits, split_files
+from .train import quiet_end_of_data, load_splits, split_files
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
@@ -71,7 +71,8 @@ def run(ctx: StageContext) -> StageResult:
     batch = max(config.input.batch_size, 64)
     ds = inputs.make_dataset(test_paths, test_labels, len(classes), config.input, training=False,
                              batch_size=batch)
-    probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+    with quiet_end_of_data():
+        probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
     ctx.check_cancelled()
     if len(probs) != len(test_labels):
         # ignore_errors dropped a file changed since the index stage: predictions no longer line up

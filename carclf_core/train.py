@@ -118,7 +118,7 @@ def _distribution(mode: str):
 
 
 @contextlib.contextmanager
-def _quiet_end_of_data():
+def quiet_end_of_data():
     """Silence Keras's "input ran out of data" warning at each epoch end: the pipelines drop
     undecodable files (``ignore_errors``), so their length is unknown and the end is found by
     running out, which is expected here, not a mistake."""
@@ -242,7 +242,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
         with scope():
             warm = model_mod.build_frozen_base_model(model, base)
             model_mod.compile_model(warm, tcfg.learning_rate)
-        with _quiet_end_of_data():
+        with quiet_end_of_data():
             warm.fit(ds_train, epochs=warmup, initial_epoch=completed, callbacks=phase_callbacks("warmup", warm),
                      **fit_kwargs)
         if stop.cancelled:
@@ -263,7 +263,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
                     ctx.log("info", f"train.freeze {tcfg.freeze}: {frozen} backbone layers frozen")
             with scope():
                 model_mod.compile_model(model, tcfg.learning_rate)
-        with _quiet_end_of_data():
+        with quiet_end_of_data():
             model.fit(ds_train, epochs=tcfg.epochs, initial_epoch=completed,
                       callbacks=phase_callbacks("finetune", model), **fit_kwargs)
         if stop.cancelled:
