@@ -191,6 +191,9 @@ def failure_message(exc: BaseException) -> str:
     """One line for a failed stage: a StageError's own words, plain words for a full disk."""
     if isinstance(exc, StageError):
         return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "tensorflow":
+        return ("TensorFlow is not installed: pip install -e '.[cpu]' (or '.[gpu]' on a GPU machine); the "
+                "dashboard runs without it, this stage does not")
     cause: BaseException | None = exc
     while cause is not None:  # Keras and h5py wrap the OSError of a failed write
         if isinstance(cause, OSError) and cause.errno in _DISK_FULL:

@@ -79,3 +79,22 @@ def test_image_deleted_after_the_split_is_left_out_by_name(tmp_path):
     assert len(paths) == len(labels) == (splits["split"] == "test").sum() - 1
     assert str(data / victim) not in paths
     assert [(e.message, e.file) for e in logged] == [("test image missing since indexing, left out", victim)]
+
+
+def test_failure_messages_say_what_to_do():
+    import errno
+
+    from carclf_core.stages import failure_message
+
+    missing = ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+    assert failure_message(missing).startswith("TensorFlow is not installed: pip install -e '.[cpu]'")
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/train/last.keras")
+    assert failure_message(full).startswith("disk full writing /runs/x/train/last.keras (No space left")
+    try:
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError as exc:
+            raise RuntimeError("Unable to synchronously write data") from exc
+    except RuntimeError as wrapped:
+        assert failure_message(wrapped).startswith("disk full (File too large)")
+    assert failure_message(ValueError("boom")) == "ValueError: boom"
