@@ -15,6 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from carclf_core.config import Config
+from carclf_core.events import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run
 
 from .follow import POLL_INTERVAL_S
@@ -22,10 +23,9 @@ from .runner import Runner, RunnerCommand, default_command
 
 
 def registered_stages() -> tuple[str, ...]:
-    """The stage names the runner knows, read at run time (the list grows as stages are added)."""
-    from carclf_core.stages import stage_names  # no TensorFlow at import: stages import it lazily
-
-    return stage_names()
+    """The stage names the runner knows. ``events.STAGE_NAMES`` rather than the pipeline's own list,
+    so the first frame does not wait for pandas (a test keeps the two equal)."""
+    return STAGE_NAMES
 
 
 class CarclfApp(App):
