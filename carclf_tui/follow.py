@@ -56,13 +56,31 @@ _BATCH = b'{"kind":"batch_ended"'
 _EPOCH_STARTED = b'{"kind":"epoch_started"'
 
 
+MAX_BATCH_LINES_PER_CHUNK = 64
+"""Most batch events of the running epoch parsed from one read. The curve keeps a few hundred
+points an epoch anyway; under a flood (thousands of events a poll) parsing them all would hold the
+GIL the UI needs, so the rest are skipped evenly, always keeping the newest."""
+
+
+def _thinned_batches(lines: list[bytes], last_start: int) -> set[int]:
+    """Indices of current-epoch batch lines to skip so at most MAX_BATCH_LINES_PER_CHUNK are parsed."""
+    current = [i for i in range(last_start + 1, len(lines)) if lines[i].startswith(_BATCH)]
+    if len(current) <= MAX_BATCH_LINES_PER_CHUNK:
+        return set()
+    step = len(current) / (MAX_BATCH_LINES_PER_CHUNK - 1)
+    keep = {current[min(int(k * step), len(current) - 1)] for k in range(MAX_BATCH_LINES_PER_CHUNK - 1)}
+    keep.add(current[-1])
+    return set(current) - keep
+
+
 def parse_chunk(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int]]:
     """Events and malformed line numbers of complete lines, skipping batch events the state drops.
 
     The reducer starts a new batch curve at each ``epoch_started``, so batch events before the chunk's
     last epoch start can never be shown; they are skipped unparsed (so a malformed one among them goes
     unreported: it could not have been shown either). That turns a replay of 100 epochs
-    x 1,000 batches from 100,000 JSON parses into a few thousand. Everything else is parsed like
+    x 1,000 batches from 100,000 JSON parses into a few thousand. Of the running epoch's batch events
+    at most :data:`MAX_BATCH_LINES_PER_CHUNK` are parsed, evenly spread, the newest always among them. Everything else is parsed like
     ``runs.parse_lines`` does (malformed lines reported by number, never raised).
     """
     lines = data.split(b"\n")
@@ -72,10 +90,11 @@ def parse_chunk(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int
             if lines[index].startswith(_EPOCH_STARTED):
                 last_start = index
                 break
+    skip = _thinned_batches(lines, last_start)
     events: list[Event] = []
     bad: list[int] = []
     for index, raw in enumerate(lines):
-        if index < last_start and raw.startswith(_BATCH):
+        if (index < last_start and raw.startswith(_BATCH)) or index in skip:
             continue
         if not raw.strip():
             continue
