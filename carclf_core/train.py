@@ -198,7 +198,8 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
         model, base = model_mod.build_model(tcfg, input_shape, len(classes))
         resumed_full = False
         if state:
-            if state.get("phase") == "finetune" and completed >= warmup and (out / "last.keras").is_file():
+            if (tcfg.checkpoint == "full" and state.get("phase") == "finetune" and completed >= warmup
+                    and (out / "last.keras").is_file()):
                 # the full checkpoint carries the optimizer's moments: a true continuation
                 model = model_mod.load_model(out / "last.keras")
                 base = None
@@ -227,7 +228,7 @@ def _fit(ctx: StageContext, keras, out: Path, classes: list[str], ds_train, ds_v
                                   skip=lambda: stop.cut_epoch is not None)
         epoch_durations_ref.append(events.epoch_durations)
         checkpoint = cb.CheckpointCallback(out, model, es, phase, history, skip=lambda: stop.cut_epoch is not None,
-                                           save_full=(phase == "finetune"))
+                                           save_full=(phase == "finetune" and tcfg.checkpoint == "full"))
         patience = cb.PatienceReporter(ctx.emit, es, skip=lambda: stop.cut_epoch is not None)
         return [stop, events, es, patience, confusion, checkpoint]
 
