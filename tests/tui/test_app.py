@@ -43,6 +43,16 @@ async def show_tab(pilot, key: str) -> None:
     await pilot.pause()
 
 
+async def launch(pilot, reap: list, *keys: str):
+    """Wait for the stages table, press ``keys`` (ending in a run key), and register the runner's pid
+    for clean-up; returns the main screen."""
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+    await pilot.press(*keys)
+    reap.append(pilot.app.runner.process.pid)
+    return screen
+
+
 def log_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen.query_one(LogView).lines)
 
@@ -71,10 +81,7 @@ async def test_attach_replays_a_finished_run(finished_run) -> None:
 async def test_run_key_launches_the_selected_stage_and_stop_interrupts_it(empty_run, reap) -> None:
     app = make_app(empty_run, mode="hang")
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-        await pilot.press("down", "r")  # the second stage: prefilter
-        reap.append(app.runner.process.pid)
+        screen = await launch(pilot, reap, "down", "r")  # the second stage: prefilter
         await wait_until(pilot, lambda: screen.state.stages["prefilter"].status == "running")
         assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "prefilter"
         assert screen.busy and screen.check_action("run_stage", ()) is None  # greyed out while running
@@ -91,10 +98,7 @@ async def test_run_key_launches_the_selected_stage_and_stop_interrupts_it(empty_
 async def test_run_all_from_the_selected_stage(empty_run, reap) -> None:
     app = make_app(empty_run, mode="finish")
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-        await pilot.press("down", "down", "down", "a")  # train, then evaluate
-        reap.append(app.runner.process.pid)
+        screen = await launch(pilot, reap, "down", "down", "down", "a")  # train, then evaluate
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "train evaluate"
         assert [screen.state.stages[n].status for n in ("index", "train", "evaluate")] == \
@@ -105,10 +109,7 @@ async def test_run_all_from_the_selected_stage(empty_run, reap) -> None:
 async def test_a_crashed_runner_shows_the_stage_failed_with_its_last_lines(empty_run, reap) -> None:
     app = make_app(empty_run, mode="crash")
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-        await pilot.press("r")
-        reap.append(app.runner.process.pid)
+        screen = await launch(pilot, reap, "r")
         await wait_until(pilot, lambda: screen.state.stages["index"].status == "failed")
         stage = screen.state.stages["index"]
         assert "code 3" in stage.error
@@ -120,11 +121,8 @@ async def test_a_crashed_runner_shows_the_stage_failed_with_its_last_lines(empty
 async def test_quit_while_running_can_leave_the_stage_running(empty_run, reap) -> None:
     app = make_app(empty_run, mode="hang")
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-        await pilot.press("r")
+        screen = await launch(pilot, reap, "r")
         pid = app.runner.process.pid
-        reap.append(pid)
         await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
@@ -141,10 +139,7 @@ async def test_quit_while_running_can_leave_the_stage_running(empty_run, reap) -
 async def test_quit_and_stop_sends_sigint(empty_run, reap) -> None:
     app = make_app(empty_run, mode="hang")
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-        await pilot.press("r")
-        reap.append(app.runner.process.pid)
+        screen = await launch(pilot, reap, "r")
         await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
