@@ -8,7 +8,6 @@ validation and test pipelines keep file order, so predictions line up with label
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,12 +18,16 @@ from .config import InputConfig
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def decode_image(path: tf.Tensor, height: int, width: int, resize: str) -> tf.Tensor:
-    """Read and decode one image file (JPEG, PNG, GIF, BMP) into float32 RGB ``height x width``."""
+def read_rgb(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode one image file (JPEG, PNG, GIF, BMP, WebP) into uint8 RGB, any size."""
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    image = tf.ensure_shape(image, [None, None, 3])
-    image = tf.cast(image, tf.float32)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def decode_image(path: tf.Tensor, height: int, width: int, resize: str) -> tf.Tensor:
+    """Read and decode one image file into float32 RGB ``height x width``."""
+    image = tf.cast(read_rgb(path), tf.float32)
     if resize == "pad":
         image = tf.image.resize_with_pad(image, height, width)
     elif resize == "crop":
@@ -120,16 +123,6 @@ def make_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-def split_arrays(splits, split: str, data_dir: str) -> tuple[list[str], np.ndarray]:
-    """Full paths and class indices of one split (``train``, ``val``, ``test``) of ``splits.csv``.
-
-    Paths in the table are relative to the data folder, so a run stays valid if the folder moves
-    and ``data.dir`` is updated.
-    """
-    part = splits[splits["split"] == split]
-    return ([os.path.join(data_dir, p) for p in part["path"]], part["class_index"].to_numpy(dtype=np.int32))
-
-
 def decode_prefilter_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
     """Read one image into uint8 RGB ``size x size`` for an ImageNet classifier.
 
@@ -138,9 +131,7 @@ def decode_prefilter_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor
     aspect, and pads the rest. uint8 keeps batches four times smaller than float32; each model
     applies its own preprocessing.
     """
-    data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    image = tf.ensure_shape(image, [None, None, 3])
+    image = read_rgb(path)
     if resize == "crop_or_pad":
         return tf.image.resize_with_crop_or_pad(image, size, size)
     if resize == "pad":

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import config as config_mod
 from .config import PrefilterConfig
 from .events import PrefilterExamples, PrefilterHistogram, StageProgress
 from .runs import RunDir, atomic_path, write_json_atomic
@@ -236,18 +237,10 @@ def reapply(run: RunDir, threshold: float | None = None, rule: str | None = None
         FileNotFoundError: no stored scores. ValueError: a value out of range (naming its key).
     """
     current = _current_rule(run, run.load_config().prefilter)
-    if threshold is not None:
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"prefilter.threshold: expected a number between 0 and 1, got {threshold!r}")
-        current["threshold"] = float(threshold)
-    if rule is not None:
-        if rule not in RULES:
-            raise ValueError(f"prefilter.rule: expected one of {', '.join(RULES)}, got {rule!r}")
-        current["rule"] = rule
-    if top_k is not None:
-        if not 1 <= int(top_k) <= NUM_CLASSES:
-            raise ValueError(f"prefilter.top_k: expected 1..1000, got {top_k!r}")
-        current["top_k"] = int(top_k)
+    changes = {k: v for k, v in (("threshold", threshold), ("rule", rule), ("top_k", top_k)) if v is not None}
+    # the config's own checks, so a bad value gets the same message as in config.yaml (ConfigError)
+    checked = config_mod.from_dict({"prefilter": changes}).prefilter
+    current.update({key: getattr(checked, key) for key in changes})
     scores = load_scores(run)
     kept, rejected, _ = _decide(scores, current)
     broken = int((scores["status"] == BROKEN).sum())
