@@ -8,6 +8,7 @@ so the exported ``.keras`` file loads in safe mode.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
@@ -257,3 +258,30 @@ def learning_rate_of(model: keras.Model) -> float | None:
 def load_model(path: Path | str) -> keras.Model:
     """Load an exported or checkpointed ``.keras`` file in safe mode (custom layers registered here)."""
     return keras.saving.load_model(str(path), safe_mode=True)
+
+
+def gpu_info() -> tuple[int, int]:
+    """(number of GPUs, lowest compute-capability major) for the active Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        majors = []
+        for gpu in gpus:
+            with contextlib.suppress(Exception):
+                majors.append(int(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0,))[0]))
+        return len(gpus), min(majors) if majors else 0
+    if backend == "jax":
+        import jax
+
+        return len([d for d in jax.devices() if d.platform == "gpu"]), 8
+    return 0, 0
+
+
+def mixed_policy(mode: str, gpus: int, cc_major: int) -> str:
+    """The Keras dtype policy for ``train.mixed_precision``: bfloat16 on Ampere and newer, float16
+    (with Keras's automatic loss scaling) on older GPUs, float32 on CPU or when off."""
+    if mode == "off" or (mode == "auto" and gpus == 0):
+        return "float32"
+    return "mixed_bfloat16" if cc_major >= 8 or gpus == 0 else "mixed_float16"

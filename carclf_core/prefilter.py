@@ -423,12 +423,12 @@ class KerasClassifier:
 
     ResNet50V2 gets ``resnet_v2.preprocess_input``; a ``.keras`` file is expected to take 0..255
     pixels (Keras applications carry their own rescaling). On a GPU the ResNet is built in mixed
-    float16; the global dtype policy is restored afterwards so later stages are not affected.
+    precision (bfloat16 on Ampere and newer, float16 before, as in training); the global dtype policy
+    is restored afterwards so later stages are not affected.
     """
 
     def __init__(self, cfg: PrefilterConfig):
         import keras
-        import tensorflow as tf
 
         self.labels = imagenet_labels(None)
         if cfg.model == "resnet50v2":
@@ -436,9 +436,11 @@ class KerasClassifier:
             if weights not in ("imagenet", "null") and not Path(weights).is_file():
                 raise ModelError(f"prefilter.weights: {weights} does not exist (expected `imagenet` or "
                                  f"the path of a ResNet50V2 ImageNet weights file, {KERAS_RESNET_WEIGHTS})")
+            from .model import gpu_info, mixed_policy
+
             previous = keras.config.dtype_policy()
-            if tf.config.list_physical_devices("GPU"):
-                keras.config.set_dtype_policy("mixed_float16")
+            # the training stage's rule: bfloat16 on Ampere and newer GPUs, float16 on older, none on CPU
+            keras.config.set_dtype_policy(mixed_policy("auto", *gpu_info()))
             try:
                 self.model = keras.applications.ResNet50V2(
                     weights=None if weights == "null" else weights, include_top=True, classes=NUM_CLASSES)

@@ -8,7 +8,7 @@ continues after the last completed epoch with the early-stopping state it had. O
 ``classes.json``, ``summary.json``.
 
 Model and callback code is pure Keras; TensorFlow is touched only through ``inputs`` (tf.data) and
-inside :func:`_distribution`/:func:`_gpu_info` (MirroredStrategy and device queries).
+inside :func:`_distribution` (MirroredStrategy); device queries are in :func:`model.gpu_info`.
 """
 
 from __future__ import annotations
@@ -62,35 +62,6 @@ def split_files(splits: pd.DataFrame, split: str, data_dir: str,
         paths = [p for p, ok in zip(paths, present) if ok]
         labels = labels[present]
     return paths, labels
-
-
-def _gpu_info() -> tuple[int, int]:
-    """(number of GPUs, lowest compute-capability major) for the active Keras backend."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        majors = []
-        for gpu in gpus:
-            with contextlib.suppress(Exception):
-                majors.append(int(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0,))[0]))
-        return len(gpus), min(majors) if majors else 0
-    if backend == "jax":
-        import jax
-
-        return len([d for d in jax.devices() if d.platform == "gpu"]), 8
-    return 0, 0
-
-
-def mixed_policy(mode: str, gpus: int, cc_major: int) -> str:
-    """The Keras dtype policy for ``train.mixed_precision``: bfloat16 on Ampere and newer, float16
-    (with Keras's automatic loss scaling) on older GPUs, float32 on CPU or when off."""
-    if mode == "off" or (mode == "auto" and gpus == 0):
-        return "float32"
-    return "mixed_bfloat16" if cc_major >= 8 or gpus == 0 else "mixed_float16"
 
 
 def _distribution(mode: str):
@@ -165,8 +136,8 @@ def run(ctx: StageContext) -> StageResult:
                     if tcfg.class_weights == "balanced" else None)
     steps = math.ceil(len(train_paths) / icfg.batch_size)
 
-    gpus, cc_major = _gpu_info()
-    policy = mixed_policy(tcfg.mixed_precision, gpus, cc_major)
+    gpus, cc_major = model_mod.gpu_info()
+    policy = model_mod.mixed_policy(tcfg.mixed_precision, gpus, cc_major)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
