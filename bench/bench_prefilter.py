@@ -86,7 +86,7 @@ def best_of(reference, fast, rounds: int = 2) -> tuple[float, float]:
 
 
 def bench_lite0(paths: list[str], batch_size: int) -> tuple[float, float]:
-    from carclf_core import prefilter
+    from carclf_core.prefilter import classifiers as prefilter
 
     path = prefilter.efficientnet_lite0_path()
     if path is None:
@@ -105,7 +105,7 @@ def bench_lite0(paths: list[str], batch_size: int) -> tuple[float, float]:
 def bench_resnet(paths: list[str], batch_size: int) -> tuple[float, float]:
     import keras
 
-    from carclf_core import prefilter
+    from carclf_core.prefilter import classifiers as prefilter
     from carclf_core.config import PrefilterConfig
 
     model = prefilter.KerasClassifier(PrefilterConfig(model="resnet50v2", weights="null"))
@@ -122,7 +122,7 @@ def bench_mobilenet(paths: list[str], batch_size: int, folder: Path) -> tuple[fl
     as a big model's does on a GPU."""
     import keras
 
-    from carclf_core import prefilter
+    from carclf_core.prefilter import classifiers as prefilter
     from carclf_core.config import PrefilterConfig
 
     path = folder / "mobilenetv3small-imagenet1k.keras"

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from carclf_core import config as config_mod  # noqa: E402
 from carclf_core import events as ev  # noqa: E402
 from carclf_core import runstate as rs  # noqa: E402
-from carclf_core.runs import parse_lines  # noqa: E402
+from carclf_core.eventlog import parse_lines  # noqa: E402
 from carclf_tui.app import CarclfApp  # noqa: E402
 from carclf_tui.follow import parse_chunk  # noqa: E402
 from carclf_tui.sample_run import _Clock, make_run_dir, run_events, training_events, write_events  # noqa: E402

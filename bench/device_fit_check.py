@@ -35,6 +35,7 @@ def main() -> None:
     import numpy as np
 
     from carclf_core import callbacks as cb
+    from carclf_core import checkpoint
     from carclf_core import config as config_mod
     from carclf_core import model as model_mod
 
@@ -74,12 +75,12 @@ def main() -> None:
     history: list = []
     es = cb.ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     results["first_fit"] = fit(3, 0, model, es, history)
-    state = cb.read_state(out)
+    state = checkpoint.read_state(out)
     results["epochs_per_s"] = [round(e.images_per_s or 0, 1) for e in events if e.kind == "epoch_ended"]
 
     # resume as the train stage does: full checkpoint, early-stopping state restored
     resumed = model_mod.load_model(out / "last.keras")
-    initial = dict(state["early_stopping"], best_weights=cb.load_weights(out / "best_weights.npz"))
+    initial = dict(state["early_stopping"], best_weights=checkpoint.load_weights(out / "best_weights.npz"))
     es2 = cb.ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True,
                                     initial_state=initial)
     results["resume"] = fit(4, state["completed_epochs"], resumed, es2, list(state["history"]))

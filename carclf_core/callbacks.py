@@ -9,7 +9,6 @@ then :class:`ResumableEarlyStopping`, then :class:`PatienceReporter`, :class:`Co
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -20,7 +19,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from .checkpoint import save_weights
 from .events import BatchEnded, ConfusionReady, EpochEnded, EpochStarted, PatienceChanged, Sink
+from .metrics import confusion_matrix
 from .runs import atomic_path, write_json_atomic
 
 
@@ -49,10 +50,18 @@ class EventCallback(keras.callbacks.Callback):
         skip: returns True when the ending epoch must not be reported (cut short by a cancel).
     """
 
-    def __init__(self, emit: Sink, batch_size: int, steps: int | None, train_images: int | None,
-                 batch_events_per_second: float = 4.0, total_epochs: int | None = None,
-                 phase: str = "finetune", clock: Callable[[], float] = time.monotonic,
-                 skip: Callable[[], bool] = lambda: False):
+    def __init__(
+        self,
+        emit: Sink,
+        batch_size: int,
+        steps: int | None,
+        train_images: int | None,
+        batch_events_per_second: float = 4.0,
+        total_epochs: int | None = None,
+        phase: str = "finetune",
+        clock: Callable[[], float] = time.monotonic,
+        skip: Callable[[], bool] = lambda: False,
+    ):
         super().__init__()
         self.emit = emit
         self.skip = skip
@@ -67,7 +76,7 @@ class EventCallback(keras.callbacks.Callback):
         self.epoch_durations: list[float] = []
         self._epoch = 0
         self._epoch_start = 0.0
-        self._train_end = None
+        self._train_end: float | None = None
         self._last_batch_event = 0.0
         self._steps_done = 0
         self._lock = threading.Lock()
@@ -106,10 +115,17 @@ class EventCallback(keras.callbacks.Callback):
         eta = (self.steps - self._steps_done) * elapsed / self._steps_done if self.steps else None
         loss = logs.get("loss")
         acc = logs.get("categorical_accuracy")
-        self.emit(BatchEnded(epoch=self._epoch, step=self._steps_done, steps=self.steps,
-                             loss=float(loss) if loss is not None else float("nan"),
-                             accuracy=float(acc) if acc is not None else None,
-                             images_per_s=rate, eta_s=eta))
+        self.emit(
+            BatchEnded(
+                epoch=self._epoch,
+                step=self._steps_done,
+                steps=self.steps,
+                loss=float(loss) if loss is not None else float("nan"),
+                accuracy=float(acc) if acc is not None else None,
+                images_per_s=rate,
+                eta_s=eta,
+            )
+        )
 
     def on_test_begin(self, logs=None):
         # validation starts: the training part of the epoch is over (for images/s)
@@ -138,19 +154,28 @@ class EventCallback(keras.callbacks.Callback):
                 lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             except (TypeError, ValueError):
                 lr = None
-        self.emit(EpochEnded(epoch=self._epoch, epochs=self.epochs, metrics=_float_logs(logs),
-                             learning_rate=lr, duration_s=duration,
-                             images_per_s=self._images_done() / train_time, eta_s=eta))
+        self.emit(
+            EpochEnded(
+                epoch=self._epoch,
+                epochs=self.epochs,
+                metrics=_float_logs(logs),
+                learning_rate=lr,
+                duration_s=duration,
+                images_per_s=self._images_done() / train_time,
+                eta_s=eta,
+            )
+        )
 
 
 class StopOnCancel(keras.callbacks.Callback):
-    async_safe = True  # it only reads an Event and sets flags the training loop polls
     """Turn ``cancel`` (a threading.Event set by the SIGINT handler) into ``model.stop_training``.
 
     Checked at every batch end (a flag read), so a stop lands within one batch. Keras still runs the
     epoch's validation and ``on_epoch_end`` after the break; :attr:`cut_epoch` tells the checkpoint
     and event callbacks that this epoch is incomplete and must not be saved as finished.
     """
+
+    async_safe = True  # it only reads an Event and sets flags the training loop polls
 
     def __init__(self, cancel: threading.Event):
         super().__init__()
@@ -191,29 +216,44 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def __init__(self, *args, initial_state: dict[str, Any] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.initial_state = initial_state
+        # Keras sets these in on_train_begin; a run with nothing left to fit never calls it, and its
+        # state() must still answer
+        self.wait, self.best_epoch, self.best_weights = 0, 0, None
+        if initial_state:
+            self._restore(initial_state)
+
+    def _restore(self, s: dict[str, Any]) -> None:
+        self.wait = int(s.get("wait", 0))
+        self.best = s.get("best")
+        self.best_epoch = int(s.get("best_epoch", 0))
+        self.best_weights = s.get("best_weights")
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self.initial_state:
-            s = self.initial_state
-            self.wait = int(s.get("wait", 0))
-            self.best = s.get("best")
-            self.best_epoch = int(s.get("best_epoch", 0))
-            self.best_weights = s.get("best_weights")
+            self._restore(self.initial_state)
 
     def state(self) -> dict[str, Any]:
         """wait, best and 0-based best_epoch (plain JSON values)."""
-        best = None if self.best is None else float(self.best)
+        best_value = getattr(self, "best", None)
+        best = None if best_value is None else float(best_value)
         if best is not None and not math.isfinite(best):
             best = None
-        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch),
-                "patience": int(self.patience), "monitor": self.monitor}
+        return {
+            "wait": int(self.wait),
+            "best": best,
+            "best_epoch": int(self.best_epoch),
+            "patience": int(self.patience),
+            "monitor": self.monitor,
+        }
 
 
 class PatienceReporter(keras.callbacks.Callback):
     """Emit PatienceChanged from an EarlyStopping placed *before* this callback in the list."""
 
-    def __init__(self, emit: Sink, early_stopping: keras.callbacks.EarlyStopping, skip: Callable[[], bool] = lambda: False):
+    def __init__(
+        self, emit: Sink, early_stopping: keras.callbacks.EarlyStopping, skip: Callable[[], bool] = lambda: False
+    ):
         super().__init__()
         self.emit = emit
         self.early_stopping = early_stopping
@@ -226,15 +266,16 @@ class PatienceReporter(keras.callbacks.Callback):
         best = None if es.best is None else float(es.best)
         if best is not None and not math.isfinite(best):
             best = None
-        self.emit(PatienceChanged(epoch=epoch + 1, wait=int(es.wait), patience=int(es.patience), best=best,
-                                  best_epoch=int(es.best_epoch) + 1 if best is not None else None,
-                                  monitor=es.monitor))
-
-
-def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts, rows true class, columns predicted class (int64)."""
-    index = np.asarray(true, dtype=np.int64) * num_classes + np.asarray(pred, dtype=np.int64)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+        self.emit(
+            PatienceChanged(
+                epoch=epoch + 1,
+                wait=int(es.wait),
+                patience=int(es.patience),
+                best=best,
+                best_epoch=int(es.best_epoch) + 1 if best is not None else None,
+                monitor=es.monitor,
+            )
+        )
 
 
 class ConfusionCallback(keras.callbacks.Callback):
@@ -248,8 +289,9 @@ class ConfusionCallback(keras.callbacks.Callback):
         skip: returns True when this epoch must not be reported (cut short by a cancel).
     """
 
-    def __init__(self, emit: Sink, dataset, labels: np.ndarray, classes: Sequence[str],
-                 skip: Callable[[], bool] = lambda: False):
+    def __init__(
+        self, emit: Sink, dataset, labels: np.ndarray, classes: Sequence[str], skip: Callable[[], bool] = lambda: False
+    ):
         super().__init__()
         self.emit = emit
         self.dataset = dataset
@@ -270,9 +312,16 @@ class ConfusionCallback(keras.callbacks.Callback):
         self.last_matrix = matrix
         duration = time.monotonic() - started
         self.durations.append(duration)
-        self.emit(ConfusionReady(epoch=epoch + 1, classes=self.classes,
-                                 matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
-                                 split="val", sample=int(n), duration_s=duration))
+        self.emit(
+            ConfusionReady(
+                epoch=epoch + 1,
+                classes=self.classes,
+                matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
+                split="val",
+                sample=int(n),
+                duration_s=duration,
+            )
+        )
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -284,15 +333,22 @@ class CheckpointCallback(keras.callbacks.Callback):
     epochs, phase, early-stopping state, history).
     """
 
-    def __init__(self, folder: Path, main_model: keras.Model, early_stopping: ResumableEarlyStopping,
-                 phase: str, history: list[dict[str, float]], skip: Callable[[], bool] = lambda: False,
-                 save_full: bool = True):
+    def __init__(
+        self,
+        folder: Path,
+        main_model: keras.Model,
+        early_stopping: ResumableEarlyStopping,
+        phase: str,
+        history: list[dict[str, Any]],
+        skip: Callable[[], bool] = lambda: False,
+        save_full: bool = True,
+    ):
         super().__init__()
         self.folder = Path(folder)
         self.main_model = main_model
         self.early_stopping = early_stopping
         self.phase = phase
-        self.history = history
+        self.history: list[dict[str, Any]] = history
         self.skip = skip
         self.save_full = save_full
         self.durations: list[float] = []
@@ -310,34 +366,14 @@ class CheckpointCallback(keras.callbacks.Callback):
         if self.save_full:
             with atomic_path(self.folder / "last.keras") as tmp:
                 self.model.save(str(tmp))
-        write_json_atomic(self.folder / "state.json", {
-            "completed_epochs": epoch + 1, "phase": self.phase, "early_stopping": es.state(),
-            "history": self.history, "stopped": bool(self.model.stop_training)})
+        write_json_atomic(
+            self.folder / "state.json",
+            {
+                "completed_epochs": epoch + 1,
+                "phase": self.phase,
+                "early_stopping": es.state(),
+                "history": self.history,
+                "stopped": bool(self.model.stop_training),
+            },
+        )
         self.durations.append(time.monotonic() - started)
-
-
-def save_weights(path: Path, weights: Sequence[np.ndarray]) -> None:
-    """Write a weight list atomically as ``.npz``.
-
-    Plain numpy through a Python file, not h5py: when the disk fills up mid-write, h5py leaves file
-    objects behind whose clean-up crashes the process; a Python write just raises OSError.
-    """
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, *weights)
-
-
-def load_weights(path: Path) -> list[np.ndarray] | None:
-    """A weight list saved by :func:`save_weights` (best or last weights), or None if absent."""
-    if not Path(path).is_file():
-        return None
-    with np.load(path) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-
-def read_state(folder: Path) -> dict[str, Any] | None:
-    """The checkpoint state of a train folder, or None when no epoch was completed."""
-    try:
-        return json.loads((Path(folder) / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -35,9 +35,23 @@ CAR_CLASSES_IMAGENET = (656, 627, 817, 511, 468, 751, 705, 757, 717, 734, 654, 6
 
 # The 17 underscore-separated fields of a Car Connection file name, in order.
 CAR_CONNECTION_FIELDS = (
-    "make", "model", "year", "msrp", "front_wheel_size", "sae_hp", "displacement", "engine_type",
-    "width", "height", "length", "gas_mileage", "drivetrain", "passenger_capacity", "passenger_doors",
-    "body_style", "id",
+    "make",
+    "model",
+    "year",
+    "msrp",
+    "front_wheel_size",
+    "sae_hp",
+    "displacement",
+    "engine_type",
+    "width",
+    "height",
+    "length",
+    "gas_mileage",
+    "drivetrain",
+    "passenger_capacity",
+    "passenger_doors",
+    "body_style",
+    "id",
 )
 
 
@@ -54,6 +68,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
 # --- field helpers -------------------------------------------------------------------------------
+
 
 def _field(default: Any, check: Callable[[Any], str | None] | None = None):
     """A dataclass field with an optional value check returning an error text or None."""
@@ -88,8 +103,11 @@ def seed_range(value: int) -> str | None:
 
 
 def folder_name(value: str) -> str | None:
-    return None if RUN_NAME.fullmatch(value) else (
-        "expected 1..64 characters of A-Z a-z 0-9 . _ - (a folder name), not starting with '.'")
+    return (
+        None
+        if RUN_NAME.fullmatch(value)
+        else ("expected 1..64 characters of A-Z a-z 0-9 . _ - (a folder name), not starting with '.'")
+    )
 
 
 def logged_metric(value: str) -> str | None:
@@ -118,6 +136,7 @@ def imagenet_indices(value: tuple[int, ...]) -> str | None:
 
 # --- sections ------------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dir: str = _field("data", path_like)
@@ -131,8 +150,12 @@ class DataConfig:
     """Character that separates the file-name fields. Default `_`."""
     fields: tuple[str, ...] = _field(
         CAR_CONNECTION_FIELDS,
-        lambda v: None if {"make", "model"} <= set(v) and len(set(v)) == len(v)
-        else "expected unique field names including make and model")
+        lambda v: (
+            None
+            if {"make", "model"} <= set(v) and len(set(v)) == len(v)
+            else "expected unique field names including make and model"
+        ),
+    )
     """File-name fields in order (17 for Car Connection); the literal `nan` marks a missing value."""
     extensions: tuple[str, ...] = _field(("jpg", "jpeg"), lambda v: None if v else "expected at least one")
     """File endings that count as images, matched case-insensitively. Default jpg, jpeg."""
@@ -326,11 +349,19 @@ class _Loader(_Base):  # type: ignore[misc,valid-type]
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT]
-    for first, resolvers in _Base.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:
     [-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
-   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.VERBOSE), list("-+0123456789."))
+   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -360,8 +391,9 @@ def _check_graph(root: yaml.Node, source: str) -> None:
             depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
             entered.discard(key)
             if size[key] > MAX_VALUES:
-                raise ConfigError(source, f"more than {MAX_VALUES:,} values once YAML aliases are "
-                                  "expanded; refused as an alias bomb")
+                raise ConfigError(
+                    source, f"more than {MAX_VALUES:,} values once YAML aliases are expanded; refused as an alias bomb"
+                )
             if depth[key] > MAX_DEPTH:
                 raise ConfigError(source, f"values nested deeper than {MAX_DEPTH} levels")
         elif key not in size:
@@ -394,13 +426,18 @@ def _check_keys(node: yaml.Node, source: str, where: str, seen: set[int]) -> Non
             _check_keys(value, source, where, seen)
             continue
         if not (isinstance(key, yaml.ScalarNode) and key.tag == "tag:yaml.org,2002:str"):
-            what = f"key {_describe(key.value)[1:-1]}" if isinstance(key, yaml.ScalarNode) else (
-                f"a {'list' if isinstance(key, yaml.SequenceNode) else 'mapping'} used as a key")
-            raise ConfigError(source, f"{what} at line {line}{inside} is not a name "
-                              "(keys are words such as `train` or `epochs`)")
+            what = (
+                f"key {_describe(key.value)[1:-1]}"
+                if isinstance(key, yaml.ScalarNode)
+                else (f"a {'list' if isinstance(key, yaml.SequenceNode) else 'mapping'} used as a key")
+            )
+            raise ConfigError(
+                source, f"{what} at line {line}{inside} is not a name (keys are words such as `train` or `epochs`)"
+            )
         if key.value in lines:
-            raise ConfigError(source, f"key {_describe(key.value)}{inside} given twice (lines "
-                              f"{lines[key.value]} and {line})")
+            raise ConfigError(
+                source, f"key {_describe(key.value)}{inside} given twice (lines {lines[key.value]} and {line})"
+            )
         lines[key.value] = line
         name = _describe(key.value)[1:-1]  # a key path shown in errors: control characters escaped
         _check_keys(value, source, f"{where}.{name}" if where else name, seen)
@@ -460,13 +497,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
     start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     bad = raw.find(b"\0")  # valid UTF-8, but no text file holds NUL bytes (UTF-16 and binary do)
     try:
-        text = raw[start:bad if bad >= 0 else None].decode("utf-8")
+        text = raw[start : bad if bad >= 0 else None].decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = start + exc.start
     if bad >= 0:
         utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\0" in raw[:2]
-        raise ConfigError(source, f"not UTF-8 text (byte {bad} is {raw[bad]:#04x})",
-                          "save it as UTF-8" + (" (it looks like UTF-16)" if utf16 else ""))
+        raise ConfigError(
+            source,
+            f"not UTF-8 text (byte {bad} is {raw[bad]:#04x})",
+            "save it as UTF-8" + (" (it looks like UTF-16)" if utf16 else ""),
+        )
     try:
         data = parse_yaml(text, source)
     except yaml.YAMLError as exc:
@@ -477,8 +517,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(source, "expected a mapping of sections at the top level")
     for section in (f.name for f in dataclasses.fields(Config)):
         if data.get(section) is not None and not isinstance(data[section], dict):
-            raise ConfigError(source, f"{section}: expected a section (a mapping of keys), "
-                              f"got {_describe(data[section])}")
+            raise ConfigError(
+                source, f"{section}: expected a section (a mapping of keys), got {_describe(data[section])}"
+            )
     return data
 
 
@@ -491,10 +532,14 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 # --- validation ----------------------------------------------------------------------------------
 
+
 def _describe(value: Any) -> str:
     """A value as an error shows it: one line, control characters escaped, at most ~60 characters."""
-    text = repr(value) if not isinstance(value, str) else '"{}"'.format(
-        "".join(c if c.isprintable() else repr(c)[1:-1] for c in value))
+    text = (
+        repr(value)
+        if not isinstance(value, str)
+        else '"{}"'.format("".join(c if c.isprintable() else repr(c)[1:-1] for c in value))
+    )
     return text if len(text) <= 64 else text[:60] + "..." + text[-1]
 
 
@@ -607,8 +652,9 @@ def _validate_whole(config: Config) -> None:
     t = config.train
     natural = metric_direction(t.monitor)
     if t.monitor_mode not in ("auto", natural):  # the other way, early stopping keeps the worst epochs
-        raise ConfigError("train.monitor_mode", f"{t.monitor} improves towards {natural}, got {t.monitor_mode}",
-                          "use auto")
+        raise ConfigError(
+            "train.monitor_mode", f"{t.monitor} improves towards {natural}, got {t.monitor_mode}", "use auto"
+        )
 
 
 def from_dict(data: Mapping[str, Any] | None) -> Config:
@@ -689,9 +735,13 @@ def field_docs() -> dict[str, str]:
         node = classes[section.type if isinstance(section.type, str) else section.type.__name__]
         body = node.body
         for stmt, following in zip(body, body[1:] + [None], strict=True):
-            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
                 docs[f"{section.name}.{stmt.target.id}"] = " ".join(following.value.value.split())
     return docs
 

@@ -6,39 +6,24 @@ with ``status = rejected`` and a ``reason``, so the user sees every refusal.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from .config import DataConfig, SplitConfig
+from .errors import DatasetError
+from .images import OK, REJECTED, check_image
 
 MISSING = "nan"
-# Formats the tf.data input pipeline can decode (tf.io.decode_image), whatever the file is named.
-DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
-# Largest image the pipeline accepts: a 10,000 x 10,000 photo costs 300 MB decoded, and several decode
-# in parallel; we refuse it with a reason rather than risk the training process's memory.
-MAX_PIXELS = 40_000_000
-# Our own MAX_PIXELS check reports large images; Pillow's warning about them would only be noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-OK = "ok"
-REJECTED = "rejected"
 
 
 class FilenameError(ValueError):
     """A file name that does not parse; the message says why."""
-
-
-class DatasetError(ValueError):
-    """The dataset as a whole cannot go on (missing folder, too few classes)."""
 
 
 def parse_filename(name: str, fields: Sequence[str], separator: str = "_") -> dict[str, str | None]:
@@ -62,7 +47,9 @@ def parse_filename(name: str, fields: Sequence[str], separator: str = "_") -> di
     parts = stem.split(separator)
     if len(parts) != len(fields):
         raise FilenameError(f"expected {len(fields)} fields separated by {separator!r}, found {len(parts)}")
-    values = {key: (None if part.strip() in ("", MISSING) else part.strip()) for key, part in zip(fields, parts)}
+    values = {
+        key: (None if part.strip() in ("", MISSING) else part.strip()) for key, part in zip(fields, parts, strict=True)
+    }
     for key in ("make", "model"):
         if values.get(key) is None:
             raise FilenameError(f"{key} is empty")
@@ -74,53 +61,6 @@ def label_of(values: dict[str, str | None], label: str) -> str:
     if label == "make":
         return str(values["make"])
     return f"{values['make']}_{values['model']}"
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageCheck:
-    status: str
-    reason: str = ""
-    width: int = 0
-    height: int = 0
-    format: str = ""
-    bytes: int = 0
-
-
-def check_image(path: Path) -> ImageCheck:
-    """Decode an image cheaply (JPEG draft mode scales in the DCT) to prove it is whole and usable."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return ImageCheck(REJECTED, f"cannot stat ({exc.strerror})")
-    if size == 0:
-        return ImageCheck(REJECTED, "empty file")
-    try:
-        with Image.open(path) as image:
-            fmt = image.format or "?"
-            width, height = image.size
-            if fmt not in DECODABLE_FORMATS:
-                return ImageCheck(REJECTED, f"{fmt} image: the input pipeline decodes only "
-                                  f"{', '.join(sorted(DECODABLE_FORMATS))}", width, height, fmt, size)
-            if width * height > MAX_PIXELS:
-                return ImageCheck(REJECTED, f"too large ({width}x{height} pixels, limit {MAX_PIXELS:,})",
-                                  width, height, fmt, size)
-            if fmt == "JPEG":
-                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
-    except PermissionError as exc:
-        return ImageCheck(REJECTED, f"unreadable ({exc.strerror})", bytes=size)
-    except Image.DecompressionBombError:
-        return ImageCheck(REJECTED, "too large (decompression bomb guard)", bytes=size)
-    except OSError as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or "broken data stream" in text:
-            return ImageCheck(REJECTED, "truncated image", bytes=size)
-        if "cannot identify image file" in text:
-            return ImageCheck(REJECTED, "not an image", bytes=size)
-        return ImageCheck(REJECTED, f"cannot decode ({text})", bytes=size)
-    except (ValueError, SyntaxError) as exc:  # Pillow raises these for some malformed headers
-        return ImageCheck(REJECTED, f"cannot decode ({exc})", bytes=size)
-    return ImageCheck(OK, "", width, height, fmt, size)
 
 
 def scan(root: Path, extensions: Sequence[str]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -210,8 +150,12 @@ def build_index(
     paths, skipped = scan(root, cfg.extensions)
     layout = resolve_layout(paths, root, cfg)
     rows: list[dict] = [
-        {"path": str(p.relative_to(root)) if p.is_relative_to(root) else str(p),
-         "label": "", "status": REJECTED, "reason": reason}
+        {
+            "path": str(p.relative_to(root)) if p.is_relative_to(root) else str(p),
+            "label": "",
+            "status": REJECTED,
+            "reason": reason,
+        }
         for p, reason in skipped
     ]
 
@@ -264,7 +208,7 @@ def _ordered_map(pool: ThreadPoolExecutor, fn, items: Sequence, cancelled) -> It
     for start in range(0, len(items), window):
         if cancelled and cancelled():
             return
-        yield from pool.map(fn, items[start:start + window])
+        yield from pool.map(fn, items[start : start + window])
 
 
 def merge_case_variants(labels: pd.Series) -> pd.Series:
@@ -290,7 +234,7 @@ def case_variants(index: pd.DataFrame) -> dict[str, list[str]]:
         return {}
     raw = index["make"].astype(str) + "_" + index["model"].astype(str)
     merged: dict[str, set[str]] = {}
-    for original, label in zip(raw, index["label"]):
+    for original, label in zip(raw, index["label"], strict=True):
         if label and original != label and original.casefold() == label.casefold():
             merged.setdefault(label, set()).add(original)
     return {label: sorted(others) for label, others in sorted(merged.items())}
@@ -327,8 +271,10 @@ def stratified_split(frame: pd.DataFrame, classes: Sequence[str], cfg: SplitConf
         paths = np.array(sorted(frame.loc[frame["label"] == label, "path"]), dtype=object)
         n = len(paths)
         if n < 3:
-            raise DatasetError(f"class {label!r} has {n} image(s); each split needs at least one "
-                               f"(split.min_per_class keeps such classes out)")
+            raise DatasetError(
+                f"class {label!r} has {n} image(s); each split needs at least one "
+                f"(split.min_per_class keeps such classes out)"
+            )
         n_val = max(1, int(round(n * cfg.val)))
         n_test = max(1, int(round(n * cfg.test)))
         if n_val + n_test >= n:
@@ -336,8 +282,8 @@ def stratified_split(frame: pd.DataFrame, classes: Sequence[str], cfg: SplitConf
         order = rng.permutation(n)
         assignment = np.empty(n, dtype=object)
         assignment[order[:n_test]] = "test"
-        assignment[order[n_test:n_test + n_val]] = "val"
-        assignment[order[n_test + n_val:]] = "train"
+        assignment[order[n_test : n_test + n_val]] = "val"
+        assignment[order[n_test + n_val :]] = "train"
         parts.append(pd.DataFrame({"path": paths, "label": label, "class_index": class_index, "split": assignment}))
     if not parts:
         raise DatasetError("no classes to split")

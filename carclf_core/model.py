@@ -8,7 +8,6 @@ so the exported ``.keras`` file loads in safe mode.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ import keras
 import numpy as np
 
 from .config import TrainConfig
-from .stages import StageError
+from .errors import ModelError
 
 HEAD_PREFIX = "head_"
 RANDOM_INIT_BN_MOMENTUM = 0.9
@@ -89,10 +88,26 @@ def _apps() -> dict[str, Backbone]:
 
 
 BACKBONE_NAMES: tuple[str, ...] = (
-    "resnet50v2", "resnet101v2", "resnet152v2", "vgg16", "vgg19", "mobilenetv2", "mobilenetv3small",
-    "mobilenetv3small_minimalistic", "mobilenetv3large", "efficientnetv2b0", "efficientnetv2b1",
-    "efficientnetv2b2", "efficientnetv2b3", "efficientnetv2s", "efficientnetv2m", "efficientnetv2l",
-    "convnext_tiny", "convnext_small", "convnext_base", "convnext_large",
+    "resnet50v2",
+    "resnet101v2",
+    "resnet152v2",
+    "vgg16",
+    "vgg19",
+    "mobilenetv2",
+    "mobilenetv3small",
+    "mobilenetv3small_minimalistic",
+    "mobilenetv3large",
+    "efficientnetv2b0",
+    "efficientnetv2b1",
+    "efficientnetv2b2",
+    "efficientnetv2b3",
+    "efficientnetv2s",
+    "efficientnetv2m",
+    "efficientnetv2l",
+    "convnext_tiny",
+    "convnext_small",
+    "convnext_base",
+    "convnext_large",
 )
 
 
@@ -107,16 +122,17 @@ def validate(cfg: TrainConfig) -> None:
         StageError: unknown ``train.backbone``, missing ``train.weights`` file, bad ``train.freeze_patterns``.
     """
     if _normalise(cfg.backbone) not in BACKBONE_NAMES:
-        raise StageError(f"train.backbone: unknown backbone {cfg.backbone!r} "
-                         f"(known: {', '.join(BACKBONE_NAMES)})")
+        raise ModelError(f"train.backbone: unknown backbone {cfg.backbone!r} (known: {', '.join(BACKBONE_NAMES)})")
     if cfg.weights not in ("imagenet", "null") and not Path(cfg.weights).is_file():
-        raise StageError(f"train.weights: {cfg.weights}: no such file (use `imagenet`, `null` or a "
-                         f"weights file of the {cfg.backbone} backbone without its top)")
+        raise ModelError(
+            f"train.weights: {cfg.weights}: no such file (use `imagenet`, `null` or a "
+            f"weights file of the {cfg.backbone} backbone without its top)"
+        )
     for pattern in cfg.freeze_patterns:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise StageError(f"train.freeze_patterns: {pattern!r} is not a regular expression ({exc})") from exc
+            raise ModelError(f"train.freeze_patterns: {pattern!r} is not a regular expression ({exc})") from exc
 
 
 def build_base(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -135,19 +151,25 @@ def build_base(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> keras.Mod
         if weights == "imagenet":
             text = str(exc)
             if any(s in text for s in ("URL", "fetch", "urlopen", "resolution", "Network", "HTTP")):
-                raise StageError(
+                raise ModelError(
                     f"train.weights: cannot download the ImageNet weights of {cfg.backbone} ({text.strip()[:200]}); "
                     "connect once so Keras caches them in ~/.keras/models, copy the cached file there, "
-                    "or set train.weights to a local weights file or null") from exc
-            raise StageError(f"train.weights: imagenet weights for {cfg.backbone} at input "
-                             f"{input_shape}: {exc}") from exc
+                    "or set train.weights to a local weights file or null"
+                ) from exc
+            raise ModelError(
+                f"train.weights: imagenet weights for {cfg.backbone} at input {input_shape}: {exc}"
+            ) from exc
         if weights is not None:
-            raise StageError(f"train.weights: {weights} does not fit the {cfg.backbone} backbone without "
-                             f"its top ({type(exc).__name__}: {str(exc)[:300]})") from exc
+            raise ModelError(
+                f"train.weights: {weights} does not fit the {cfg.backbone} backbone without "
+                f"its top ({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
         raise
 
 
-def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[keras.Model, keras.Model]:
+def build_model(
+    cfg: TrainConfig, input_shape: tuple[int, int, int], num_classes: int
+) -> tuple[keras.Model, keras.Model]:
     """Build the whole classifier: 0..255 input, backbone scaling, backbone, head, softmax.
 
     Args:
@@ -230,9 +252,11 @@ def apply_freeze(model: keras.Model, base: keras.Model, mode: str, patterns: Seq
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
     """Adam, categorical cross-entropy, categorical and top-5 accuracy (the reference's recipe + top-5)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="categorical_crossentropy",
-                  metrics=["categorical_accuracy", keras.metrics.TopKCategoricalAccuracy(5, name="top5")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["categorical_accuracy", keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+    )
 
 
 def balanced_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[int, float]:
@@ -244,44 +268,6 @@ def balanced_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int)
     return {i: (n / (num_classes * c) if c else 1.0) for i, c in enumerate(counts.tolist())}
 
 
-def learning_rate_of(model: keras.Model) -> float | None:
-    """The optimizer's current learning rate as a float, or None before compile."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return None
-    try:
-        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
 def load_model(path: Path | str) -> keras.Model:
     """Load an exported or checkpointed ``.keras`` file in safe mode (custom layers registered here)."""
     return keras.saving.load_model(str(path), safe_mode=True)
-
-
-def gpu_info() -> tuple[int, int]:
-    """(number of GPUs, lowest compute-capability major) for the active Keras backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        majors = []
-        for gpu in gpus:
-            with contextlib.suppress(Exception):
-                majors.append(int(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0,))[0]))
-        return len(gpus), min(majors) if majors else 0
-    if backend == "jax":
-        import jax
-
-        return len([d for d in jax.devices() if d.platform == "gpu"]), 8
-    return 0, 0
-
-
-def mixed_policy(mode: str, gpus: int, cc_major: int) -> str:
-    """The Keras dtype policy for ``train.mixed_precision``: bfloat16 on Ampere and newer, float16
-    (with Keras's automatic loss scaling) on older GPUs, float32 on CPU or when off."""
-    if mode == "off" or (mode == "auto" and gpus == 0):
-        return "float32"
-    return "mixed_bfloat16" if cc_major >= 8 or gpus == 0 else "mixed_float16"

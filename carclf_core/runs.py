@@ -1,4 +1,4 @@
-"""Run directories: create, reopen, lock, atomic writes, and the ``events.jsonl`` log.
+"""Run directories: create, reopen, lock, atomic writes; :class:`RunDir` knows the run's files.
 
 A run directory is the single source of truth of a run: ``config.yaml`` (resolved), ``events.jsonl``
 (append-only), ``state.json`` (small summary of stage statuses) and one sub-folder per stage. Every
@@ -21,16 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
-from .events import Event, from_dict, to_json
+from .errors import RunError
 
 CONFIG_FILE = "config.yaml"
 EVENTS_FILE = "events.jsonl"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
-
-
-class RunError(RuntimeError):
-    """A problem with a run directory (missing, locked, unreadable)."""
 
 
 # --- atomic writes -------------------------------------------------------------------------------
@@ -101,99 +97,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-# --- event log -----------------------------------------------------------------------------------
-
-# Events after which the log is flushed to disk at once; others wait at most FLUSH_INTERVAL_S.
-_FLUSH_NOW = {"run_started", "run_finished", "stage_started", "stage_finished", "stage_failed",
-              "stage_interrupted", "epoch_ended", "patience", "confusion"}
-FLUSH_INTERVAL_S = 1.0
-
-
-class JsonlSink:
-    """Appends events to ``events.jsonl``; buffered, flushed at stage and epoch ends and every second."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.torn_line = _torn_tail(self.path)
-        """1-based number of a last line left unfinished by a killed writer, else None."""
-        self._handle = open(self.path, "a", encoding="utf-8")
-        if self.torn_line is not None:
-            # end the torn line, so the next event starts a line of its own and stays readable
-            self._handle.write("\n")
-        self._last_flush = time.monotonic()
-
-    def __call__(self, event: Event) -> None:
-        self._handle.write(to_json(event) + "\n")
-        now = time.monotonic()
-        if event.kind in _FLUSH_NOW or now - self._last_flush >= FLUSH_INTERVAL_S:
-            self.flush()
-            self._last_flush = now
-
-    def flush(self) -> None:
-        if not self._handle.closed:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        if not self._handle.closed:
-            self.flush()
-            self._handle.close()
-
-
-def _torn_tail(path: Path) -> int | None:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() == 0:
-                return None
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) == b"\n":
-                return None
-            handle.seek(0)
-            return handle.read().count(b"\n") + 1
-    except FileNotFoundError:
-        return None
-
-
-@dataclasses.dataclass(frozen=True)
-class EventLog:
-    """What :func:`read_events` found: the events and any lines it could not read."""
-
-    events: list[Event]
-    bad_lines: list[int]
-    """1-based numbers of malformed lines (a torn last line after a kill is the usual one)."""
-    offset: int
-    """Byte offset after the last complete line, where a follower continues."""
-
-
-def parse_lines(data: bytes, start_line: int = 1) -> tuple[list[Event], list[int], int]:
-    """Parse complete lines of an event log chunk; returns events, bad line numbers and bytes used.
-
-    A trailing line without its newline is left unconsumed: it may still be being written.
-    """
-    events: list[Event] = []
-    bad: list[int] = []
-    end = data.rfind(b"\n") + 1
-    for number, raw in enumerate(data[:end].splitlines(), start=start_line):
-        if not raw.strip():
-            continue
-        try:
-            events.append(from_dict(json.loads(raw)))
-        except (ValueError, TypeError):
-            bad.append(number)
-    return events, bad, end
-
-
-def read_events(path: Path) -> EventLog:
-    """Read a whole event log, tolerating malformed lines and a torn last line."""
-    data = Path(path).read_bytes()
-    events, bad, end = parse_lines(data)
-    if data[end:].strip():
-        bad.append(data[:end].count(b"\n") + 1)
-    return EventLog(events, bad, end)
-
-
 # --- run directory -------------------------------------------------------------------------------
+
 
 def _timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
@@ -219,7 +124,54 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    # Each stage's folder and the files other stages read from it; the stage module that writes a
+    # file owns its reader, these only name the places.
+    @property
+    def index_dir(self) -> Path:
+        return self.path / "index"
+
+    @property
+    def index_csv(self) -> Path:
+        return self.index_dir / "index.csv"
+
+    @property
+    def prefilter_dir(self) -> Path:
+        return self.path / "prefilter"
+
+    @property
+    def kept_csv(self) -> Path:
+        return self.prefilter_dir / "kept.csv"
+
+    @property
+    def split_dir(self) -> Path:
+        return self.path / "split"
+
+    @property
+    def splits_csv(self) -> Path:
+        return self.split_dir / "splits.csv"
+
+    @property
+    def classes_json(self) -> Path:
+        return self.split_dir / "classes.json"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.path / "train"
+
+    @property
+    def best_model(self) -> Path:
+        return self.train_dir / "best.keras"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.train_dir / "summary.json"
+
+    @property
+    def evaluate_dir(self) -> Path:
+        return self.path / "evaluate"
+
     def stage_dir(self, stage: str) -> Path:
+        """The stage's folder, created on first use."""
         folder = self.path / stage
         folder.mkdir(parents=True, exist_ok=True)
         return folder

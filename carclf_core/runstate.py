@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import events as ev
@@ -27,7 +27,13 @@ BATCH_POINTS = 256
 LOG_LINES = 2000
 """Most log lines kept (the full log stays in ``events.jsonl``)."""
 
-PENDING, RUNNING, DONE, FAILED, INTERRUPTED = "pending", "running", "done", "failed", "interrupted"
+PENDING, RUNNING, DONE, FAILED, INTERRUPTED = (
+    ev.StageStatus.PENDING,
+    ev.StageStatus.RUNNING,
+    ev.StageStatus.DONE,
+    ev.StageStatus.FAILED,
+    ev.StageStatus.INTERRUPTED,
+)
 
 
 @dataclasses.dataclass
@@ -188,8 +194,9 @@ class RunState:
         new.stage_order = list(self.stage_order)
         new.stages = {k: dataclasses.replace(v, info=dict(v.info)) for k, v in self.stages.items()}
         new.epoch_rows = list(self.epoch_rows)  # rows are never mutated once appended
-        new.batch = dataclasses.replace(self.batch, steps=list(self.batch.steps), loss=list(self.batch.loss),
-                                        accuracy=list(self.batch.accuracy))
+        new.batch = dataclasses.replace(
+            self.batch, steps=list(self.batch.steps), loss=list(self.batch.loss), accuracy=list(self.batch.accuracy)
+        )
         new.prefilter = dataclasses.replace(self.prefilter)
         new.log = deque(self.log, maxlen=LOG_LINES)
         return new
@@ -291,6 +298,7 @@ def runner_lost(state: RunState, reason: str, tail: Sequence[str] = (), t: float
 
 # --- the reducer proper (mutates the copy it is given) ----------------------------------------------
 
+
 def _append_log(s: RunState, entry: LogEntry) -> None:
     s.log.append(entry)
     s.log_total += 1
@@ -303,9 +311,8 @@ def _append_log(s: RunState, entry: LogEntry) -> None:
 
 def _reduce(s: RunState, e: ev.Event) -> None:
     s.revision += 1
-    kind = e.kind
     # The batch event is by far the most frequent: handle it first and cheaply.
-    if kind == "batch_ended":
+    if isinstance(e, ev.BatchEnded):
         b = s.batch
         if b.epoch != e.epoch:
             s.batch = b = BatchCurve(epoch=e.epoch)
@@ -315,7 +322,7 @@ def _reduce(s: RunState, e: ev.Event) -> None:
         b.eta_s = e.eta_s
         s.rev_training += 1
         return
-    if kind == "stage_progress":
+    if isinstance(e, ev.StageProgress):
         st = s.stage(e.stage)
         st.done, st.total, st.rate, st.eta_s = e.done, e.total, e.rate, e.eta_s
         if e.info:
@@ -324,7 +331,7 @@ def _reduce(s: RunState, e: ev.Event) -> None:
         if e.stage == "prefilter":
             s.rev_prefilter += 1
         return
-    handler = _HANDLERS.get(kind)
+    handler = _HANDLERS.get(e.kind)
     if handler is not None:
         handler(s, e)
 
@@ -401,8 +408,7 @@ def _epoch_ended(s: RunState, e: ev.EpochEnded) -> None:
     rows = s.epoch_rows
     if rows and rows[-1].epoch >= e.epoch:
         s.epoch_rows = rows = [r for r in rows if r.epoch < e.epoch]
-    rows.append(EpochRow(e.epoch, e.epochs, dict(e.metrics), e.learning_rate, e.duration_s,
-                         e.images_per_s, e.eta_s))
+    rows.append(EpochRow(e.epoch, e.epochs, dict(e.metrics), e.learning_rate, e.duration_s, e.images_per_s, e.eta_s))
     s.epoch, s.epochs = e.epoch, e.epochs
     s.rev_training += 1
 
@@ -428,7 +434,7 @@ def _prefilter_examples(s: RunState, e: ev.PrefilterExamples) -> None:
     s.rev_prefilter += 1
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, Callable[[RunState, Any], None]] = {
     "run_started": _run_started,
     "run_finished": _run_finished,
     "stage_started": _stage_started,

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from carclf_core import config as config_mod
-from carclf_core.events import STAGE_NAMES, LogLine
-from carclf_core.runs import JsonlSink, RunDir, RunError, create_run, latest_run, open_run
+from carclf_core.errors import RunError
+from carclf_core.eventlog import JsonlSink
+from carclf_core.events import LogLine
+from carclf_core.registry import STAGE_NAMES
+from carclf_core.runs import RunDir, create_run, latest_run, open_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -79,7 +82,8 @@ class _SignalStop:
 def run_headless(args: argparse.Namespace) -> int:
     # the pipeline (pandas, and TensorFlow inside the stages) loads only for headless work, so the
     # dashboard's first frame does not wait for it
-    from carclf_core.stages import StageContext, pending_stages, run_all, stage_names
+    from carclf_core.pipeline import StageContext
+    from carclf_core.registry import pending_stages, run_all
 
     if args.resume:
         try:
@@ -92,7 +96,7 @@ def run_headless(args: argparse.Namespace) -> int:
     else:
         config = resolve_config(args)
         run = create_run(config)
-        names = args.stage or list(stage_names())
+        names = args.stage or list(STAGE_NAMES)
     from .console import ConsoleRenderer
 
     console = ConsoleRenderer(interactive=False if args.plain else None)

@@ -8,46 +8,18 @@ arrive; the UI never waits on the thread and the thread never waits on the UI.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from carclf_core import runstate
-from carclf_core.events import Event, from_dict
+from carclf_core.eventlog import EventFollower, parse_lines
+from carclf_core.events import Event
 
 from .runner import Runner
 
 POLL_INTERVAL_S = 0.1
 """How often the file is polled, and so the most often the dashboard redraws for new events."""
-
-
-class EventFollower:
-    """Reads the complete lines appended to an event log since the last read."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.offset = 0
-        self.next_line = 1
-
-    def read_new(self) -> tuple[list[Event], list[int]]:
-        """New events and the numbers of malformed lines since the last call.
-
-        A line still being written (no newline yet) is left for the next call.
-        """
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return [], []
-        used = data.rfind(b"\n") + 1  # a line without its newline may still be being written
-        if not used:
-            return [], []
-        events, bad = parse_chunk(data[:used], self.next_line)
-        self.offset += used
-        self.next_line += data.count(b"\n", 0, used)
-        return events, bad
 
 
 # How the JSON form of the two kinds the fast path looks for begins (``events.to_json`` writes
@@ -73,35 +45,24 @@ def _thinned_batches(lines: list[bytes], last_start: int) -> set[int]:
     return set(current) - keep
 
 
-def parse_chunk(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int]]:
-    """Events and malformed line numbers of complete lines, skipping batch events the state drops.
+def skip_dead_batches(lines: list[bytes]) -> set[int]:
+    """Indices of batch lines a chunk need not parse: the state drops them anyway.
 
     The reducer starts a new batch curve at each ``epoch_started``, so batch events before the chunk's
     last epoch start can never be shown; they are skipped unparsed (so a malformed one among them goes
     unreported: it could not have been shown either). That turns a replay of 100 epochs
     x 1,000 batches from 100,000 JSON parses into a few thousand. Of the running epoch's batch events
     at most :data:`MAX_BATCH_LINES_PER_CHUNK` are parsed, evenly spread, the newest always among them. Everything else is parsed like
-    ``runs.parse_lines`` does (malformed lines reported by number, never raised).
+    ``eventlog.parse_lines`` does (malformed lines reported by number, never raised).
     """
-    lines = data.split(b"\n")
-    last_start = -1
-    if _EPOCH_STARTED in data:
-        for index in range(len(lines) - 1, -1, -1):
-            if lines[index].startswith(_EPOCH_STARTED):
-                last_start = index
-                break
-    skip = _thinned_batches(lines, last_start)
-    events: list[Event] = []
-    bad: list[int] = []
-    for index, raw in enumerate(lines):
-        if (index < last_start and raw.startswith(_BATCH)) or index in skip:
-            continue
-        if not raw.strip():
-            continue
-        try:
-            events.append(from_dict(json.loads(raw)))
-        except (ValueError, TypeError):
-            bad.append(first_line + index)
+    last_start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(_EPOCH_STARTED)), -1)
+    dead = {i for i in range(last_start) if lines[i].startswith(_BATCH)}
+    return dead | _thinned_batches(lines, last_start)
+
+
+def parse_chunk(data: bytes, first_line: int = 1) -> tuple[list[Event], list[int]]:
+    """Events and malformed line numbers of the complete lines of ``data``, batch lines thinned."""
+    events, bad, _ = parse_lines(data, first_line, skip_dead_batches)
     return events, bad
 
 
@@ -123,7 +84,7 @@ def follow(state: runstate.RunState, events_path: Path, runner: Runner, post: Ca
         interval: seconds between polls.
         clock: wall clock, for the time of a discovered crash.
     """
-    follower = EventFollower(events_path)
+    follower = EventFollower(events_path, skip_dead_batches)
     watched = None
     reported = False
     suspect = 0

@@ -82,7 +82,7 @@ def training_events(clock: _Clock, epochs: int, steps: int, planned: int | None 
 
 
 def write_scores(run: RunDir, count: int = 400, seed: int = 1) -> list[float]:
-    """A ``prefilter/scores.csv`` in the format ``carclf_core.prefilter.load_scores`` reads."""
+    """A ``prefilter/scores.csv`` in the format ``carclf_core.prefilter.scores.load_scores`` reads."""
     rng = random.Random(seed)
     folder = Path(run.path) / "prefilter"
     folder.mkdir(parents=True, exist_ok=True)

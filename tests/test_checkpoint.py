@@ -7,6 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 cb = pytest.importorskip("carclf_core.callbacks")
+from carclf_core.checkpoint import load_weights  # noqa: E402
 
 
 @pytest.mark.parametrize("save_full, files", [
@@ -25,5 +26,5 @@ def test_checkpoint_files_and_state(tmp_path, save_full, files):
     assert {p.name for p in tmp_path.iterdir()} == files
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["completed_epochs"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
-    restored = cb.load_weights(tmp_path / "last_weights.npz")
+    restored = load_weights(tmp_path / "last_weights.npz")
     assert all(np.array_equal(a, b) for a, b in zip(restored, model.get_weights()))

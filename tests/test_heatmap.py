@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from carclf_core import heatmap
+from carclf_core import heatmap, metrics
 
 
 def noisy_matrix(n: int, seed: int = 0) -> np.ndarray:
@@ -65,21 +65,21 @@ def test_many_classes_are_aggregated_into_blocks_and_say_so():
 def test_most_confused_sorted_by_count_then_names():
     classes = ["a", "b", "c"]
     m = np.array([[5, 2, 3], [3, 4, 0], [1, 3, 9]])
-    assert heatmap.most_confused(m, classes) == [("a", "c", 3), ("b", "a", 3), ("c", "b", 3), ("a", "b", 2),
+    assert metrics.most_confused(m, classes) == [("a", "c", 3), ("b", "a", 3), ("c", "b", 3), ("a", "b", 2),
                                                  ("c", "a", 1)]
-    assert heatmap.most_confused(m, classes, k=2, min_count=3) == [("a", "c", 3), ("b", "a", 3)]
+    assert metrics.most_confused(m, classes, k=2, min_count=3) == [("a", "c", 3), ("b", "a", 3)]
 
 
 def test_per_class_metrics_by_hand():
     classes = ["a", "b", "c"]
     m = np.array([[5, 2, 3], [3, 4, 0], [0, 0, 0]])
-    rows = heatmap.per_class_metrics(m, classes)
+    rows = metrics.per_class_metrics(m, classes)
     a, b, c = rows
     assert a[0] == "a" and a[1] == pytest.approx(5 / 8) and a[2] == pytest.approx(5 / 10)
     assert a[3] == pytest.approx(2 * (5 / 8) * 0.5 / (5 / 8 + 0.5)) and a[4] == 10
     assert b[1] == pytest.approx(4 / 6) and b[2] == pytest.approx(4 / 7) and b[4] == 7
     assert c[1:] == (0.0, 0.0, 0.0, 0)  # never predicted, no support: zero, not NaN
-    summary = heatmap.summary_metrics(m)
+    summary = metrics.summary_metrics(m)
     assert summary["accuracy"] == pytest.approx(9 / 17)
     assert summary["balanced_accuracy"] == pytest.approx((0.5 + 4 / 7) / 2)  # classes with support only
 

@@ -9,9 +9,10 @@ keras = pytest.importorskip("keras")
 
 from carclf_core import config as config_mod  # noqa: E402
 from carclf_core import model as model_mod  # noqa: E402
-from carclf_core.callbacks import EventCallback, confusion_matrix  # noqa: E402
+from carclf_core.callbacks import EventCallback  # noqa: E402
 from carclf_core.events import BatchEnded, EpochStarted  # noqa: E402
-from carclf_core.stages import StageError  # noqa: E402
+from carclf_core.errors import ModelError  # noqa: E402
+from carclf_core.metrics import confusion_matrix  # noqa: E402
 
 
 def train_cfg(**values) -> config_mod.TrainConfig:
@@ -29,12 +30,12 @@ def test_balanced_class_weights_match_the_formula():
 
 
 def test_unknown_backbone_names_the_key():
-    with pytest.raises(StageError, match="train.backbone: unknown backbone 'resnet9000'"):
+    with pytest.raises(ModelError, match="train.backbone: unknown backbone 'resnet9000'"):
         model_mod.validate(train_cfg(backbone="resnet9000"))
 
 
 def test_missing_weights_file_names_the_key(tmp_path):
-    with pytest.raises(StageError, match="train.weights: .*nothing.h5: no such file"):
+    with pytest.raises(ModelError, match="train.weights: .*nothing.h5: no such file"):
         model_mod.build_model(train_cfg(weights=str(tmp_path / "nothing.h5")), (32, 48, 3), 3)
 
 
@@ -43,7 +44,7 @@ def test_weights_file_of_another_backbone_names_the_key(tmp_path):
                                                 minimalistic=True)
     path = tmp_path / "other.weights.h5"
     other.save_weights(str(path))
-    with pytest.raises(StageError, match="train.weights: .*does not fit the mobilenetv3small backbone"):
+    with pytest.raises(ModelError, match="train.weights: .*does not fit the mobilenetv3small backbone"):
         model_mod.build_model(train_cfg(weights=str(path)), (32, 48, 3), 3)
 
 
@@ -59,7 +60,7 @@ def test_matching_weights_file_loads(tmp_path):
 def test_offline_imagenet_weights_fail_with_advice():
     try:
         model_mod.build_model(train_cfg(weights="imagenet"), (32, 48, 3), 3)
-    except StageError as exc:
+    except ModelError as exc:
         assert "train.weights" in str(exc)
     else:  # pragma: no cover - only with a network or a warm ~/.keras cache
         pytest.skip("ImageNet weights were available (online or cached)")

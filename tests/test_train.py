@@ -24,7 +24,8 @@ from carclf_core import demo
 from carclf_core.events import (BatchEnded, ConfusionReady, EpochEnded, EpochStarted, PatienceChanged,
                                 StageFinished, StageInterrupted)
 from carclf_core.runs import create_run
-from carclf_core.stages import StageContext, run_stage
+from carclf_core.pipeline import StageContext
+from carclf_core.registry import run_stage
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +195,8 @@ def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from carclf_core.runs import open_run
-        from carclf_core.stages import StageContext, run_stage
+        from carclf_core.pipeline import StageContext
+        from carclf_core.registry import run_stage
         run = open_run({str(run.path)!r})
         events = []
         status = run_stage(StageContext(config=run.load_config(), run=run, emit=events.append), "train")

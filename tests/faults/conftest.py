@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from carclf_core.runs import read_events
+from carclf_core.eventlog import read_events
 
 
 _LIVE: list[Runner] = []

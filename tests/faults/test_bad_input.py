@@ -6,7 +6,8 @@ import pytest
 
 from carclf_core import config as config_mod
 from carclf_core.runs import create_run
-from carclf_core.stages import StageContext, run_all
+from carclf_core.pipeline import StageContext
+from carclf_core.registry import run_all
 
 from ..conftest import jpeg_bytes, make_dataset
 
@@ -65,7 +66,7 @@ def test_unreadable_file_is_rejected(tmp_path):
 def test_image_deleted_after_the_split_is_left_out_by_name(tmp_path):
     """The training and test file lists skip a vanished file and say which (the tf.data pipeline's
     ignore_errors is only the last net, for files that changed rather than vanished)."""
-    from carclf_core.train import load_splits, split_files
+    from carclf_core.stages.split import load_splits, split_files
 
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 8, ("BMW", "X5"): 8})
     status, run, _ = _run(tmp_path, data, "split.min_per_class=3")
@@ -84,7 +85,7 @@ def test_image_deleted_after_the_split_is_left_out_by_name(tmp_path):
 def test_failure_messages_say_what_to_do():
     import errno
 
-    from carclf_core.stages import failure_message
+    from carclf_core.registry import failure_message
 
     missing = ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
     assert failure_message(missing).startswith("TensorFlow is not installed: pip install -e '.[cpu]'")

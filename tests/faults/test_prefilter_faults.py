@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from carclf_core.runs import read_events
+from carclf_core.eventlog import read_events
 
 from .conftest import Runner, event_kinds, only_run, stage_status, temp_files, wait_for
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from carclf_core.runs import read_events
+from carclf_core.eventlog import read_events
 
 from ..conftest import make_dataset
 from .conftest import Runner, only_run, stage_status, temp_files, wait_for

@@ -21,21 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import heatmap
-from .callbacks import confusion_matrix
-from .events import ConfusionReady
-from .runs import atomic_path, write_json_atomic
-from .stages import StageContext, StageError, StageResult
-from .train import quiet_end_of_data, load_splits, split_files
-
-
-def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    """Share of rows whose true label is among the ``k`` highest probabilities."""
-    if len(labels) == 0:
-        return 0.0
-    k = min(k, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+from .. import metrics as metrics_mod
+from ..errors import StageError
+from ..events import ConfusionReady
+from ..pipeline import StageContext, StageResult
+from ..runs import atomic_path, write_json_atomic
+from .split import load_splits, split_files
 
 
 def export_savedmodel(model, folder: Path) -> None:
@@ -56,53 +47,67 @@ def run(ctx: StageContext) -> StageResult:
     """Evaluate the best model on the test split and export it; see the module docstring."""
     config = ctx.config
     splits, classes = load_splits(ctx.run)
-    best_path = ctx.run.path / "train" / "best.keras"
+    best_path = ctx.run.best_model
     if not best_path.is_file():
         raise StageError(f"{best_path}: missing; run the train stage first")
     test_paths, test_labels = split_files(splits, "test", config.data.dir, ctx)
     if not test_paths:
-        raise StageError(f"{ctx.run.path / 'split' / 'splits.csv'}: the test split is empty")
+        raise StageError(f"{ctx.run.splits_csv}: the test split is empty")
 
-    from . import inputs  # TensorFlow
-    from . import model as model_mod
+    from .. import inputs  # TensorFlow
+    from .. import model as model_mod
+    from ..keras_env import quiet_end_of_data
 
     model = model_mod.load_model(best_path)
     out = ctx.stage_dir("evaluate")
     batch = max(config.input.batch_size, 64)
-    ds = inputs.make_dataset(test_paths, test_labels, len(classes), config.input, training=False,
-                             batch_size=batch)
+    ds = inputs.make_dataset(test_paths, test_labels, len(classes), config.input, training=False, batch_size=batch)
     with quiet_end_of_data():
         probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
     ctx.check_cancelled()
     if len(probs) != len(test_labels):
         # ignore_errors dropped a file changed since the index stage: predictions no longer line up
-        raise StageError(f"{len(test_labels) - len(probs)} test image(s) no longer decode (changed since "
-                         "the index stage); run the index stage again")
+        raise StageError(
+            f"{len(test_labels) - len(probs)} test image(s) no longer decode (changed since "
+            "the index stage); run the index stage again"
+        )
     labels = np.asarray(test_labels, dtype=np.int64)
     pred = probs.argmax(axis=1)
-    matrix = confusion_matrix(labels, pred, len(classes))
-    summary = heatmap.summary_metrics(matrix)
-    metrics = {**summary, "top5": top_k_accuracy(probs, labels, 5), "images": int(len(labels)),
-               "classes": len(classes), "chance": 1.0 / len(classes)}
+    matrix = metrics_mod.confusion_matrix(labels, pred, len(classes))
+    summary = metrics_mod.summary_metrics(matrix)
+    metrics = {
+        **summary,
+        "top5": metrics_mod.top_k_accuracy(probs, labels, 5),
+        "images": int(len(labels)),
+        "classes": len(classes),
+        "chance": 1.0 / len(classes),
+    }
 
-    per_class = pd.DataFrame(heatmap.per_class_metrics(matrix, classes),
-                             columns=["class", "precision", "recall", "f1", "support"])
+    per_class = pd.DataFrame(
+        metrics_mod.per_class_metrics(matrix, classes), columns=["class", "precision", "recall", "f1", "support"]
+    )
     with atomic_path(out / "per_class.csv") as tmp:
         per_class.to_csv(tmp, index=False)
     with atomic_path(out / "confusion.csv") as tmp:
         pd.DataFrame(matrix, index=classes, columns=classes).to_csv(tmp, index_label="true\\predicted")
     with atomic_path(out / "confusion.npy") as tmp:
         np.save(tmp, matrix)
-    confused = heatmap.most_confused(matrix, classes, k=config.evaluate.most_confused)
+    confused = metrics_mod.most_confused(matrix, classes, k=config.evaluate.most_confused)
     with atomic_path(out / "most_confused.csv") as tmp:
         pd.DataFrame(confused, columns=["true", "predicted", "count"]).to_csv(tmp, index=False)
     top5 = np.argsort(-probs, axis=1)[:, :5]
     data_dir = Path(config.data.dir)
     rel_paths = [str(Path(p).relative_to(data_dir)) for p in test_paths]
-    predictions = pd.DataFrame({
-        "path": rel_paths, "label": [classes[i] for i in labels], "predicted": [classes[i] for i in pred],
-        "probability": probs[np.arange(len(pred)), pred], "correct": labels == pred,
-        "top5": [" | ".join(classes[i] for i in row) for row in top5]})
+    predictions = pd.DataFrame(
+        {
+            "path": rel_paths,
+            "label": [classes[i] for i in labels],
+            "predicted": [classes[i] for i in pred],
+            "probability": probs[np.arange(len(pred)), pred],
+            "correct": labels == pred,
+            "top5": [" | ".join(classes[i] for i in row) for row in top5],
+        }
+    )
     with atomic_path(out / "predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False)
     with atomic_path(out / "batch_predictions.csv") as tmp:
@@ -118,19 +123,29 @@ def run(ctx: StageContext) -> StageResult:
         try:
             export_savedmodel(model, export / "savedmodel")
         except Exception as exc:  # a backend without TensorFlow, or an export limitation
-            raise StageError(f"evaluate.export_savedmodel: SavedModel export failed ({type(exc).__name__}: "
-                             f"{exc}); set it to false to skip") from exc
+            raise StageError(
+                f"evaluate.export_savedmodel: SavedModel export failed ({type(exc).__name__}: "
+                f"{exc}); set it to false to skip"
+            ) from exc
 
     train_summary = {}
     try:
-        train_summary = json.loads((ctx.run.path / "train" / "summary.json").read_text(encoding="utf-8"))
+        train_summary = json.loads(ctx.run.train_summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass
-    ctx.emit(ConfusionReady(epoch=int(train_summary.get("best_epoch") or 0), classes=tuple(classes),
-                            matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
-                            split="test", sample=int(len(labels))))
+    ctx.emit(
+        ConfusionReady(
+            epoch=int(train_summary.get("best_epoch") or 0),
+            classes=tuple(classes),
+            matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
+            split="test",
+            sample=int(len(labels)),
+        )
+    )
     for true, predicted, count in confused[:5]:
         ctx.log("info", f"confused: {true} -> {predicted} ({count}x)")
-    text = (f"test accuracy {metrics['accuracy']:.3f} (chance {metrics['chance']:.3f}), top-5 "
-            f"{metrics['top5']:.3f}, balanced {metrics['balanced_accuracy']:.3f} on {len(labels)} images")
+    text = (
+        f"test accuracy {metrics['accuracy']:.3f} (chance {metrics['chance']:.3f}), top-5 "
+        f"{metrics['top5']:.3f}, balanced {metrics['balanced_accuracy']:.3f} on {len(labels)} images"
+    )
     return StageResult(text, metrics)

