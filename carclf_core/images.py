@@ -7,6 +7,7 @@ dashboard share it.
 from __future__ import annotations
 
 import dataclasses
+import io
 import warnings
 from pathlib import Path
 
@@ -33,16 +34,22 @@ class ImageCheck:
     bytes: int = 0
 
 
-def check_image(path: Path) -> ImageCheck:
-    """Decode an image cheaply (JPEG draft mode scales in the DCT) to prove it is whole and usable."""
+def check_image(path: Path, data: bytes | None = None) -> ImageCheck:
+    """Decode an image cheaply (JPEG draft mode scales in the DCT) to prove it is whole and usable.
+
+    Args:
+        path: the image file.
+        data: its bytes, when the caller has read them already (the index hashes them), so the file
+            is read once; None reads ``path``.
+    """
     try:
-        size = path.stat().st_size
+        size = len(data) if data is not None else path.stat().st_size
     except OSError as exc:
         return ImageCheck(REJECTED, f"cannot stat ({exc.strerror})")
     if size == 0:
         return ImageCheck(REJECTED, "empty file")
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data) if data is not None else path) as image:
             fmt = image.format or "?"
             width, height = image.size
             if fmt not in DECODABLE_FORMATS:
