@@ -96,3 +96,29 @@ def test_heatmap_imports_no_tensorflow_or_ui():
             "print(sorted(m for m in ('tensorflow', 'keras', 'textual', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_block_shows_its_largest_count_not_its_sum():
+    """Three scattered single confusions in one block look like one confusion of 1, exactly as an
+    unaggregated cell of 1 does; a block holding a 4 looks like a 4. Summed, the first block would
+    read as a 3 (a denser glyph) and every diagonal block would saturate the clip range."""
+    n = 300
+    m = np.zeros((n, n), dtype=int)
+    m[np.arange(n), np.arange(n)] = 2  # light diagonal: a sum over a block's classes would be 20 or more
+    m[200, 11], m[201, 12], m[202, 10] = 1, 1, 1  # three 1s in one block (rows 200-202, columns 10-12)
+    m[100, 250] = 4
+    lines = heatmap.render(m, [f"c{i}" for i in range(n)], 80, 24)
+    grid = [line.split("|", 1)[1] for line in lines[1:] if "|" in line]
+    cells = len(grid)
+    assert cells <= n // 10  # at least ten classes a block
+
+    def alone(count: int) -> str:
+        """The glyph of ``count`` in a 3x3 matrix, where nothing is aggregated."""
+        small = np.zeros((3, 3), dtype=int)
+        small[0, 1] = count
+        return heatmap.render(small, ["a", "b", "c"], 40, 10)[1].split("|", 1)[1][1]
+
+    assert len({alone(1), alone(2), alone(3), alone(4)}) == 4  # four counts, four glyphs
+    assert grid[200 * cells // n][10 * cells // n] == alone(1)
+    assert grid[100 * cells // n][250 * cells // n] == alone(4)
+    assert all(grid[i][i] == alone(2) for i in range(cells))

@@ -76,3 +76,25 @@ def test_malformed_lines_are_counted_and_logged() -> None:
     state = rs.fold(rs.new_state(), events, bad)
     assert state.bad_lines == 1
     assert any("line 2" in e.message for e in state.log)
+
+
+def test_a_failed_stage_keeps_its_message_and_traceback() -> None:
+    """What the stages tab and the log panel show of a failure comes from here: the error line, the
+    whole traceback, the run marked failed, and the stage's timing closed."""
+    trace = 'Traceback (most recent call last):\n  File "train.py", line 9, in run\nOSError: [Errno 28] No space left'
+    state = replay([ev.RunStarted(run_dir="r", stages=("index", "train")),
+                    ev.StageStarted(stage="train", t=100.0),
+                    ev.StageFailed(stage="train", error="disk full writing train/last.keras", traceback=trace,
+                                   t=104.5),
+                    ev.RunFinished(status="failed")])
+    train = state.stages["train"]
+    assert (train.status, train.error, train.traceback) == ("failed", "disk full writing train/last.keras", trace)
+    assert train.summary == "disk full writing train/last.keras" and train.duration_s == 4.5
+    assert state.run_status == "failed" and state.errors == 1 and state.current_stage == ""
+    assert [(e.level, e.message, e.stage) for e in state.log] == [
+        ("error", "train failed: disk full writing train/last.keras", "train")]
+    # a later, successful attempt of the same stage starts clean: the old failure does not stick
+    retried = rs.fold(state, [ev.StageStarted(stage="train", t=200.0),
+                              ev.StageFinished(stage="train", duration_s=3.0, summary="8 epochs", t=203.0)])
+    assert (retried.stages["train"].error, retried.stages["train"].traceback) == ("", "")
+    assert state.stages["train"].traceback == trace  # and the state it was folded from is untouched
