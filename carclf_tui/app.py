@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
@@ -80,7 +79,7 @@ class CarclfApp(App):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen([*MainScreen.BINDINGS, *self.BINDINGS]))
+        self.push_screen(HelpScreen(MainScreen.key_sections(self.BINDINGS)))
 
     def action_quit_dashboard(self) -> None:
         """Quit; while a stage runs, first ask whether to stop it or leave it running."""
@@ -102,15 +101,12 @@ class CarclfApp(App):
         self.push_screen(QuitScreen(name or "a stage"), chosen)
 
 
-def run_app(config: Config, run: RunDir | None, demo: bool = False, config_path: Path | None = None,
-            overrides: Sequence[str] = ()) -> int:
+def run_app(config: Config, run: RunDir | None) -> int:
     """Open the dashboard on ``run`` (a new run when None); returns the exit code.
 
     Args:
-        config: the resolved config (demo values included when ``demo``).
+        config: the resolved config (demo values included for ``--demo``).
         run: the run to show; None creates a new one (first launch).
-        demo: whether the dashboard was started on the demo data (informational).
-        config_path, overrides: where the config came from (informational).
     """
     if run is None:
         run = create_run(config)

@@ -1,4 +1,5 @@
-"""Messages the dashboard's workers post to its screens (from threads, with ``post_message``)."""
+"""Messages of the dashboard: from its workers (posted from threads with ``post_message``) and from
+its panes to the screen."""
 
 from __future__ import annotations
 
@@ -39,3 +40,12 @@ class ThresholdFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+class RunRequested(Message):
+    """The stages pane asks for ``stages`` to run (``r``, ``a``); the screen, which owns the runner,
+    starts them."""
+
+    def __init__(self, stages: tuple[str, ...]) -> None:
+        super().__init__()
+        self.stages = stages

@@ -66,15 +66,16 @@ class CurvePlot(PlotextPlot):
         for prefix, label, marker in (("", "train", "braille"), ("val_", "val", "braille")):
             points = [(r.epoch, v) for r in rows if (v := _metric(r, names, prefix)) is not None]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 plt.plot(list(xs), list(ys), label=label, marker=marker)
         batch = state.batch
         steps = batch.total_steps or (batch.last_step or 1)
         values = batch.loss if self.metric == "loss" else batch.accuracy
-        points = [(batch.epoch - 1 + s / steps, v) for s, v in zip(batch.steps, values) if v is not None]
+        points = [(batch.epoch - 1 + s / steps, v) for s, v in zip(batch.steps, values, strict=False)
+                  if v is not None]
         finished = rows[-1].epoch if rows else 0
         if points and batch.epoch > finished:  # the running epoch only; a finished one has its point
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             plt.plot(list(xs), list(ys), label=f"epoch {batch.epoch} batches", marker="dot")
         if state.patience and state.patience.best_epoch and rows:
             plt.vline(state.patience.best_epoch)
@@ -106,7 +107,7 @@ class HistogramPlot(PlotextPlot):
         plt.clear_figure()
         plt.title("car probability (summed over car classes)")
         if counts and len(edges) == len(counts) + 1:
-            centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+            centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
             plt.bar(centres, list(counts), width=0.8 * (edges[1] - edges[0]) if len(edges) > 1 else 0.04)
             plt.xlim(edges[0], edges[-1])
             ticks = [edges[0] + (edges[-1] - edges[0]) * k / 4 for k in range(5)]

@@ -10,7 +10,7 @@ from carclf_core import runstate as rs
 from . import fmt
 
 
-def progress_text(state: rs.RunState, width: int = 60) -> Text:
+def progress_text(state: rs.RunState) -> Text:
     stage = state.stages.get("prefilter")
     text = Text()
     if stage is None:
@@ -43,7 +43,7 @@ class PrefilterSummary(Static):
 
     def show(self, state: rs.RunState, threshold: float | None, trial: dict | None, pending: bool,
              message: str = "") -> None:
-        text = progress_text(state, self.size.width or 60)
+        text = progress_text(state)
         stored = state.prefilter.threshold
         if threshold is not None:
             text.append("\nthreshold ", style="bold")

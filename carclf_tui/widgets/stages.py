@@ -54,6 +54,11 @@ class StagesTable(DataTable):
             self.add_column(name, key=name)
 
     @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages shown, in run order."""
+        return tuple(self._order)
+
+    @property
     def selected_stage(self) -> str | None:
         if not self._order:
             return None
@@ -71,13 +76,21 @@ class StagesTable(DataTable):
                 self.move_cursor(row=min(max(row, 0), len(self._order) - 1))
             return
         for name in self._order:
-            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now)):
+            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now), strict=True):
                 if self.get_cell(name, column) != value:
                     self.update_cell(name, column, value, update_width=True)
 
     @staticmethod
     def _cells(stage: rs.StageState, now: float) -> tuple:
         return (stage.name, status_text(stage), stage_duration(stage, now), stage.summary or progress_line(stage))
+
+    def _update_column_widths(self, updated_cells: set) -> None:
+        # DataTable measures updated cells when idle, but keeps rows it rendered before then cached
+        # under an update counter that a width change does not move (textual#3533): a row drawn
+        # between ``update_cell`` and the measuring kept its old column widths until the focus or
+        # cursor changed. Drop the render caches once the widths are known.
+        super()._update_column_widths(updated_cells)
+        self.notify_style_update()
 
 
 def progress_line(stage: rs.StageState) -> str:
@@ -99,7 +112,7 @@ class StageDetail(Static):
     }
     """
 
-    def show(self, stage: rs.StageState | None, now: float, width: int = 40) -> None:
+    def show(self, stage: rs.StageState | None, now: float) -> None:
         if stage is None:
             self.update("")
             return

@@ -11,7 +11,7 @@ from . import fmt
 from .plots import ACCURACY_KEYS
 
 
-def patience_text(state: rs.RunState, width: int = 40) -> Text:
+def patience_text(state: rs.RunState) -> Text:
     """``patience ███░░░ 3/12 · best val_loss 0.4321 at epoch 5 · will stop after epoch 14``."""
     p = state.patience
     text = Text()
@@ -82,7 +82,7 @@ class TrainingStats(Static):
         if key == self._revision:
             return
         self._revision = key
-        text = patience_text(state, self.size.width or 40)
+        text = patience_text(state)
         text.append("\n")
         text.append_text(stats_text(state))
         self.update(text)

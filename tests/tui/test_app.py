@@ -11,6 +11,7 @@ import pytest
 from rich.text import Text
 
 from carclf_core import events as ev
+from carclf_tui.panes import PrefilterPane, StagesPane
 from carclf_tui.sample_run import write_events
 from carclf_tui.screens.help import HelpScreen
 from carclf_tui.screens.main import MainScreen
@@ -84,7 +85,8 @@ async def test_run_key_launches_the_selected_stage_and_stop_interrupts_it(empty_
         screen = await launch(pilot, reap, "down", "r")  # the second stage: prefilter
         await wait_until(pilot, lambda: screen.state.stages["prefilter"].status == "running")
         assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "prefilter"
-        assert screen.busy and screen.check_action("run_stage", ()) is None  # greyed out while running
+        assert screen.busy and screen.query_one(StagesPane).check_action("run_stage", ()) is None
+        assert not screen.active_bindings["r"].enabled  # shown, greyed out while running
         await wait_until(pilot, lambda: screen.state.stages["prefilter"].done > 0)
         await pilot.press("s")
         await wait_until(pilot, lambda: screen.state.stages["prefilter"].status == "interrupted")
@@ -168,6 +170,25 @@ async def test_reattach_shows_the_history_of_a_run_left_running(empty_run, reap)
     assert first.runner.process.wait(timeout=10) == 130
 
 
+async def test_the_stages_table_widens_to_a_new_result(empty_run) -> None:
+    """A result longer than its column shows whole once measured, even where the table drew the row
+    in between (Textual's DataTable kept such rows at their old widths, textual#3533)."""
+    from carclf_core import runstate as rs
+
+    summary = "592 images in 8 classes, 4 rejected"
+    app = make_app(empty_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(StagesTable)
+        await wait_until(pilot, lambda: table.row_count == 5 and table.has_focus)
+        await pilot.pause()
+        state = app.screen.state.copy()
+        state.stages["index"] = rs.StageState("index", status=rs.DONE, duration_s=1.0, summary=summary)
+        table.show(state, 0.0)
+        table.render_line(1)  # drawn before the table measured the new cell
+        await pilot.pause()
+        assert any(summary in table.render_line(y).text for y in range(table.size.height))
+
+
 async def test_malformed_event_lines_are_skipped_and_reported(empty_run) -> None:
     write_events(empty_run, [ev.StageStarted(stage="index", t=1.0)])
     with open(empty_run.events_path, "a") as handle:
@@ -189,29 +210,40 @@ async def test_threshold_keys_reapply_to_the_stored_scores(finished_run) -> None
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
+        pane = screen.query_one(PrefilterPane)
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         await show_tab(pilot, "4")
-        assert screen.check_action("threshold", (0.05,)) is True
+        assert screen.active_bindings["plus"].enabled
         await pilot.press("plus", "plus")
-        await wait_until(pilot, lambda: screen.trial is not None and not screen.trial_pending)
-        assert screen.threshold == pytest.approx(0.2)
+        await wait_until(pilot, lambda: pane.trial is not None and not pane.trial_pending)
+        assert pane.threshold == pytest.approx(0.2)
         expected = sum(p > 0.2 for p in scores)
-        assert screen.trial["kept"] == expected and expected != screen.state.prefilter.kept
+        assert pane.trial["kept"] == expected and expected != screen.state.prefilter.kept
         assert f"kept {expected:,} / 400" in rendered(screen.query_one(PrefilterSummary))
         assert not (Path(finished_run.path) / "prefilter" / "rule.json").exists()
         await pilot.press("w")
-        await wait_until(pilot, lambda: "saved" in screen.prefilter_message)
+        await wait_until(pilot, lambda: "saved" in pane.notice)
         rule = json.loads((Path(finished_run.path) / "prefilter" / "rule.json").read_text())
         assert rule["threshold"] == pytest.approx(0.2) and rule["kept"] == expected
 
 
-async def test_threshold_keys_only_on_the_prefilter_tab(finished_run) -> None:
+async def test_a_tabs_keys_do_nothing_on_other_tabs(finished_run) -> None:
+    """The prefilter pane's keys act on the prefilter tab only, the confusion pane's on its own tab
+    only; neither shows in the footer elsewhere."""
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        await pilot.press("plus")
-        await pilot.pause()
-        assert screen.threshold in (None, 0.1) and screen.check_action("threshold", (0.05,)) is False
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        for tab in "12356":
+            await show_tab(pilot, tab)
+            await pilot.press("plus", "minus", "right_square_bracket", "w", *(["v"] if tab != "3" else []))
+            await pilot.pause()
+            assert not {"plus", "minus", "w"} & set(screen.active_bindings)
+            assert ("v" in screen.active_bindings) == (tab == "3")
+        pane = screen.query_one(PrefilterPane)
+        assert pane.threshold is None and pane.trial is None and not pane.trial_pending
+        assert not (Path(finished_run.path) / "prefilter" / "rule.json").exists()
+        assert screen.query_one(ConfusionView).mode == "heatmap"
 
 
 async def test_confusion_view_cycles(finished_run) -> None:
@@ -280,8 +312,8 @@ async def test_fast_event_stream_is_coalesced(empty_run) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         updates = []
-        original = screen._draw
-        screen._draw = lambda: (updates.append(1), original())
+        original = screen.show
+        screen.show = lambda state: (updates.append(1), original(state))
         write_events(empty_run, training_events(_Clock(), epochs=5, steps=1000))
         await wait_until(pilot, lambda: len(screen.state.epoch_rows) == 5)
         assert screen.state.batch.epoch == 5 and screen.state.batch.last_step == 1000

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from carclf_core import events as ev
-from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_scores, write_sample_run
+from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_sample_run, write_scores
 
 from .conftest import frozen_clock, make_app, wait_until
 
