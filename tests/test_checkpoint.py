@@ -2,12 +2,12 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-cb = pytest.importorskip("carclf_core.callbacks")
-from carclf_core.checkpoint import load_weights  # noqa: E402
+from carclf_core import callbacks as cb
+from carclf_core.checkpoint import load_weights
 
 
 @pytest.mark.parametrize("save_full, files", [
@@ -27,4 +27,4 @@ def test_checkpoint_files_and_state(tmp_path, save_full, files):
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["completed_epochs"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
     restored = load_weights(tmp_path / "last_weights.npz")
-    assert all(np.array_equal(a, b) for a, b in zip(restored, model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(restored, model.get_weights(), strict=True))

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from carclf_core import config as config_mod  # noqa: E402
-from carclf_core import model as model_mod  # noqa: E402
-from carclf_core.callbacks import EventCallback  # noqa: E402
-from carclf_core.events import BatchEnded, EpochStarted  # noqa: E402
-from carclf_core.errors import ModelError  # noqa: E402
-from carclf_core.metrics import confusion_matrix  # noqa: E402
+from carclf_core import config as config_mod
+from carclf_core import model as model_mod
+from carclf_core.callbacks import EventCallback
+from carclf_core.errors import ModelError
+from carclf_core.events import BatchEnded, EpochStarted
+from carclf_core.metrics import confusion_matrix
 
 
 def train_cfg(**values) -> config_mod.TrainConfig:
