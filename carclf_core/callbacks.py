@@ -342,8 +342,11 @@ class CheckpointCallback(keras.callbacks.Callback):
         history: list[dict[str, Any]],
         skip: Callable[[], bool] = lambda: False,
         save_full: bool = True,
+        source: str = "",
     ):
         super().__init__()
+        self.source = source
+        """What the training data was (the split's fingerprint): a resume from another split is refused."""
         self.folder = Path(folder)
         self.main_model = main_model
         self.early_stopping = early_stopping
@@ -374,6 +377,7 @@ class CheckpointCallback(keras.callbacks.Callback):
                 "early_stopping": es.state(),
                 "history": self.history,
                 "stopped": bool(self.model.stop_training),
+                "source": self.source,
             },
         )
         self.durations.append(time.monotonic() - started)

@@ -59,6 +59,8 @@ class Resume:
     """Early stopping's wait, best, best_epoch and best_weights, to start from."""
     stopped: bool = False
     """Early stopping ended training at the last finished epoch."""
+    source: str = ""
+    """The fingerprint of the split the checkpoint was trained on."""
 
     @classmethod
     def read(cls, folder: Path) -> Resume:
@@ -73,6 +75,7 @@ class Resume:
             history=list(state.get("history", [])),
             early_stopping=early,
             stopped=bool(state.get("stopped")),
+            source=str(state.get("source", "")),
         )
 
     @property

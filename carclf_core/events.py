@@ -23,6 +23,8 @@ class StageStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    STALE = "stale"
+    """Done, but made from inputs that changed since (shown, never stored in ``state.json``)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -109,6 +111,34 @@ class StageInterrupted(Event):
     stage: str
     reason: str
     """What stopped it, e.g. "SIGINT"; what it finished is kept."""
+
+
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StageUpdated(Event):
+    kind: ClassVar[str] = "stage_updated"
+    stage: str
+    summary: str
+    """A finished stage's results changed in place (a new prefilter threshold saved): its new line."""
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StagesStale(Event):
+    kind: ClassVar[str] = "stages_stale"
+    stale: dict[str, str]
+    """Finished stages whose inputs changed since they were made -> why (all of them, each time)."""
+
+
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ConfigChanged(Event):
+    kind: ClassVar[str] = "config_changed"
+    changes: dict[str, list[Any]]
+    """``section.key`` -> ``[old, new]``."""
+    source: str = ""
+    """What changed it: ``--set`` on resume, a threshold saved in the dashboard, ..."""
 
 
 @_register

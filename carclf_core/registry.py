@@ -2,7 +2,8 @@
 
 Each stage is named by ``"module:function"`` and resolved with importlib only when it runs, so this
 module is cheap to import: the dashboard reads the stage names from it without loading pandas, Keras
-or TensorFlow.
+or TensorFlow. What each stage reads and makes (its lineage, from which a finished stage is known to
+be fresh or stale) is declared beside the provenance code, :data:`carclf_core.provenance.LINEAGES`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
+from .config import Config
 from .errors import CarclfError
-from .events import RunFinished, RunStarted, StageFailed, StageFinished, StageInterrupted, StageStarted
+from .events import RunFinished, RunStarted, StageFailed, StageFinished, StageInterrupted, StagesStale, StageStarted
 from .events import StageStatus as Status
 from .pipeline import StageCancelled, StageContext, StageResult
+from .provenance import record, staleness
 from .runs import RunDir
 
 
@@ -28,6 +31,10 @@ class Stage:
     title: str
     target: str
     """``"module:function"`` of the stage function, imported when the stage runs."""
+    set_aside: bool = True
+    """Re-running the stage when it is done first moves its folder to ``previous/``, so it starts
+    fresh and nothing is lost. The prefilter does not: its score chunks are keyed by the model that
+    made them and are reused, and its decision files are rewritten atomically."""
 
     def resolve(self) -> Callable[[StageContext], StageResult]:
         module, _, function = self.target.partition(":")
@@ -36,7 +43,7 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("index", "Index images", "carclf_core.stages.index:run"),
-    Stage("prefilter", "Prefilter non-car images", "carclf_core.stages.prefilter:run"),
+    Stage("prefilter", "Prefilter non-car images", "carclf_core.stages.prefilter:run", set_aside=False),
     Stage("split", "Top-N classes and splits", "carclf_core.stages.split:run"),
     Stage("train", "Fine-tune", "carclf_core.stages.train:run"),
     Stage("evaluate", "Evaluate and export", "carclf_core.stages.evaluate:run"),
@@ -70,14 +77,27 @@ def failure_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def stale_stages(run: RunDir, config: Config) -> dict[str, str]:
+    """Finished stages of ``run`` whose inputs changed since they were made -> why."""
+    return staleness(run, config)
+
+
 def run_stage(ctx: StageContext, name: str) -> Status:
-    """Run one stage, recording its outcome in events and ``state.json``.
+    """Run one stage, recording its outcome and provenance in events and ``state.json``.
+
+    A stage that is done already starts fresh: its earlier results are set aside under
+    ``previous/`` first (see :attr:`Stage.set_aside`). Any other stage continues what it finished
+    (chunks, epochs).
 
     Returns:
         DONE, FAILED or INTERRUPTED.
     """
     stage = STAGE_BY_NAME[name]
     ctx.stage = name
+    if stage.set_aside and ctx.run.read_state().get("stages", {}).get(name, {}).get("status") == Status.DONE:
+        kept = ctx.run.set_aside(name)
+        if kept is not None:
+            ctx.log("info", f"{name} was done: starting it fresh; its earlier results are kept in {kept}")
     started = time.monotonic()
     ctx.run.update_stage_state(name, status=Status.RUNNING, started=time.time())
     ctx.emit(StageStarted(stage=name))
@@ -98,30 +118,50 @@ def run_stage(ctx: StageContext, name: str) -> Status:
     ctx.run.update_stage_state(
         name, status=Status.DONE, finished=time.time(), duration_s=duration, summary=result.summary, result=result.data
     )
+    record(ctx.run, name, ctx.config, result.summary)
     return Status.DONE
 
 
-def pending_stages(run: RunDir) -> list[str]:
-    """Stages of ``run`` from the first one not done, in order: what ``--resume`` runs."""
+def pending_stages(run: RunDir, config: Config | None = None) -> list[str]:
+    """What ``--resume`` brings up to date, in order: stages not done, and done stages gone stale.
+
+    Stages after one of these are listed too: whether they still need running is known only once
+    it has run (:func:`run_all` with ``skip_fresh`` passes over those that stayed fresh).
+    """
     state = run.read_state().get("stages", {})
+    stale = stale_stages(run, config or run.load_config())
     for i, name in enumerate(STAGE_NAMES):
-        if state.get(name, {}).get("status") != Status.DONE:
+        if state.get(name, {}).get("status") != Status.DONE or name in stale:
             return list(STAGE_NAMES[i:])
     return []
 
 
-def run_all(ctx: StageContext, names: Sequence[str] | None = None) -> Status:
+def run_all(ctx: StageContext, names: Sequence[str] | None = None, skip_fresh: bool = False) -> Status:
     """Run ``names`` (default: every stage) in order, stopping at the first that does not finish.
+
+    Args:
+        ctx: the stage context (config, run, sink, cancel flag).
+        names: the stages to run; a done stage among them is run again from scratch.
+        skip_fresh: pass over stages that are done and not stale when their turn comes (``--resume``
+            bringing a run up to date re-runs only what its changed inputs reach).
 
     Returns:
         DONE, FAILED or INTERRUPTED for the run as a whole.
     """
     names = list(names) if names is not None else list(STAGE_NAMES)
     ctx.emit(RunStarted(run_dir=str(ctx.run.path), stages=tuple(names), pid=os.getpid()))
+    stale = stale_stages(ctx.run, ctx.config)
+    ctx.emit(StagesStale(stale=stale))
     status = Status.DONE
     for name in names:
+        done = ctx.run.read_state().get("stages", {}).get(name, {}).get("status") == Status.DONE
+        if skip_fresh and done and name not in stale:
+            ctx.log("info", f"{name}: up to date, not run again")
+            continue
         status = run_stage(ctx, name)
         if status != Status.DONE:
             break
+        stale = stale_stages(ctx.run, ctx.config)
+        ctx.emit(StagesStale(stale=stale))
     ctx.emit(RunFinished(status=status))
     return status

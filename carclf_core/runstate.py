@@ -27,6 +27,7 @@ BATCH_POINTS = 256
 LOG_LINES = 2000
 """Most log lines kept (the full log stays in ``events.jsonl``)."""
 
+STALE = ev.StageStatus.STALE
 PENDING, RUNNING, DONE, FAILED, INTERRUPTED = (
     ev.StageStatus.PENDING,
     ev.StageStatus.RUNNING,
@@ -55,6 +56,8 @@ class StageState:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     error: str = ""
     traceback: str = ""
+    stale_reason: str = ""
+    """Why a done stage is stale (its inputs changed since it was made); empty when it is not."""
 
 
 @dataclasses.dataclass
@@ -392,6 +395,26 @@ def _stage_interrupted(s: RunState, e: ev.StageInterrupted) -> None:
     _append_log(s, LogEntry(e.t, "warning", f"{e.stage} interrupted: {e.reason}", stage=e.stage))
 
 
+def _stage_updated(s: RunState, e: ev.StageUpdated) -> None:
+    st = s.stage(e.stage)
+    st.summary = e.summary
+    st.info.update(e.result)
+    s.rev_stages += 1
+
+
+def _stages_stale(s: RunState, e: ev.StagesStale) -> None:
+    for name, st in s.stages.items():
+        if st.status in (DONE, STALE):
+            st.status = STALE if name in e.stale else DONE
+            st.stale_reason = str(e.stale.get(name, ""))
+    s.rev_stages += 1
+
+
+def _config_changed(s: RunState, e: ev.ConfigChanged) -> None:
+    changed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in e.changes.items())
+    _append_log(s, LogEntry(e.t, "info", f"config changed ({e.source}): {changed}"))
+
+
 def _log(s: RunState, e: ev.LogLine) -> None:
     _append_log(s, LogEntry(e.t, e.level, e.message, e.stage, e.file))
 
@@ -442,6 +465,9 @@ _HANDLERS: dict[str, Callable[[RunState, Any], None]] = {
     "stage_failed": _stage_failed,
     "stage_interrupted": _stage_interrupted,
     "log": _log,
+    "stages_stale": _stages_stale,
+    "stage_updated": _stage_updated,
+    "config_changed": _config_changed,
     "epoch_started": _epoch_started,
     "epoch_ended": _epoch_ended,
     "patience": _patience,

@@ -14,7 +14,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from carclf_core.config import Config
-from carclf_core.events import STAGE_NAMES
+from carclf_core.registry import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run
 
 from .follow import POLL_INTERVAL_S
@@ -22,8 +22,7 @@ from .runner import Runner, RunnerCommand, default_command
 
 
 def registered_stages() -> tuple[str, ...]:
-    """The stage names the runner knows. ``events.STAGE_NAMES`` rather than the pipeline's own list,
-    so the first frame does not wait for pandas (a test keeps the two equal)."""
+    """The stage names the runner knows (the registry is cheap to import: no pandas, no Keras)."""
     return STAGE_NAMES
 
 

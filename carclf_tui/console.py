@@ -12,8 +12,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from carclf_core import heatmap
-from carclf_core.events import (BatchEnded, ConfusionReady, EpochEnded, Event, LogLine, PatienceChanged, RunFinished, RunStarted,
-                                StageFailed, StageFinished, StageInterrupted, StageProgress, StageStarted)
+from carclf_core.events import (
+    BatchEnded,
+    ConfigChanged,
+    ConfusionReady,
+    EpochEnded,
+    Event,
+    LogLine,
+    PatienceChanged,
+    RunFinished,
+    RunStarted,
+    StageFailed,
+    StageFinished,
+    StageInterrupted,
+    StageProgress,
+    StagesStale,
+    StageStarted,
+)
 
 PLAIN_INTERVAL_S = 5.0
 MAX_WARNINGS_SHOWN = 5
@@ -40,6 +55,7 @@ class ConsoleRenderer:
         self.warnings: dict[str, int] = {}
         self.results: list[tuple[str, str, str]] = []
         self.run_dir = ""
+        self.reported_stale: dict[str, str] = {}
 
     # --- output helpers --------------------------------------------------------------------------
     def _line(self, text: str) -> None:
@@ -97,6 +113,14 @@ class ConsoleRenderer:
                 self._confusion(event)
         elif isinstance(event, LogLine):
             self._log(event)
+        elif isinstance(event, StagesStale):
+            for stage, reason in event.stale.items():
+                if stage not in self.reported_stale or self.reported_stale[stage] != reason:
+                    self._line(f"[{stage}] stale: {reason}")
+            self.reported_stale = dict(event.stale)
+        elif isinstance(event, ConfigChanged):
+            changed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in event.changes.items())
+            self._line(f"config changed ({event.source}): {changed}")
         elif isinstance(event, StageFinished):
             self._stop_bar()
             self.results.append((event.stage, "done", event.summary))

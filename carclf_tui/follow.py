@@ -52,8 +52,8 @@ def skip_dead_batches(lines: list[bytes]) -> set[int]:
     last epoch start can never be shown; they are skipped unparsed (so a malformed one among them goes
     unreported: it could not have been shown either). That turns a replay of 100 epochs
     x 1,000 batches from 100,000 JSON parses into a few thousand. Of the running epoch's batch events
-    at most :data:`MAX_BATCH_LINES_PER_CHUNK` are parsed, evenly spread, the newest always among them. Everything else is parsed like
-    ``eventlog.parse_lines`` does (malformed lines reported by number, never raised).
+    at most :data:`MAX_BATCH_LINES_PER_CHUNK` are parsed, evenly spread, the newest always among them.
+    Everything else is parsed like ``eventlog.parse_lines`` does (malformed lines reported by number, never raised).
     """
     last_start = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].startswith(_EPOCH_STARTED)), -1)
     dead = {i for i in range(last_start) if lines[i].startswith(_BATCH)}

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from carclf_core.runs import LOCK_FILE, RunDir
+from carclf_core.runs import RunDir
 
 LOG_FILE = "runner.log"
 
@@ -25,8 +25,12 @@ RunnerCommand = Callable[[RunDir, Sequence[str]], list[str]]
 
 
 def default_command(run: RunDir, stages: Sequence[str]) -> list[str]:
-    """The headless runner on ``run`` for ``stages``, with the same Python as the dashboard."""
-    command = [sys.executable, "-m", "carclf_tui.cli", "--resume", str(Path(run.path).resolve()), "--plain"]
+    """The headless runner on ``run`` for ``stages``, with the same Python as the dashboard.
+
+    ``-P`` keeps the working directory off the import path: a ``yaml.py`` lying where the dashboard
+    was started must not run inside the runner (the project itself is installed, so it imports).
+    """
+    command = [sys.executable, "-P", "-m", "carclf_tui.cli", "--resume", str(Path(run.path).resolve()), "--plain"]
     for name in stages:
         command += ["--stage", name]
     return command
@@ -78,13 +82,17 @@ class Runner:
         return self.own_child_alive() or self.run.is_locked()
 
     def lock_holder(self) -> int | None:
-        """The pid written in the run's lock file while the lock is held."""
-        if not self.run.is_locked():
+        """The pid of the runner working on this run: the lock is held, the pid in it is alive, and
+        its command line names this run, so a stale or forged ``.lock`` never gets a signal sent."""
+        pid = self.run.runner_pid()
+        if pid is None:
             return None
         try:
-            return int((Path(self.run.path) / LOCK_FILE).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             return None
+        names = {os.fsencode(self.run.name), os.fsencode(str(self.run.path))}
+        return pid if any(arg in names or arg.endswith(b"/" + os.fsencode(self.run.name)) for arg in cmdline) else None
 
     def stop(self) -> bool:
         """Ask the runner to stop (SIGINT); returns False when there is nothing to stop."""

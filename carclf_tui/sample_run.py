@@ -15,7 +15,7 @@ from pathlib import Path
 
 from carclf_core import config as config_mod
 from carclf_core import events as ev
-from carclf_core.runs import RunDir, write_json_atomic, write_text_atomic
+from carclf_core.runs import RunDir, mark_as_run, write_json_atomic, write_text_atomic
 
 T0 = 1_767_268_800.0  # 2026-01-01 12:00 UTC: fixed, so recorded durations and times never change
 CLASSES = ("Audi A4", "Ford F-150", "Land Rover Range Rover", "Volkswagen Golf", "Chevrolet Corvette",
@@ -36,6 +36,7 @@ def make_run_dir(root: Path, name: str = "20260101-120000-demo", config: config_
     path = Path(root) / name
     path.mkdir(parents=True, exist_ok=True)
     run = RunDir(path)
+    mark_as_run(path)
     write_text_atomic(run.config_path, config_mod.dump(config or config_mod.Config()))
     write_json_atomic(run.state_path, {"stages": {}, "created": T0})
     return run

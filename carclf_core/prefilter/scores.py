@@ -28,6 +28,9 @@ import pandas as pd
 
 from .. import config as config_mod
 from ..config import PrefilterConfig
+from ..eventlog import JsonlSink
+from ..events import ConfigChanged, StagesStale, StageUpdated
+from ..provenance import record, staleness
 from ..runs import RunDir, atomic_path, open_run, write_json_atomic
 from .rule import BROKEN, NUM_CLASSES, PROB_COLUMNS, SCORED, TOP_COLUMNS, apply_rule, car_probability, top_indices
 
@@ -150,7 +153,40 @@ def reapply(
     # the config's own checks, so a bad value gets the same message as in config.yaml (ConfigError)
     checked = config_mod.from_dict({"prefilter": changes}).prefilter
     current.update({key: getattr(checked, key) for key in changes})
-    return decide(run, load_scores(run), current, write=write)
+    if not write:
+        return decide(run, load_scores(run), current, write=False)
+    with run.lock():  # the runner's own writes and this one never interleave
+        return _save_decision(run, current)
+
+
+def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
+    """Write a new decision, make its rule the run's config from now on, and tell the event log:
+    the prefilter row shows the new count, the stages made from the old list turn stale."""
+    result = decide(run, load_scores(run), rule, write=True)
+    config = run.load_config()
+    new_config = dataclasses.replace(
+        config,
+        prefilter=dataclasses.replace(
+            config.prefilter, rule=rule["rule"], threshold=rule["threshold"], top_k=rule["top_k"]
+        ),
+    )
+    source = "prefilter decision saved"
+    changes = run.update_config(new_config, source=source)
+    summary = f"{result['kept']:,} / {result['scored']:,} kept ({result['kept'] / max(result['scored'], 1):.0%})"
+    if result["broken"]:
+        summary += f", {result['broken']:,} broken"
+    note = f"{summary}, {rule['rule']} {rule['threshold'] if rule['rule'] == 'prob_sum' else rule['top_k']}"
+    run.update_stage_state("prefilter", summary=summary)
+    record(run, "prefilter", new_config, note)
+    sink = JsonlSink(run.events_path)
+    try:
+        if changes:
+            sink(ConfigChanged(changes=changes, source=source))
+        sink(StageUpdated(stage="prefilter", summary=summary, result={"kept": result["kept"]}))
+        sink(StagesStale(stale=staleness(run, new_config)))
+    finally:
+        sink.close()
+    return result
 
 
 def decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 
+from carclf_core.errors import CarclfError
 from carclf_core.runstate import RunState
 
 from ..messages import ThresholdApplied, ThresholdFailed
@@ -89,14 +90,11 @@ class PrefilterPane(Pane):
     # --- the re-apply worker and its messages ----------------------------------------------------
     @work(thread=True, exclusive=True, group="reapply", name="re-apply threshold", exit_on_error=False)
     def _reapply(self, threshold: float, write: bool) -> None:
+        from carclf_core.prefilter.scores import reapply  # pandas: loaded when first needed
+
         try:
-            from carclf_core import prefilter
-        except ImportError as exc:
-            self.post_message(ThresholdFailed(f"carclf_core.prefilter is not available yet ({exc})"))
-            return
-        try:
-            result = prefilter.reapply(self.app.run_dir, threshold=threshold, write=write)
-        except (OSError, ValueError, KeyError) as exc:
+            result = reapply(self.app.run_dir, threshold=threshold, write=write)
+        except (CarclfError, OSError, ValueError, KeyError) as exc:
             self.post_message(ThresholdFailed(str(exc)))
             return
         self.post_message(ThresholdApplied(result, write))
@@ -107,8 +105,8 @@ class PrefilterPane(Pane):
             return  # an older key press; a newer re-apply is on its way
         self.trial = message.result
         self.trial_pending = False
-        self.notice = ("saved: kept.csv, rejected.csv and rule.json rewritten; re-run split to use it"
-                        if message.written else "")
+        self.notice = ("saved as the run's threshold; split, train and evaluate are stale: a (resume) brings "
+                       "them up to date" if message.written else "")
         self._draw()
 
     def on_threshold_failed(self, message: ThresholdFailed) -> None:

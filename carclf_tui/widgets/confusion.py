@@ -59,27 +59,24 @@ class ConfusionView(Static):
         title = Text(f"{self.mode} · epoch {c.epoch} · {c.split} sample of {c.sample:,} images · "
                      f"{len(c.classes)} classes   [v] next view\n", style="bold")
         try:
-            from carclf_core import heatmap
-        except ImportError as exc:
-            self.update(title + Text(f"carclf_core.heatmap is not available yet ({exc})", style="yellow"))
-            return
-        try:
-            body = self._body(heatmap, c, width, height)
+            body = self._body(c, width, height)
         except Exception as exc:  # a drawing bug must not take the dashboard down
             body = Text(f"could not draw the {self.mode} view: {type(exc).__name__}: {exc}", style="red")
         self.update(title + body)
 
-    def _body(self, heatmap, c: rs.Confusion, width: int, height: int) -> Text:
+    def _body(self, c: rs.Confusion, width: int, height: int) -> Text:
+        from carclf_core import heatmap, metrics  # numpy: loaded when the tab first needs it
+
         if self.mode == "heatmap":
             return Text("\n".join(heatmap.render(c.matrix, c.classes, width, height)))
         if self.mode == "most confused":
-            pairs = heatmap.most_confused(c.matrix, c.classes, k=max(1, height - 1))
+            pairs = metrics.most_confused(c.matrix, c.classes, k=max(1, height - 1))
             if not pairs:
                 return Text("no confusions in this sample", style="dim")
             lines = [f"{'count':>6}  true -> predicted"]
             lines += [f"{count:>6}  {true} -> {pred}" for true, pred, count in pairs]
             return Text("\n".join(lines))
-        rows = heatmap.per_class_metrics(c.matrix, c.classes)
+        rows = metrics.per_class_metrics(c.matrix, c.classes)
         name_width = max(8, min(width - 40, max((len(str(r[0])) for r in rows), default=8)))
         lines = [f"{'class':<{name_width}} {'prec':>6} {'recall':>6} {'f1':>6} {'support':>7}"]
         for name, precision, recall, f1, support in rows:

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from carclf_core import events as ev
-from carclf_core.runs import JsonlSink, RunDir
+from carclf_core.eventlog import JsonlSink
+from carclf_core.runs import RunDir
 
 
 def main() -> int:
