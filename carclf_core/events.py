@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -246,22 +249,275 @@ class PrefilterExamples(Event):
     """(file, car probability) pairs just below the threshold."""
 
 
-def from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from its JSON form; unknown keys are ignored (newer writers)."""
+# --- validation: an event line is input -----------------------------------------------------------
+#
+# ``events.jsonl`` is read by the dashboard while a runner (or anyone) writes it, so every line is
+# untrusted: each field is checked against its dataclass annotation, numbers are finite and in sane
+# ranges, text and collections are bounded, before an event reaches the reducer. A line that fails
+# is skipped and reported with the field and the reason, never raised into the reader.
+
+MAX_TEXT = 65_536
+"""Most characters of a text field (a traceback may have :data:`MAX_TRACEBACK`)."""
+MAX_TRACEBACK = 262_144
+MAX_NAME = 200
+"""Most characters of a stage, monitor, phase or split name."""
+MAX_ITEMS = 100_000
+"""Most elements of one list or mapping (a 300-class confusion matrix has 300 rows of 300)."""
+MAX_DEPTH = 8
+"""Deepest nesting of a free-form value (``info``, ``result``, ``changes``)."""
+MAX_EPOCH = 10**6
+MAX_COUNT = 10**15
+"""Largest count (images, steps, pid); Python's unbounded ints would otherwise reach the display."""
+MAX_MAGNITUDE = 1e15
+"""Largest absolute value of a time, duration or probability-like float (see :data:`NONFINITE_OK`)."""
+MAX_TIME = 1e11
+"""Latest event time accepted (year 5138): seconds since the epoch."""
+
+NONFINITE_OK = frozenset({"loss", "accuracy", "metrics", "learning_rate", "best", "images_per_s", "rate", "eta_s"})
+"""Fields that may be NaN or infinite, and of any size: what a diverging training or a stalled
+stage really measures, shown as such. Every other float must be finite and within :data:`MAX_MAGNITUDE`."""
+_NAMES = frozenset({"stage", "monitor", "phase", "split", "source", "level", "status"})
+_INT_RANGES = {"epoch": (0, MAX_EPOCH), "epochs": (0, MAX_EPOCH), "best_epoch": (0, MAX_EPOCH)}
+_CHOICES: dict[tuple[str, str], frozenset[str]] = {
+    ("log", "level"): frozenset({"info", "warning", "error"}),
+    ("run_finished", "status"): frozenset({"done", "failed", "interrupted"}),
+}
+
+
+class InvalidEvent(ValueError):
+    """A line that is JSON but not a valid event; the message names the kind, the field and the reason."""
+
+
+class _WrongType(InvalidEvent):
+    """A value of another type than the field's; ``expected`` words the type (``an integer``)."""
+
+    def __init__(self, where: str, expected: str, value: Any):
+        super().__init__(f"{where}: expected {expected}, got {_shown(value)}")
+        self.expected = expected
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a bad value for the reason (the reason itself is shown, so keep it small)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_json(value: Any, where: str, depth: int = 0) -> Any:
+    """A free-form JSON value: bounded depth and size, finite or not (a metric may be NaN)."""
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise InvalidEvent(f"{where}: text longer than {MAX_TEXT:,} characters")
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if abs(value) > MAX_COUNT:
+            raise InvalidEvent(f"{where}: integer out of range")
+    elif isinstance(value, float):
+        pass
+    elif isinstance(value, (list, tuple)):
+        if len(value) > MAX_ITEMS:
+            raise InvalidEvent(f"{where}: more than {MAX_ITEMS:,} items")
+        return [_check_json(item, where, depth + 1) for item in value]
+    elif isinstance(value, dict):
+        if len(value) > MAX_ITEMS:
+            raise InvalidEvent(f"{where}: more than {MAX_ITEMS:,} items")
+        for key in value:
+            if not isinstance(key, str):
+                raise InvalidEvent(f"{where}: key {_shown(key)} is not text")
+        return {key: _check_json(item, where, depth + 1) for key, item in value.items()}
+    else:
+        raise InvalidEvent(f"{where}: {type(value).__name__} is not a JSON value")
+    return value
+
+
+Check = Callable[[Any, str], Any]
+
+
+def _int_check(field: str) -> Check:
+    low, high = _INT_RANGES.get(field, (0, MAX_COUNT))
+
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _WrongType(where, "an integer", value)
+        if not low <= value <= high:
+            raise InvalidEvent(f"{where}: {_shown(value)} is out of range {low}..{high:,}")
+        return value
+
+    return check
+
+
+def _float_check(field: str) -> Check:
+    free = field in NONFINITE_OK
+    high = MAX_TIME if field == "t" else MAX_MAGNITUDE
+
+    def check(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _WrongType(where, "a number", value)
+        if isinstance(value, int) and abs(value) > MAX_COUNT:
+            raise InvalidEvent(f"{where}: {_shown(value)} is out of range")
+        number = float(value)
+        if not free and not (math.isfinite(number) and abs(number) <= high):
+            raise InvalidEvent(f"{where}: {_shown(value)} is not a finite number up to {high:g}")
+        return number
+
+    return check
+
+
+def _str_check(field: str) -> Check:
+    limit = MAX_TRACEBACK if field == "traceback" else (MAX_NAME if field in _NAMES else MAX_TEXT)
+
+    def check(value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise _WrongType(where, "text", value)
+        if len(value) > limit:
+            raise InvalidEvent(f"{where}: text longer than {limit:,} characters")
+        return value
+
+    return check
+
+
+def _sequence(value: Any, where: str) -> list[Any] | tuple[Any, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _WrongType(where, "a list", value)
+    if len(value) > MAX_ITEMS:
+        raise InvalidEvent(f"{where}: more than {MAX_ITEMS:,} items")
+    return value
+
+
+def _checker(hint: Any, field: str) -> Check:
+    """A check for one annotated type; it returns the value as the dataclass stores it (lists as tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is int:
+        return _int_check(field)
+    if hint is float:
+        return _float_check(field)
+    if hint is str:
+        return _str_check(field)
+    if hint is Any:
+        return lambda value, where: _check_json(value, where)
+    if origin in (types.UnionType, typing.Union):
+        inner = [_checker(arg, field) for arg in args if arg is not type(None)]
+        optional = type(None) in args
+
+        def union(value: Any, where: str) -> Any:
+            if value is None and optional:
+                return None
+            wrong: list[str] = []
+            for check in inner:
+                try:
+                    return check(value, where)
+                except _WrongType as exc:
+                    wrong.append(exc.expected)
+            raise _WrongType(where, " or ".join(wrong + (["null"] if optional else [])), value)
+
+        return union
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _checker(args[0], field)
+        return lambda value, where: tuple(item(v, where) for v in _sequence(value, where))
+    if origin is tuple:
+        items = [_checker(arg, field) for arg in args]
+
+        def fixed(value: Any, where: str) -> tuple[Any, ...]:
+            value = _sequence(value, where)
+            if len(value) != len(items):
+                raise InvalidEvent(f"{where}: expected {len(items)} items, got {len(value)}")
+            return tuple(check(v, where) for check, v in zip(items, value, strict=True))
+
+        return fixed
+    if origin is list:
+        item = _checker(args[0], field)
+        return lambda value, where: [item(v, where) for v in _sequence(value, where)]
+    if origin is dict:
+        value_check = _checker(args[1], field)
+
+        def mapping(value: Any, where: str) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise _WrongType(where, "an object", value)
+            if len(value) > MAX_ITEMS:
+                raise InvalidEvent(f"{where}: more than {MAX_ITEMS:,} items")
+            out = {}
+            for key, item in value.items():
+                if not isinstance(key, str) or len(key) > MAX_NAME:
+                    raise InvalidEvent(f"{where}: key {_shown(key)} is not a short text")
+                out[key] = value_check(item, f"{where}.{key}" if len(where) < 100 else where)
+            return out
+
+        return mapping
+    raise TypeError(f"no event check for the annotation {hint!r} of {field}")  # a new annotation: add it here
+
+
+@dataclasses.dataclass(frozen=True)
+class _Schema:
+    """How to check one event kind: each field's check, and which fields must be present."""
+
+    checks: dict[str, Check]
+    required: frozenset[str]
+
+
+_SCHEMAS: dict[type[Event], _Schema] = {}
+
+
+def _schema(cls: type[Event]) -> _Schema:
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        hints = typing.get_type_hints(cls)
+        fields = dataclasses.fields(cls)
+        schema = _Schema(
+            checks={f.name: _checker(hints[f.name], f.name) for f in fields},
+            required=frozenset(
+                f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            ),
+        )
+        _SCHEMAS[cls] = schema
+    return schema
+
+
+def _check_choices(kind: str, kwargs: dict[str, Any]) -> None:
+    for (choice_kind, field), allowed in _CHOICES.items():
+        if kind == choice_kind and field in kwargs and kwargs[field] not in allowed:
+            raise InvalidEvent(f"{kind}.{field}: {_shown(kwargs[field])} is not one of {', '.join(sorted(allowed))}")
+
+
+def _check_consistent(kind: str, kwargs: dict[str, Any]) -> None:
+    """Rules between fields that the annotations cannot say."""
+    if kind == "confusion":
+        n = len(kwargs["classes"])
+        if len(kwargs["matrix"]) != n or any(len(row) != n for row in kwargs["matrix"]):
+            raise InvalidEvent(f"confusion.matrix: not {n} x {n} for {n} classes")
+    elif kind == "prefilter_histogram":
+        edges, counts = kwargs["edges"], kwargs["counts"]
+        if counts and len(edges) != len(counts) + 1:
+            raise InvalidEvent(f"prefilter_histogram.edges: {len(edges)} edges for {len(counts)} bins")
+        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise InvalidEvent("prefilter_histogram.edges: not increasing")
+    elif kind == "config_changed":
+        for key, pair in kwargs["changes"].items():
+            if len(pair) != 2:
+                raise InvalidEvent(f"config_changed.changes.{key}: expected [old, new]")
+
+
+def from_dict(data: Any) -> Event:
+    """Rebuild an event from its JSON form, validated; unknown keys are ignored (newer writers).
+
+    Raises:
+        InvalidEvent: not an object, an unknown kind, a missing field, or a field of the wrong type,
+            not finite where it must be, out of range or too large; the message says which and why.
+    """
+    if not isinstance(data, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(data).__name__}")
     kind = data.get("kind")
-    cls = _REGISTRY.get(kind)  # type: ignore[arg-type]
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ValueError(f"unknown event kind {kind!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: v for k, v in data.items() if k in names}
-    for key in ("stages", "classes", "edges", "counts"):
-        if key in kwargs and isinstance(kwargs[key], list):
-            kwargs[key] = tuple(kwargs[key])
-    for key in ("kept", "rejected"):
-        if isinstance(kwargs.get(key), list):
-            kwargs[key] = tuple(tuple(pair) for pair in kwargs[key])
-    if "matrix" in kwargs:
-        kwargs["matrix"] = tuple(tuple(row) for row in kwargs["matrix"])
+        raise InvalidEvent(f"unknown event kind {_shown(kind)}")
+    schema = _schema(cls)
+    missing = schema.required - data.keys()
+    if missing:
+        raise InvalidEvent(f"{kind}: missing {', '.join(sorted(missing))}")
+    kwargs = {key: schema.checks[key](value, f"{kind}.{key}") for key, value in data.items() if key in schema.checks}
+    _check_choices(cls.kind, kwargs)
+    _check_consistent(cls.kind, kwargs)
     return cls(**kwargs)
 
 

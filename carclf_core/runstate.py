@@ -183,7 +183,12 @@ class RunState:
     warnings: int = 0
     errors: int = 0
     bad_lines: int = 0
-    """Malformed lines the reader skipped in ``events.jsonl``."""
+    """Lines the reader skipped in ``events.jsonl``: not JSON, not a valid event, or too long."""
+    fold_errors: int = 0
+    """Events that raised while being folded (a reducer bug met by odd data); each skipped and logged."""
+    reader_problem: str = ""
+    """Why the event log cannot be followed right now (a symbolic link, a folder, a reader failure);
+    empty while it is followed."""
     # change counters
     revision: int = 0
     rev_stages: int = 0
@@ -239,8 +244,26 @@ def new_state(stage_order: Sequence[str] = ()) -> RunState:
 def apply(state: RunState, event: ev.Event) -> RunState:
     """Fold one event into a copy of ``state``; ``state`` itself is left as it was."""
     new = state.copy()
-    _reduce(new, event)
+    _reduce_safely(new, event)
     return new
+
+
+def _reduce_safely(s: RunState, event: ev.Event) -> None:
+    # Events are validated before they get here, but a reducer bug met by odd data must cost one
+    # event, not the monitor: the event is skipped, counted and logged, and folding goes on.
+    try:
+        _reduce(s, event)
+    except Exception as exc:
+        s.fold_errors += 1
+        s.revision += 1
+        _append_log(
+            s,
+            LogEntry(
+                0.0,
+                "error",
+                f"events.jsonl: a {event.kind} event could not be folded ({type(exc).__name__}: {exc}); skipped",
+            ),
+        )
 
 
 def fold(state: RunState, events: Iterable[ev.Event], bad_lines: Sequence[int] = ()) -> RunState:
@@ -249,16 +272,36 @@ def fold(state: RunState, events: Iterable[ev.Event], bad_lines: Sequence[int] =
     Args:
         state: the state so far; not changed.
         events: events in log order.
-        bad_lines: 1-based numbers of malformed lines the reader skipped in this chunk; each is
-            counted and reported in the log.
+        bad_lines: 1-based numbers of lines the reader skipped in this chunk (``eventlog.BadLine``,
+            which carries the reason); each is counted and reported in the log.
     """
     new = state.copy()
     for event in events:
-        _reduce(new, event)
+        _reduce_safely(new, event)
     for number in bad_lines:
         new.bad_lines += 1
-        _append_log(new, LogEntry(0.0, "warning", f"events.jsonl line {number}: malformed, skipped"))
+        reason = getattr(number, "reason", "malformed")
+        _append_log(new, LogEntry(0.0, "warning", f"events.jsonl line {int(number)}: {reason}, skipped"))
         new.revision += 1
+    return new
+
+
+def reader_problem(state: RunState, problem: str, t: float = 0.0) -> RunState:
+    """``state`` with the reader's current problem set (logged as an error when it changes).
+
+    Args:
+        state: the state so far; not changed.
+        problem: why the event log cannot be followed (empty: it can be again).
+        t: wall-clock time of the discovery.
+    """
+    if problem == state.reader_problem:
+        return state
+    new = state.copy()
+    new.reader_problem = problem
+    if problem:
+        _append_log(new, LogEntry(t, "error", problem))
+    new.rev_stages += 1
+    new.revision += 1
     return new
 
 

@@ -1,0 +1,95 @@
+"""Opening files that came from outside the program: regular files only, never through a symlink.
+
+A name in the data folder or a run folder can be replaced at any time by something that is not a
+file: a named pipe (FIFO), whose ``open`` and ``read`` block until some writer appears (a runner
+stuck there ignores a stop), a device, a folder, or a symbolic link pointing anywhere (a runner
+appending through it would write into whatever file it names). :func:`nonregular_reason` says, without
+blocking, whether a path is a regular file; :func:`open_regular` opens one without following a final
+symlink and without blocking on a FIFO, and refuses anything else with a :class:`RunError` naming it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+from .errors import RunError
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a ``st_mode`` describes, in words (``a regular file``, ``a named pipe (FIFO)``, ...)."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
+
+
+def nonregular_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as a regular file, or None when it can.
+
+    ``stat`` follows a symlink (as reading the file would) and never blocks, even on a FIFO.
+
+    Returns:
+        None for a regular file; else ``missing``, ``cannot stat (...)`` or ``not a regular file (a
+        named pipe (FIFO))`` and the like.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"cannot stat ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({kind_of(mode)})"
+
+
+def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """Open ``path`` as a regular file and return its descriptor (close it, or wrap it with ``os.fdopen``).
+
+    The last component is never followed if it is a symbolic link (``O_NOFOLLOW``), and a FIFO does not
+    block the open (``O_NONBLOCK``, cleared again once the file is known to be regular).
+
+    Args:
+        path: the file.
+        flags: ``os.open`` flags (``O_RDONLY``, or ``O_WRONLY | O_APPEND | O_CREAT``...).
+        mode: permissions of a file ``O_CREAT`` makes.
+
+    Raises:
+        RunError: ``path`` is a symbolic link, a folder, a FIFO or another non-file, naming it.
+        FileNotFoundError: it does not exist (and ``O_CREAT`` was not given).
+        OSError: any other refusal (permissions), unchanged.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunError(
+                f"{path}: is a symbolic link; refusing to follow it", "replace it with a plain file"
+            ) from exc
+        if exc.errno == errno.EISDIR:
+            raise RunError(f"{path}: is a folder where a file belongs", "move it out of the way") from exc
+        if exc.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise RunError(f"{path}: is a named pipe (FIFO) where a file belongs", "move it out of the way") from exc
+        raise
+    try:
+        file_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(file_mode):
+            raise RunError(f"{path}: is {kind_of(file_mode)} where a file belongs", "move it out of the way")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
