@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import math
+import os
 import re
 import types
 import typing
@@ -127,6 +128,28 @@ def metric_direction(name: str) -> Literal["min", "max"]:
     return "max" if any(part in name for part in ("acc", "auc", "precision", "recall", "top")) else "min"
 
 
+# Columns index.csv fills itself; a file-name field must not take one of these names.
+INDEX_COLUMNS = (
+    "path",
+    "label",
+    "status",
+    "reason",
+    "pixel_width",
+    "pixel_height",
+    "format",
+    "bytes",
+    "sha",
+    "dup_group",
+)
+
+
+def _file_name_fields(value: tuple[str, ...]) -> str | None:
+    if not ({"make", "model"} <= set(value) and len(set(value)) == len(value)):
+        return "expected unique field names including make and model"
+    taken = [name for name in value if name in INDEX_COLUMNS]
+    return f"{', '.join(taken)}: the index writes a column of that name itself; rename the field" if taken else None
+
+
 def imagenet_indices(value: tuple[int, ...]) -> str | None:
     if not value:
         return "expected at least one ImageNet class index"
@@ -140,7 +163,8 @@ def imagenet_indices(value: tuple[int, ...]) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dir: str = _field("data", path_like)
-    """Folder with the images, scanned recursively. Relative paths are taken from the working directory."""
+    """Folder with the images, scanned recursively. A relative path is resolved against the working
+    directory when the run is created, and the run keeps the absolute one. Default `data`."""
     layout: Literal["auto", "filenames", "folders"] = _field("auto")
     """`filenames`: labels parsed from Car Connection file names; `folders`: `<dir>/<label>/*.jpg`;
     `auto`: folders when every image sits in a sub-folder and names do not parse. Default `auto`."""
@@ -148,19 +172,20 @@ class DataConfig:
     """`make` (e.g. `Audi`) or `model` (`make_model`, e.g. `Audi_A4`). Default `model`."""
     separator: str = _field("_", lambda v: None if len(v) == 1 else "expected one character")
     """Character that separates the file-name fields. Default `_`."""
-    fields: tuple[str, ...] = _field(
-        CAR_CONNECTION_FIELDS,
-        lambda v: (
-            None
-            if {"make", "model"} <= set(v) and len(set(v)) == len(v)
-            else "expected unique field names including make and model"
-        ),
-    )
+    fields: tuple[str, ...] = _field(CAR_CONNECTION_FIELDS, _file_name_fields)
     """File-name fields in order (17 for Car Connection); the literal `nan` marks a missing value."""
     extensions: tuple[str, ...] = _field(("jpg", "jpeg"), lambda v: None if v else "expected at least one")
-    """File endings that count as images, matched case-insensitively. Default jpg, jpeg."""
+    """File endings that count as images, matched case-insensitively; other files are listed in the index
+    as skipped. Default jpg, jpeg."""
     workers: int = _field(8, positive)
     """Threads that check images while indexing (I/O bound). Default 8."""
+    near_duplicates: bool = _field(False)
+    """Also group near-copies (re-encoded, resized, slightly edited photos) by a perceptual hash (pHash of
+    a 32x32 grayscale thumbnail), not only byte-identical files. Costs a second small decode per image,
+    and near-identical studio shots of different cars can fall within the distance. Default false."""
+    near_duplicate_distance: int = _field(3, lambda v: None if 0 <= v <= 16 else "expected an integer 0..16")
+    """With near_duplicates: the largest number of the 64 hash bits two photos may differ in and still
+    count as copies, 0..16. Default 3."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +227,8 @@ class SplitConfig:
     top_n: int = _field(300, positive)
     """Keep the N most frequent classes (ties broken by name). Default 300."""
     min_per_class: int = _field(10, lambda v: None if v >= 3 else "expected an integer >= 3")
-    """Drop classes with fewer images (each split needs one). Default 10."""
+    """Drop classes with fewer distinct photos (copies of one photo count once; train, val and test each
+    need one, so at least 3). Default 10."""
     train: float = _field(0.7, open_fraction)
     """Share of each class for training. Default 0.7."""
     val: float = _field(0.15, open_fraction)
@@ -212,6 +238,13 @@ class SplitConfig:
     seed: int = _field(42, seed_range)
     """Seed of the split (and of shuffling), 0..2**32-1 (what Keras takes); same seed, same split,
     byte for byte. Default 42."""
+    group_duplicates: bool = _field(True)
+    """Keep every copy of a photo (the index's `dup_group`) in one split, so no test photo has a copy in
+    train. Turned off, copies are split like other images and the evaluation counts the leak. Default
+    true."""
+    conflicts: Literal["train", "drop"] = _field("train")
+    """Copies of one photo filed under different labels: `train` puts them all in train (never in val or
+    test, whose scores they would make arbitrary), `drop` leaves them out. Default `train`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -720,6 +753,45 @@ def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, A
 def dump(config: Config) -> str:
     """The resolved config as YAML text (what each run directory stores)."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+# Values of path keys that are names, not files.
+_PATH_NAMES = {
+    "prefilter.model": ("resnet50v2",),
+    "prefilter.weights": ("imagenet", "null"),
+    "train.weights": ("imagenet", "null"),
+}
+PATH_KEYS = ("data.dir", "run.root", "prefilter.model", "prefilter.weights", "train.weights")
+"""Keys whose value is (or may be) a file or folder: what :func:`resolve_paths` makes absolute."""
+
+
+def resolve_paths(config: Config, base: Path | None = None) -> tuple[Config, dict[str, tuple[str, str]]]:
+    """Make every path in the config absolute, so a run reads the same files from any directory.
+
+    ``~`` is expanded; names that are not paths (``resnet50v2``, ``imagenet``, ``null``) stay. The path
+    is made absolute without following links, so a run keeps the path the user knows.
+
+    Args:
+        config: the config as typed.
+        base: the folder relative paths are taken from; the working directory by default.
+
+    Returns:
+        The resolved config, and ``{"section.key": (typed, resolved)}`` for each value that changed.
+    """
+    base = Path.cwd() if base is None else Path(base)
+    changed: dict[str, tuple[str, str]] = {}
+    sections: dict[str, dict[str, str]] = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        typed = getattr(getattr(config, section), name)
+        if typed in _PATH_NAMES.get(key, ()):
+            continue
+        resolved = os.path.normpath(base / os.path.expanduser(typed))
+        if resolved != typed:
+            changed[key] = (typed, resolved)
+            sections.setdefault(section, {})[name] = resolved
+    updates = {s: dataclasses.replace(getattr(config, s), **values) for s, values in sections.items()}
+    return dataclasses.replace(config, **updates), changed
 
 
 def field_docs() -> dict[str, str]:

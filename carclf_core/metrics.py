@@ -78,3 +78,29 @@ def summary_metrics(matrix) -> dict[str, float]:
         "accuracy": float(np.trace(m) / total) if total else 0.0,
         "balanced_accuracy": float(recall.mean()) if recall.size else 0.0,
     }
+
+
+def baselines(labels: np.ndarray, num_classes: int, k: int = 5) -> dict[str, float]:
+    """The scores a model must beat on ``labels``, to set beside its accuracies.
+
+    On imbalanced data the bar is not chance: always answering the most frequent class scores its
+    share. Top-k has its own chance, ``min(k, classes) / classes``.
+
+    Args:
+        labels: the true class indices of the evaluated images.
+        num_classes: how many classes the model chooses from.
+        k: the k of top-k accuracy.
+
+    Returns:
+        ``chance`` (1 / classes), ``majority_baseline`` (share of the most frequent class among
+        ``labels``), ``top{k}_chance`` and ``top{k}_majority_baseline`` (share of the k most frequent
+        classes); 0.0 for the shares when ``labels`` is empty.
+    """
+    counts = np.sort(np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes))[::-1]
+    total = counts.sum()
+    return {
+        "chance": 1.0 / num_classes,
+        "majority_baseline": float(counts[0] / total) if total else 0.0,
+        f"top{k}_chance": min(k, num_classes) / num_classes,
+        f"top{k}_majority_baseline": float(counts[:k].sum() / total) if total else 0.0,
+    }

@@ -24,6 +24,8 @@ from . import config as config_mod
 from .errors import RunError
 
 CONFIG_FILE = "config.yaml"
+TYPED_CONFIG_FILE = "config.typed.yaml"
+"""The config as the user typed it (paths unresolved), written once beside ``config.yaml``."""
 EVENTS_FILE = "events.jsonl"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
@@ -104,6 +106,17 @@ def _timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+def _resolved_note(changed: dict[str, tuple[str, str]]) -> str:
+    """YAML comment lines naming each path made absolute (JSON-quoted: a name cannot end the comment)."""
+    if not changed:
+        return ""
+    lines = [
+        f"# {key}: typed {json.dumps(typed)}, resolved to {json.dumps(resolved)}"
+        for key, (typed, resolved) in changed.items()
+    ]
+    return "\n".join(["# paths resolved when the run was created:", *lines, ""])
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -111,6 +124,10 @@ class RunDir:
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
+
+    @property
+    def typed_config_path(self) -> Path:
+        return self.path / TYPED_CONFIG_FILE
 
     @property
     def events_path(self) -> Path:
@@ -228,7 +245,15 @@ class RunDir:
 
 
 def create_run(config: config_mod.Config, root: Path | None = None) -> RunDir:
-    """Make ``<root>/<timestamp>-<name>/`` (never reusing an existing folder) and store the config."""
+    """Make ``<root>/<timestamp>-<name>/`` (never reusing an existing folder) and store the config.
+
+    Every path in the config (``config_mod.PATH_KEYS``) is resolved against the working directory
+    now, so a resume or the dashboard started from another folder reads the same data. The run's
+    ``config.yaml`` holds the resolved config (a header comment names what changed) and
+    ``config.typed.yaml`` the config as it was typed.
+    """
+    typed = config
+    config, changed = config_mod.resolve_paths(config)
     root = Path(root if root is not None else config.run.root)
     root.mkdir(parents=True, exist_ok=True)
     base = f"{_timestamp()}-{config.run.name}"
@@ -239,7 +264,11 @@ def create_run(config: config_mod.Config, root: Path | None = None) -> RunDir:
         except FileExistsError:
             continue
         run = RunDir(path)
-        write_text_atomic(run.config_path, config_mod.dump(config))
+        write_text_atomic(run.config_path, _resolved_note(changed) + config_mod.dump(config))
+        write_text_atomic(
+            run.typed_config_path,
+            "# the configuration as typed; config.yaml is what the run uses\n" + config_mod.dump(typed),
+        )
         write_json_atomic(run.state_path, {"stages": {}, "created": time.time()})
         return run
     raise RunError(f"{root}: could not find a free run folder name for {base}")

@@ -94,8 +94,8 @@ def run_headless(args: argparse.Namespace) -> int:
         config = run.load_config()
         names = args.stage or pending_stages(run)
     else:
-        config = resolve_config(args)
-        run = create_run(config)
+        run = create_run(resolve_config(args))
+        config = run.load_config()  # its paths made absolute, as every later resume reads them
         names = args.stage or list(STAGE_NAMES)
     from .console import ConsoleRenderer
 

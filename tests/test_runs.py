@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from carclf_core import config as config_mod
 from carclf_core import events as ev
 from carclf_core.config import Config, RunConfig
 from carclf_core.errors import RunError
@@ -33,7 +34,8 @@ def test_runs_are_never_overwritten(tmp_path):
     assert len({r.path for r in runs}) == 3
     assert [r.path for r in list_runs(tmp_path)] == sorted(r.path for r in runs)
     assert latest_run(tmp_path).path == max(r.path for r in runs)
-    assert open_run(runs[0].path.name, root=tmp_path).load_config() == config
+    # the run keeps the config with its paths made absolute (data.dir "data" -> <cwd>/data)
+    assert open_run(runs[0].path.name, root=tmp_path).load_config() == config_mod.resolve_paths(config)[0]
     with pytest.raises(RunError, match="not a run directory"):
         open_run(tmp_path / "nothing")
 

@@ -144,6 +144,24 @@ def test_tiny_backbone_learns_clearly_above_chance(trained):
     assert metrics["top5"] >= metrics["accuracy"]
 
 
+def test_results_state_their_baselines_and_the_copy_leak(trained):
+    folder = trained["run"].path
+    metrics = json.loads((folder / "evaluate" / "metrics.json").read_text())
+    labels = pd.read_csv(folder / "evaluate" / "predictions.csv")["label"]
+    assert metrics["majority_baseline"] == pytest.approx(labels.value_counts().iloc[0] / len(labels))
+    assert metrics["top5_chance"] == pytest.approx(5 / 8)
+    assert metrics["test_with_train_copy"] == 0  # copies grouped by default
+    finished = of(trained["evaluation"], StageFinished)[0]
+    assert f"majority {metrics['majority_baseline']:.3f}" in finished.summary
+    assert finished.summary.endswith("; none with a copy in train")
+    assert finished.result["top5_chance"] == metrics["top5_chance"]
+    splits = pd.read_csv(folder / "split" / "splits.csv")
+    val = splits.loc[splits["split"] == "val", "label"]
+    summary = json.loads((folder / "train" / "summary.json").read_text())
+    assert summary["majority_baseline"] == pytest.approx(val.value_counts().iloc[0] / len(val))
+    assert summary["chance"] == pytest.approx(1 / 8) and summary["top5_chance"] == pytest.approx(5 / 8)
+
+
 def test_evaluation_files_and_final_confusion(trained):
     folder = trained["run"].path / "evaluate"
     per_class = pd.read_csv(folder / "per_class.csv")

@@ -1,7 +1,8 @@
 """The evaluate stage: test-split metrics of the best model, and its export.
 
 Loads ``train/best.keras`` (the restored best weights), predicts the test split in file order and
-writes into ``<run>/evaluate/``: ``metrics.json`` (accuracy, top-5, balanced accuracy),
+writes into ``<run>/evaluate/``: ``metrics.json`` (accuracy, top-5, balanced accuracy beside chance,
+the majority-class baseline and top-5 chance; how many test images have a copy in train),
 ``per_class.csv`` (precision/recall/F1/support), ``confusion.csv`` and ``confusion.npy`` (rows true,
 columns predicted), ``most_confused.csv``, ``predictions.csv`` (every test image: label, prediction,
 probability, top-5) and ``batch_predictions.csv`` (the first batch, as the reference's
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics as metrics_mod
+from ..dataset import copies_across
 from ..errors import StageError
 from ..events import ConfusionReady
 from ..pipeline import StageContext, StageResult
@@ -80,7 +82,8 @@ def run(ctx: StageContext) -> StageResult:
         "top5": metrics_mod.top_k_accuracy(probs, labels, 5),
         "images": int(len(labels)),
         "classes": len(classes),
-        "chance": 1.0 / len(classes),
+        **metrics_mod.baselines(labels, len(classes), 5),
+        **copies_across(splits),
     }
 
     per_class = pd.DataFrame(
@@ -145,7 +148,11 @@ def run(ctx: StageContext) -> StageResult:
     for true, predicted, count in confused[:5]:
         ctx.log("info", f"confused: {true} -> {predicted} ({count}x)")
     text = (
-        f"test accuracy {metrics['accuracy']:.3f} (chance {metrics['chance']:.3f}), top-5 "
-        f"{metrics['top5']:.3f}, balanced {metrics['balanced_accuracy']:.3f} on {len(labels)} images"
+        f"test accuracy {metrics['accuracy']:.3f} (chance {metrics['chance']:.3f}, majority "
+        f"{metrics['majority_baseline']:.3f}), top-5 {metrics['top5']:.3f} (chance {metrics['top5_chance']:.3f}), "
+        f"balanced {metrics['balanced_accuracy']:.3f} on {len(labels)} images"
     )
+    if "test_with_train_copy" in metrics:
+        leaked = metrics["test_with_train_copy"]
+        text += f"; {leaked:,} of them with a copy in train" if leaked else "; none with a copy in train"
     return StageResult(text, metrics)

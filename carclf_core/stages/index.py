@@ -30,13 +30,47 @@ def run(ctx: StageContext) -> StageResult:
     rejected = frame[frame["status"] == dataset.REJECTED]
     for row in rejected.itertuples():
         ctx.log("warning", f"rejected: {row.reason}", file=str(row.path))
-    usable = len(frame) - len(rejected)
+    skipped = frame[frame["status"] == dataset.SKIPPED]
+    for reason, files in skipped.groupby("reason", sort=True):
+        # one line a reason: a photo folder can hold thousands of sidecar files
+        ctx.log("info", f"skipped {len(files):,} file(s): {reason} (first: {files['path'].iloc[0]})")
+    photos, copies = dataset.duplicate_summary(frame)
+    if copies:
+        kind = "identical or near-identical" if cfg.near_duplicates else "byte-identical"
+        ctx.log("info", f"{copies:,} {kind} copies of {photos:,} photos; the split keeps each photo's copies together")
+    conflicts = dataset.label_conflicts(frame)
+    for group, labels, paths in conflicts:
+        ctx.log(
+            "warning",
+            f"one photo filed under {len(labels)} labels ({', '.join(labels)}): {', '.join(paths)}",
+            file=group,
+        )
+    usable = int((frame["status"] == dataset.OK).sum())
     if usable == 0:
-        raise StageError(f"data.dir: no usable images in {cfg.dir} ({len(frame)} files, all rejected)")
+        raise StageError(
+            f"data.dir: no usable images in {cfg.dir} ({len(frame):,} files: {len(rejected):,} rejected, "
+            f"{len(skipped):,} skipped)",
+            dataset.no_images_hint(frame, cfg),
+        )
+    layout = dataset.layout_hint(frame, cfg)
+    if layout:
+        ctx.log("warning", layout)
     summary = f"{usable:,} images in {len(counts):,} classes, {len(rejected):,} rejected"
-    return StageResult(
-        summary, {"images": usable, "classes": len(counts), "rejected": len(rejected), "files": len(frame)}
-    )
+    if len(skipped):
+        summary += f", {len(skipped):,} skipped"
+    if copies:
+        summary += f"; {copies:,} copies of {photos:,} photos"
+    data = {
+        "images": usable,
+        "classes": len(counts),
+        "rejected": len(rejected),
+        "skipped": len(skipped),
+        "files": len(frame),
+        "duplicate_photos": photos,
+        "duplicate_copies": copies,
+        "label_conflicts": len(conflicts),
+    }
+    return StageResult(summary, data)
 
 
 def load_index(run: RunDir) -> pd.DataFrame:
@@ -44,4 +78,6 @@ def load_index(run: RunDir) -> pd.DataFrame:
     path = run.index_csv
     if not path.is_file():
         raise StageError(f"{path}: missing; run the index stage first")
-    return pd.read_csv(path, dtype={"path": str, "label": str, "reason": str}, keep_default_na=False)
+    # hashes of digits only and group paths must stay text, not become numbers
+    text = {name: str for name in ("path", "label", "status", "reason", "format", "sha", "dup_group", "phash")}
+    return pd.read_csv(path, dtype=text, keep_default_na=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import dataset
-from ..config import Config
+from ..config import Config, SplitConfig
 from ..errors import StageError
 from ..pipeline import StageContext, StageResult
 from ..prefilter.scores import kept_paths
@@ -34,26 +34,57 @@ def usable_images(run: RunDir, config: Config) -> pd.DataFrame:
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.split
     usable = usable_images(ctx.run, ctx.config)
-    counts = dataset.class_counts(usable.assign(status=dataset.OK))
+    counts = dataset.photo_counts(usable, cfg)
     classes = dataset.select_classes(counts, cfg.top_n, cfg.min_per_class)
-    small = counts[counts["count"] < cfg.min_per_class]
-    for row in small.itertuples():
-        ctx.log("warning", f"class {row.label!r} dropped: {row.count} images < split.min_per_class {cfg.min_per_class}")
+    for row in counts[counts["count"] < cfg.min_per_class].itertuples():
+        size = (
+            f"{row.count} images" if row.count == row.images else f"{row.count} distinct photos ({row.images} images)"
+        )
+        ctx.log("warning", f"class {row.label!r} dropped: {size} < split.min_per_class {cfg.min_per_class}")
     if len(classes) < 2:
         raise StageError(
-            f"split: {len(classes)} class(es) left after filtering (need at least 2); "
-            f"lower split.min_per_class or add images"
+            f"split: {len(classes)} class(es) left after filtering (need at least 2)",
+            _too_few_classes_hint(counts, cfg),
+        )
+    mixed = usable["label"].isin(classes) & dataset.conflicted(usable, cfg.group_duplicates)
+    if mixed.any():
+        where = "put in train only" if cfg.conflicts == "train" else "left out"
+        ctx.log(
+            "warning",
+            f"{int(mixed.sum())} images are copies of a photo filed under two or more labels: {where} "
+            "(split.conflicts; the index stage named them)",
         )
     splits = dataset.stratified_split(usable, classes, cfg)
     with atomic_path(ctx.run.splits_csv) as tmp:
         splits.to_csv(tmp, index=False)
     write_json_atomic(ctx.run.classes_json, list(classes))
     sizes = splits["split"].value_counts().to_dict()
+    leaks = dataset.copies_across(splits)
     summary = (
         f"{len(classes)} classes: {sizes.get('train', 0):,} train / {sizes.get('val', 0):,} val / "
         f"{sizes.get('test', 0):,} test"
     )
-    return StageResult(summary, {"classes": len(classes), **{str(k): int(v) for k, v in sizes.items()}})
+    if leaks.get("test_with_train_copy"):
+        summary += f"; {leaks['test_with_train_copy']:,} test images have a copy in train (split.group_duplicates off)"
+        ctx.log("warning", summary.split("; ", 1)[1])
+    data = {"classes": len(classes), **{str(k): int(v) for k, v in sizes.items()}, **leaks}
+    data["conflicted_images"] = int(mixed.sum())
+    return StageResult(summary, data)
+
+
+def _too_few_classes_hint(counts: pd.DataFrame, cfg: SplitConfig) -> str:
+    """Advice a user can follow when fewer than two classes are left: a setting that would help, or
+    more images when no allowed setting would."""
+    if cfg.top_n < 2:
+        return "raise split.top_n to 2 or more"
+    # the second-largest class decides whether two classes can pass split.min_per_class
+    second = int(counts["count"].iloc[1]) if len(counts) >= 2 else 0
+    if second >= 3:
+        return f"lower split.min_per_class to {second} (minimum 3), or add images"
+    return (
+        "add images: each class needs at least 3 distinct photos (one each for train, val and test), "
+        f"and {int((counts['count'] >= 3).sum())} class(es) have that many"
+    )
 
 
 def load_splits(run: RunDir) -> tuple[pd.DataFrame, list[str]]:
@@ -61,7 +92,9 @@ def load_splits(run: RunDir) -> tuple[pd.DataFrame, list[str]]:
     for path in (run.splits_csv, run.classes_json):
         if not path.is_file():
             raise StageError(f"{path}: missing; run the split stage first")
-    splits = pd.read_csv(run.splits_csv, dtype={"path": str, "label": str, "split": str}, keep_default_na=False)
+    splits = pd.read_csv(
+        run.splits_csv, dtype={"path": str, "label": str, "split": str, "dup_group": str}, keep_default_na=False
+    )
     classes = json.loads(run.classes_json.read_text(encoding="utf-8"))
     return splits, list(classes)
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from .. import callbacks as cb
 from .. import keras_env
+from .. import metrics as metrics_mod
 from .. import model as model_mod
 from ..checkpoint import Resume, load_weights
 from ..errors import StageError
@@ -50,6 +51,8 @@ class _Data:
     sample: Any
     """A fixed validation sample for the per-epoch confusion matrix."""
     sample_labels: np.ndarray
+    val_baselines: dict[str, float]
+    """Chance, majority-class and top-5 baselines of the validation split (metrics.baselines)."""
     class_weight: dict[int, float] | None
     steps: int
     n_train: int
@@ -80,6 +83,7 @@ def _load_data(ctx: StageContext) -> _Data:
             batch_size=max(icfg.batch_size, 64),
         ),
         sample_labels=val_labels[sample_idx],
+        val_baselines=metrics_mod.baselines(val_labels, n),
         class_weight=(
             model_mod.balanced_class_weights(train_labels, n) if config.train.class_weights == "balanced" else None
         ),
@@ -272,7 +276,7 @@ class _Training:
             "best": es_state["best"],
             "monitor": tcfg.monitor,
             "val_accuracy": val_acc,
-            "chance": 1.0 / n_classes,
+            **self.data.val_baselines,
             "fit_s": fit_s,
             "policy": self.policy,
             "gpus": self.gpus,
@@ -288,7 +292,12 @@ class _Training:
                 f"per-epoch validation confusion matrix ({len(self.data.sample_labels)} images) "
                 f"cost {confusion_share:.1%} of epoch time",
             )
-        acc_text = f", val acc {val_acc:.3f} (chance {1 / n_classes:.3f})" if val_acc is not None else ""
+        majority = self.data.val_baselines["majority_baseline"]
+        acc_text = (
+            f", val acc {val_acc:.3f} (chance {1 / n_classes:.3f}, majority {majority:.3f})"
+            if val_acc is not None
+            else ""
+        )
         best_text = (
             f"best {tcfg.monitor} {es_state['best']:.4f} at epoch {best_epoch}" if best_epoch else "no best epoch"
         )
