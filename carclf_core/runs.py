@@ -14,6 +14,8 @@ import errno
 import fcntl
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,6 +31,14 @@ TYPED_CONFIG_FILE = "config.typed.yaml"
 EVENTS_FILE = "events.jsonl"
 STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
+MARKER_FILE = ".carclf-run"
+"""Marks a folder as a carclf run (a small versioned JSON file written at creation)."""
+RUN_FORMAT = 1
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+PREVIOUS_DIR = "previous"
+"""Where a re-run stage's earlier results are kept (``previous/<stage>-<timestamp>/``)."""
+STAGE_FOLDERS = ("index", "prefilter", "split", "train", "evaluate")
+"""The folders stages write into; the only places the temporary-file sweep looks."""
 
 
 # --- atomic writes -------------------------------------------------------------------------------
@@ -44,17 +54,39 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{path.name}", dir=path.parent)
 
 
-def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete temporary files of interrupted atomic writes under ``folder``; returns what it removed.
+# What mkstemp/mkdtemp make in _temp_beside and the SavedModel export: the prefix, 8 random
+# characters, a dash; nothing a user names by hand looks like this by accident.
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(savedmodel-)?[a-z0-9_]{8}(-.+)?")
 
-    Only call this while holding the run's lock: a live writer's temporary file looks the same.
+
+def remove_stale_temp_files(run_path: Path) -> list[Path]:
+    """Delete what interrupted atomic writes left in a run; returns what it removed.
+
+    Only the run's own folder and its stage folders are looked at (never a folder a symlink points
+    to), and only names this module's writers make. Only call this while holding the run's lock: a
+    live writer's temporary file looks the same.
     """
     removed = []
-    for tmp in Path(folder).rglob(f"{TEMP_PREFIX}*"):
-        if tmp.is_file():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                removed.append(tmp)
+    root = Path(run_path)
+    folders = [root] + [root / name for name in STAGE_FOLDERS if not (root / name).is_symlink()]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if _TEMP_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir():
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            elif entry.is_dir() and folder != root:
+                folders.append(Path(entry.path))  # chunks/, export/ inside a stage folder
     return removed
 
 
@@ -207,41 +239,115 @@ class RunDir:
         state.setdefault("stages", {}).setdefault(stage, {}).update(fields)
         write_json_atomic(self.state_path, state)
 
+    def _open_lock(self) -> int:
+        """The lock file's descriptor; a symlink in its place is refused, never followed (a link
+        would let the runner truncate whatever file it points to)."""
+        try:
+            return os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RunError(
+                    f"{self.path / LOCK_FILE}: is a symbolic link; refusing to use it as the run's lock",
+                    "remove it; a carclf runner creates a plain file",
+                ) from exc
+            raise RunError(f"{self.path / LOCK_FILE}: cannot open the run's lock ({exc.strerror})") from exc
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run's lock for the block; a second runner on the same run fails with RunError."""
-        handle = open(self.path / LOCK_FILE, "a+")
+        fd = self._open_lock()
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            handle.close()
+            os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise RunError(f"{self.path}: another runner is working on this run") from exc
             raise
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             remove_stale_temp_files(self.path)
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            handle.close()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def is_locked(self) -> bool:
         """True while a runner holds the lock (the run is in progress)."""
         try:
-            handle = open(self.path / LOCK_FILE, "a+")
+            fd = self._open_lock()
+        except RunError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
             return False
-        with handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            return False
+        finally:
+            os.close(fd)
+
+    def runner_pid(self) -> int | None:
+        """The pid of the runner holding the lock now, or None when no runner holds it.
+
+        The pid is read only while the lock is proven held, so a stale ``.lock`` naming some other
+        process is never taken for this run's runner.
+        """
+        if not self.is_locked():
+            return None
+        try:
+            fd = self._open_lock()
+        except RunError:
+            return None
+        try:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").split()
+            return int(text[0]) if text and text[0].isdigit() else None
+        finally:
+            os.close(fd)
+
+    def update_config(self, config: config_mod.Config, source: str) -> dict[str, list[Any]]:
+        """Make ``config`` the run's configuration from now on; record what changed and why.
+
+        Returns:
+            ``{"section.key": [old, new]}`` for every key whose value changed (empty: nothing written).
+        """
+        old = flat_config(self.load_config().to_dict())
+        new = flat_config(config.to_dict())
+        changes = {key: [old.get(key), value] for key, value in new.items() if old.get(key) != value}
+        if changes:
+            write_text_atomic(self.config_path, config_mod.dump(config))
+            line = json.dumps({"t": time.time(), "source": source, "changes": changes}, default=str)
+            with open(self.path / CONFIG_HISTORY_FILE, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        return changes
+
+    def set_aside(self, stage: str) -> Path | None:
+        """Move a stage's folder to ``previous/<stage>-<timestamp>/`` so the stage can start fresh;
+        nothing is deleted. Returns where it went, or None when there was nothing to move."""
+        folder = self.path / stage
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return None
+        target_root = self.path / PREVIOUS_DIR
+        target_root.mkdir(exist_ok=True)
+        base = f"{stage}-{_timestamp()}"
+        for attempt in range(1000):
+            target = target_root / (base if attempt == 0 else f"{base}-{attempt + 1}")
+            if not target.exists():
+                os.replace(folder, target)
+                return target
+        raise RunError(f"{target_root}: no free folder name for {base}")
+
+
+def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"split": {"seed": 1}}`` -> ``{"split.seed": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def create_run(config: config_mod.Config, root: Path | None = None) -> RunDir:
@@ -264,6 +370,7 @@ def create_run(config: config_mod.Config, root: Path | None = None) -> RunDir:
         except FileExistsError:
             continue
         run = RunDir(path)
+        mark_as_run(path)
         write_text_atomic(run.config_path, _resolved_note(changed) + config_mod.dump(config))
         write_text_atomic(
             run.typed_config_path,
@@ -274,13 +381,34 @@ def create_run(config: config_mod.Config, root: Path | None = None) -> RunDir:
     raise RunError(f"{root}: could not find a free run folder name for {base}")
 
 
+def mark_as_run(path: Path) -> None:
+    """Write the run marker into a new run folder (see :data:`MARKER_FILE`)."""
+    write_json_atomic(Path(path) / MARKER_FILE, {"carclf_run": RUN_FORMAT, "created": time.time()})
+
+
+def is_run(path: Path) -> bool:
+    """True for a folder carclf made as a run: it holds the run marker and a config."""
+    marker = Path(path) / MARKER_FILE
+    return marker.is_file() and not marker.is_symlink() and (Path(path) / CONFIG_FILE).is_file()
+
+
 def open_run(path: Path | str, root: Path | str | None = None) -> RunDir:
-    """Open an existing run by path, or by folder name under ``root``."""
+    """Open an existing run by path, or by folder name under ``root``.
+
+    Raises:
+        RunError: no such folder, or a folder carclf did not make as a run (no run marker): carclf
+            never writes into, or sweeps, a folder that is not its own.
+    """
     candidate = Path(path)
     if not candidate.is_dir() and root is not None:
         candidate = Path(root) / str(path)
-    if not (candidate / CONFIG_FILE).is_file():
-        raise RunError(f"{path}: not a run directory (no {CONFIG_FILE})")
+    if not candidate.is_dir():
+        raise RunError(f"{path}: no such run folder")
+    if not is_run(candidate):
+        raise RunError(
+            f"{candidate}: not a carclf run: no run marker ({MARKER_FILE})",
+            f"a run made by an older carclf can be adopted with: touch {candidate / MARKER_FILE}",
+        )
     return RunDir(candidate)
 
 
@@ -289,9 +417,17 @@ def list_runs(root: Path | str) -> list[RunDir]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return [RunDir(p) for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()]
+    return [RunDir(p) for p in sorted(root.iterdir()) if p.is_dir() and is_run(p)]
 
 
-def latest_run(root: Path | str) -> RunDir | None:
-    runs = list_runs(root)
-    return runs[-1] if runs else None
+def latest_run(root: Path | str, name: str | None = None) -> RunDir | None:
+    """The newest run under ``root``; with ``name``, the newest whose config has that ``run.name``."""
+    for run in reversed(list_runs(root)):
+        if name is None:
+            return run
+        try:
+            if run.load_config().run.name == name:
+                return run
+        except (config_mod.ConfigError, OSError):
+            continue  # a damaged run is not the one asked for
+    return None

@@ -15,7 +15,7 @@ from pathlib import Path
 from carclf_core import config as config_mod
 from carclf_core.errors import RunError
 from carclf_core.eventlog import JsonlSink
-from carclf_core.events import LogLine
+from carclf_core.events import ConfigChanged, LogLine
 from carclf_core.registry import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run, latest_run, open_run
 
@@ -79,20 +79,36 @@ class _SignalStop:
         self.ctx.cancel.set()
 
 
+def _refuse_changing_running_stage(run: RunDir, old: config_mod.Config, new: config_mod.Config) -> None:
+    """A ``--set`` may not change the config of the stage a runner is working on right now."""
+    from carclf_core.provenance import LINEAGES
+
+    stages = run.read_state().get("stages", {})
+    running = [name for name, entry in stages.items() if entry.get("status") == "running"]
+    if not running or not run.is_locked():
+        return
+    before, after = LINEAGES[running[0]].config_values(old), LINEAGES[running[0]].config_values(new)
+    for key, value in after.items():
+        if before.get(key) != value:
+            raise config_mod.ConfigError(key, f"cannot change it while the {running[0]} stage is running",
+                                         "stop it first (s in the dashboard, or Ctrl-C in its terminal)")
+
+
 def run_headless(args: argparse.Namespace) -> int:
     # the pipeline (pandas, and TensorFlow inside the stages) loads only for headless work, so the
     # dashboard's first frame does not wait for it
     from carclf_core.pipeline import StageContext
     from carclf_core.registry import pending_stages, run_all
 
+    changed_config = None
     if args.resume:
-        try:
-            run = open_run(args.resume, root=config_mod.load(args.config, args.overrides).run.root)
-        except RunError as exc:
-            print(f"carclf-tui: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        run = open_run(args.resume, root=config_mod.load(args.config, args.overrides).run.root)
         config = run.load_config()
-        names = args.stage or pending_stages(run)
+        if args.overrides:
+            # a relative path given on resume means the same as at creation: from here, made absolute
+            changed_config = config_mod.resolve_paths(config_mod.load(run.config_path, args.overrides))[0]
+            _refuse_changing_running_stage(run, config, changed_config)
+        names = args.stage or None
     else:
         run = create_run(resolve_config(args))
         config = run.load_config()  # its paths made absolute, as every later resume reads them
@@ -108,13 +124,26 @@ def run_headless(args: argparse.Namespace) -> int:
                 jsonl(event)
                 console(event)
 
-            ctx = StageContext(config=config, run=run, emit=emit)
             if jsonl.torn_line is not None:
                 emit(LogLine(level="warning", message=f"{run.events_path}: line {jsonl.torn_line} was cut "
                              "short by an earlier runner that was killed; readers skip it"))
+            if changed_config is not None:
+                changes = run.update_config(changed_config, source="--set on resume")
+                config = changed_config
+                if changes:
+                    emit(ConfigChanged(changes=changes, source="--set on resume"))
+                    print(f"carclf-tui: {run.name}: config changed: "
+                          + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()), file=sys.stderr)
+            ctx = StageContext(config=config, run=run, emit=emit)
+            skip_fresh = names is None
+            names = names if names is not None else pending_stages(run, config)
             try:
-                with _SignalStop(ctx) as stop:
-                    status = run_all(ctx, names) if names else "done"
+                if not names:
+                    print(f"carclf-tui: {run.name}: up to date (every stage done, none stale)", file=sys.stderr)
+                    status = "done"
+                else:
+                    with _SignalStop(ctx) as stop:
+                        status = run_all(ctx, names, skip_fresh=skip_fresh)
             finally:
                 jsonl.close()
                 console.close()
@@ -134,11 +163,18 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if args.attach:
         run = open_run(args.attach, root=config.run.root)
     else:
-        run = latest_run(config.run.root)
-    return run_app(config=config, run=run, demo=args.demo, config_path=args.config, overrides=args.overrides)
+        # --demo always shows a demo run (the newest, or a new one), never another run of the folder
+        run = latest_run(config.run.root, name=config.run.name if args.demo else None)
+    # no run named: the picker opens over the newest run when the folder holds several
+    return run_app(config=config, run=run, pick=not (args.attach or args.demo))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("predict", "explain"):  # use a run's exported model: carclf_tui/use.py
+        from .use import main as use_main
+
+        return use_main(argv)
     args = build_parser().parse_args(argv)
     try:
         if args.run_all or args.stage or (args.resume and not args.attach):

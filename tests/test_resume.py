@@ -227,6 +227,15 @@ def test_saved_threshold_makes_later_stages_stale_and_resume_reruns_them_trainin
     assert epochs[0] == 1  # fresh, not continued from the model trained on the old split
     assert stale_stages(run, run.load_config()) == {}
 
+    # the exported model, used through predict, answers as evaluate did, image by image
+    evaluated = pd.read_csv(run_path / "evaluate" / "predictions.csv")
+    predicted = carclf("predict", str(run_path), *[str(data / p) for p in evaluated["path"]], "--json", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    answers = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [Path(a["path"]).name for a in answers] == [Path(p).name for p in evaluated["path"]]
+    assert [a["top"][0]["class"] for a in answers] == evaluated["predicted"].tolist()
+    assert [a["top"][0]["probability"] for a in answers] == pytest.approx(evaluated["probability"].tolist(), abs=1e-5)
+
     again = carclf("--resume", str(run_path), "--stage", "prefilter", "--stage", "evaluate", cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert _status(run_path) == dict.fromkeys(STAGE_NAMES, "done")

@@ -1,5 +1,7 @@
 import json
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +38,7 @@ def test_runs_are_never_overwritten(tmp_path):
     assert latest_run(tmp_path).path == max(r.path for r in runs)
     # the run keeps the config with its paths made absolute (data.dir "data" -> <cwd>/data)
     assert open_run(runs[0].path.name, root=tmp_path).load_config() == config_mod.resolve_paths(config)[0]
-    with pytest.raises(RunError, match="not a run directory"):
+    with pytest.raises(RunError, match="no such run folder"):
         open_run(tmp_path / "nothing")
 
 
@@ -93,7 +95,10 @@ def test_lock_removes_temp_files_a_killed_writer_left(tmp_path):
     with atomic_path(run.stage_dir("train") / "last.weights.h5") as tmp:
         assert tmp.name.startswith(".tmp-") and tmp.name.endswith("-last.weights.h5")
         tmp.write_bytes(b"partial")
-        stale = tmp.parent / tmp.name.replace(".tmp-", ".tmp-x")
+        # what a writer killed between create and rename leaves: a name of the same making
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix="-last.weights.h5", dir=tmp.parent)
+        os.close(fd)
+        stale = Path(name)
         stale.write_bytes(b"left by a kill")
     assert stale.exists()
     with run.lock():

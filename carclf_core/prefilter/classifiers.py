@@ -2,6 +2,13 @@
 
 Each takes uint8 RGB batches and returns ``[b, 1000]`` probabilities. Keras and TensorFlow are
 imported inside the classes, so importing this module is cheap.
+
+How to read a model's outputs (probabilities as they are, or logits to softmax) is decided once, when
+the model is loaded (:func:`output_kind`), never from a batch: an image's score must not depend on what
+else shares its batch. A quantised softmax keeps its rounding: the 8-bit EfficientNet-Lite0 gives each
+class a multiple of 1/256, so a picture it is unsure of (a chart, a blank frame) has rows summing to 0.4
+or even 0; that is still a distribution, with the mass of the classes below 1/512 rounded away, and is
+left as it is. Renormalising would hand that mass to the visible classes, car classes included.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import importlib.util
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,8 @@ from ..errors import ModelError
 from .rule import NUM_CLASSES
 
 KERAS_RESNET_WEIGHTS = "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"
+READER_VERSION = 2
+"""How images reach the model: 2 since the EXIF orientation is applied (part of the chunks' signature)."""
 
 
 def efficientnet_lite0_path() -> Path | None:
@@ -64,19 +74,75 @@ def imagenet_labels(model_path: Path | None = None) -> list[str] | None:
         return None
 
 
-def _as_distribution(values: np.ndarray) -> np.ndarray:
-    """Probabilities over 1000 classes from a model output (drops a background class, softmaxes logits)."""
+PROBABILITIES = "probabilities"
+LOGITS = "logits"
+PROBE_TOLERANCE = 0.02
+"""How far from 1 a model's output rows may sum and still be read as a softmax's: float32 rows sum to
+1 within about 1e-6, bfloat16 ones (mixed precision on a GPU) within a few 1e-3; logits are signed and
+sum to anything."""
+
+
+def output_kind(
+    declared: str,
+    probe: Callable[[], np.ndarray],
+    quantisation: tuple[float, int, int, int] | None = None,
+    structure: tuple[str, str] | None = None,
+) -> tuple[str, str]:
+    """How to read a model's outputs, decided once per model: ``probabilities`` or ``logits``.
+
+    In order: the declaration, what the model's structure says, the output's quantisation, the probe.
+
+    Args:
+        declared: ``prefilter.outputs``: ``auto``, or the kind itself (which wins).
+        structure: the kind and why, when the model's own layers tell (a Keras softmax layer).
+        probe: returns the model's raw outputs ``[n, 1000|1001]`` for :func:`probe_images`,
+            dequantised; called only when the declaration and the quantisation leave it open.
+        quantisation: for an integer output tensor, ``(scale, zero_point, qmin, qmax)``.
+
+    Returns:
+        The kind and why (for the log).
+    """
+    if declared in (PROBABILITIES, LOGITS):
+        return declared, "prefilter.outputs"
+    if structure is not None:
+        return structure
+    if quantisation is not None and quantisation[0] > 0:
+        scale, zero, qmin, qmax = quantisation
+        low, high = (qmin - zero) * scale, (qmax - zero) * scale
+        if low >= 0 and high <= 1 + scale:
+            # an integer output whose range is 0..1: a quantised softmax (logits are signed)
+            return PROBABILITIES, f"quantised output, range {low:g}..{high:.4g}"
+        if low < 0:
+            return LOGITS, f"quantised output, range {low:.4g}..{high:.4g} (signed)"
+    rows = np.asarray(probe(), dtype=np.float64)  # a background class included: it is part of a softmax
+    sums = rows.sum(axis=1)
+    if rows.min() >= 0 and np.all(np.abs(sums - 1) <= PROBE_TOLERANCE):
+        return PROBABILITIES, f"outputs of {len(rows)} probe images are >= 0 and sum to 1"
+    return LOGITS, f"outputs of {len(rows)} probe images sum to {sums.min():.3g}..{sums.max():.3g}"
+
+
+def probe_images(size: int) -> np.ndarray:
+    """Four uint8 ``[size, size, 3]`` images (black, white, grey, seeded noise) to probe a model with."""
+    noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    flat = [np.full((size, size, 3), value, dtype=np.uint8) for value in (0, 255, 128)]
+    return np.stack([*flat, noise])
+
+
+def as_distribution(values: np.ndarray, kind: str) -> np.ndarray:
+    """``[b, 1000]`` probabilities from raw outputs, row by row: a leading background class dropped,
+    logits softmaxed over the 1000 classes, probabilities left as they are (see the module docstring)."""
     values = np.asarray(values, dtype=np.float32)
     if values.shape[1] == NUM_CLASSES + 1:
         values = values[:, 1:]
-    sums = values.sum(axis=1)
-    # softmax outputs stay as they are (a quantized one may sum to 0.9 or 1.05: rounding per class);
-    # anything negative or far from summing to one is taken as logits
-    if values.size and (values.min() < 0 or np.any((sums < 0.5) | (sums > 1.5))):
-        shifted = values - values.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
+    if kind == LOGITS:
+        exp = np.exp(values - values.max(axis=1, keepdims=True))
         values = exp / exp.sum(axis=1, keepdims=True)
     return values
+
+
+def tflite_interpreter(path: Path, threads: int | None = None):
+    """A TFLite interpreter for ``path`` on ``threads`` threads (default: every core)."""
+    return _interpreter(path, threads or os.cpu_count() or 1)
 
 
 def _interpreter(path: Path, threads: int):
@@ -103,12 +169,18 @@ class TfliteClassifier:
 
     Input: uint8 models get raw pixels (their quantization maps pixels to the trained range), int8
     models pixels - 128, float models (pixels - 127.5) / 127.5 (the TFLite image-classifier
-    convention). Output: dequantized with the tensor's own scale and zero point. A model whose batch
-    dimension can be resized runs whole batches; one with a fixed batch of 1 (EfficientNet-Lite0:
-    a fixed reshape inside) is invoked image by image in one interpreter.
+    convention). Output: dequantized with the tensor's own scale and zero point, read as
+    :attr:`outputs` says (decided at load, :func:`output_kind`). A model whose batch dimension can be
+    resized runs whole batches; one with a fixed batch of 1 (EfficientNet-Lite0: a fixed reshape
+    inside) is invoked image by image in one interpreter.
+
+    Args:
+        path: the ``.tflite`` file.
+        outputs: ``prefilter.outputs`` (``auto``, ``probabilities`` or ``logits``).
+        threads: interpreter threads; all CPUs by default.
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, outputs: str = "auto", threads: int | None = None):
         self.path = Path(path)
         self._make = lambda: _interpreter(self.path, threads or os.cpu_count() or 1)
         try:
@@ -130,6 +202,14 @@ class TfliteClassifier:
         self.size = int(shape[1])
         self.batch = 1
         self.labels = imagenet_labels(self.path)
+        quantisation = None
+        scale, zero = self._output["quantization"]
+        if self._output["dtype"] in (np.uint8, np.int8):
+            info = np.iinfo(self._output["dtype"])
+            quantisation = (float(scale), int(zero), int(info.min), int(info.max))
+        self.outputs, self.outputs_reason = output_kind(
+            outputs, lambda: self._raw(self._prepare(probe_images(self.size))), quantisation
+        )
 
     def _try_batch(self, batch: int) -> None:
         if batch == self.batch:
@@ -163,7 +243,10 @@ class TfliteClassifier:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[b, 1000]`` for uint8 images ``[b, size, size, 3]``."""
-        x = self._prepare(images)
+        return as_distribution(self._raw(self._prepare(images)), self.outputs)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        """The model's dequantised outputs for prepared inputs ``x``."""
         if not getattr(self, "_fixed", False):
             self._try_batch(len(x))
         if self.batch == len(x):
@@ -177,16 +260,17 @@ class TfliteClassifier:
                 self.interpreter.invoke()
                 rows.append(self.interpreter.get_tensor(self._output["index"])[0].copy())
             raw = np.stack(rows)
-        return _as_distribution(self._dequantize(raw))
+        return self._dequantize(raw)
 
 
 class KerasClassifier:
     """Keras ``ResNet50V2`` with its ImageNet top, or an ImageNet-1k ``.keras`` classifier file.
 
     ResNet50V2 gets ``resnet_v2.preprocess_input``; a ``.keras`` file is expected to take 0..255
-    pixels (Keras applications carry their own rescaling). On a GPU the ResNet is built in mixed
-    precision (bfloat16 on Ampere and newer, float16 before, as in training); the global dtype policy
-    is restored afterwards so later stages are not affected.
+    pixels (Keras applications carry their own rescaling). Its outputs are read as :attr:`outputs`
+    says, decided at load (:func:`output_kind`: the last layer's activation, or probe images). On a
+    GPU the ResNet is built in mixed precision (bfloat16 on Ampere and newer, float16 before, as in
+    training); the global dtype policy is restored afterwards so later stages are not affected.
     """
 
     def __init__(self, cfg: PrefilterConfig):
@@ -245,11 +329,20 @@ class KerasClassifier:
                 f"expected an ImageNet-1k classifier (1000 or 1001)"
             )
         self.size = int(shape[1] or cfg.input_size)
+        last = self.model.layers[-1]
+        softmax = getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+        structure = (PROBABILITIES, f"last layer {last.name} is a softmax") if softmax else None
+        self.outputs, self.outputs_reason = output_kind(
+            cfg.outputs, lambda: self._raw(probe_images(self.size)), structure=structure
+        )
+
+    def _raw(self, images: np.ndarray) -> np.ndarray:
+        x = self._preprocess(images.astype(np.float32))
+        return np.asarray(self.model.predict_on_batch(x), dtype=np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``[b, 1000]`` for uint8 images ``[b, size, size, 3]``."""
-        x = self._preprocess(images.astype(np.float32))
-        return _as_distribution(np.asarray(self.model.predict_on_batch(x), dtype=np.float32))
+        return as_distribution(self._raw(images), self.outputs)
 
 
 def load_classifier(cfg: PrefilterConfig) -> TfliteClassifier | KerasClassifier:
@@ -265,7 +358,7 @@ def load_classifier(cfg: PrefilterConfig) -> TfliteClassifier | KerasClassifier:
         raise ModelError(f"prefilter.model: expected resnet50v2 or a .tflite or .keras file, got {cfg.model!r}")
     if not path.is_file():
         raise ModelError(f"prefilter.model: {path} does not exist")
-    return TfliteClassifier(path) if path.suffix == ".tflite" else KerasClassifier(cfg)
+    return TfliteClassifier(path, cfg.outputs) if path.suffix == ".tflite" else KerasClassifier(cfg)
 
 
 def model_signature(cfg: PrefilterConfig) -> dict[str, Any]:
@@ -275,4 +368,7 @@ def model_signature(cfg: PrefilterConfig) -> dict[str, Any]:
         "weights": cfg.weights if cfg.model == "resnet50v2" else "",
         "input_size": cfg.input_size,
         "resize": cfg.resize,
+        "outputs": cfg.outputs,
+        # chunks scored before images were turned upright by their EXIF orientation are stale
+        "reader": READER_VERSION,
     }

@@ -6,17 +6,14 @@ the majority-class baseline and top-5 chance; how many test images have a copy i
 ``per_class.csv`` (precision/recall/F1/support), ``confusion.csv`` and ``confusion.npy`` (rows true,
 columns predicted), ``most_confused.csv``, ``predictions.csv`` (every test image: label, prediction,
 probability, top-5) and ``batch_predictions.csv`` (the first batch, as the reference's
-``show_batch_with_pred``). Exports ``export/model.keras`` + ``export/classes.json`` and, with
-``evaluate.export_savedmodel``, a SavedModel archive ``export/savedmodel/`` that TensorFlow Serving
-loads (signature ``serve``: float32 pixels 0..255 in, class probabilities out).
+``show_batch_with_pred``). Exports the model with its contract (see :mod:`carclf_core.export`):
+``export/model.keras``, ``contract.json``, ``classes.json``, by option a SavedModel for TF Serving and
+a checked TFLite file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +21,45 @@ import pandas as pd
 
 from .. import metrics as metrics_mod
 from ..dataset import copies_across
-from ..errors import StageError
+from ..errors import CarclfError, StageError
 from ..events import ConfusionReady
 from ..pipeline import StageContext, StageResult
 from ..runs import atomic_path, write_json_atomic
 from .split import load_splits, split_files
 
 
-def export_savedmodel(model, folder: Path) -> None:
-    """Write a SavedModel archive for TF Serving into ``folder``, replacing it only when complete."""
-    folder = Path(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-savedmodel-", dir=folder.parent))
+def _export(ctx: StageContext, model, classes: list[str], metrics: dict, ds) -> None:
+    """The model, its contract and the optional SavedModel and TFLite files (see :mod:`carclf_core.export`)."""
+    from ..export import make_contract, write_export
+
+    ecfg = ctx.config.evaluate
+    check = None
+    if ecfg.export_tflite:  # the TFLite file is checked against the Keras model on real test images
+        check = np.concatenate([np.asarray(batch[0]) for batch in ds.take(1)])[:32]
+    contract = make_contract(ctx.run, ctx.config, classes, metrics)
     try:
-        target = tmp / "savedmodel"
-        model.export(str(target), format="tf_saved_model", verbose=False)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(target, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_export(model, ctx.run, contract, savedmodel=ecfg.export_savedmodel, tflite=ecfg.export_tflite,
+                     check_images=check)
+    except CarclfError:
+        raise
+    except Exception as exc:  # a backend without TensorFlow, or an export limitation
+        raise StageError(
+            f"evaluate.export_savedmodel / export_tflite: export failed ({type(exc).__name__}: {exc}); "
+            "set them to false to skip"
+        ) from exc
+
+
+def _report_dropped(ctx: StageContext, paths: list[str], delivered: np.ndarray) -> int:
+    """Log each test image the input pipeline dropped, with why; how many there were."""
+    from ..images import broken_reason
+
+    missing = np.setdiff1d(np.arange(len(paths)), delivered)
+    root = Path(ctx.config.data.dir)
+    for i in missing:
+        path = Path(paths[i])
+        name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        ctx.log("warning", f"test image left out of the evaluation: {broken_reason(path)}", file=name)
+    return len(missing)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -63,17 +80,23 @@ def run(ctx: StageContext) -> StageResult:
     model = model_mod.load_model(best_path)
     out = ctx.stage_dir("evaluate")
     batch = max(config.input.batch_size, 64)
-    ds = inputs.make_dataset(test_paths, test_labels, len(classes), config.input, training=False, batch_size=batch)
+    ds = inputs.make_dataset(
+        test_paths, test_labels, len(classes), config.input, training=False, batch_size=batch, with_rows=True
+    )
+    parts, delivered = [], []
     with quiet_end_of_data():
-        probs = np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
-    ctx.check_cancelled()
-    if len(probs) != len(test_labels):
-        # ignore_errors dropped a file changed since the index stage: predictions no longer line up
-        raise StageError(
-            f"{len(test_labels) - len(probs)} test image(s) no longer decode (changed since "
-            "the index stage); run the index stage again"
-        )
-    labels = np.asarray(test_labels, dtype=np.int64)
+        for images, _, rows in ds.as_numpy_iterator():
+            ctx.check_cancelled()
+            parts.append(np.asarray(model.predict_on_batch(images), dtype=np.float64))
+            delivered.append(rows)
+    # the pipeline drops a file that fails to decode (ignore_errors): evaluate the rest, name each one
+    kept = np.concatenate(delivered) if delivered else np.zeros(0, dtype=np.int64)
+    dropped = _report_dropped(ctx, test_paths, kept)
+    if not len(kept):
+        raise StageError(f"none of the {len(test_paths)} test images decodes (each is named in the log)")
+    probs = np.concatenate(parts)
+    test_paths = [test_paths[i] for i in kept]
+    labels = np.asarray(test_labels, dtype=np.int64)[kept]
     pred = probs.argmax(axis=1)
     matrix = metrics_mod.confusion_matrix(labels, pred, len(classes))
     summary = metrics_mod.summary_metrics(matrix)
@@ -81,6 +104,7 @@ def run(ctx: StageContext) -> StageResult:
         **summary,
         "top5": metrics_mod.top_k_accuracy(probs, labels, 5),
         "images": int(len(labels)),
+        "dropped": dropped,
         "classes": len(classes),
         **metrics_mod.baselines(labels, len(classes), 5),
         **copies_across(splits),
@@ -117,19 +141,7 @@ def run(ctx: StageContext) -> StageResult:
         predictions.head(config.input.batch_size).to_csv(tmp, index=False)
     write_json_atomic(out / "metrics.json", metrics)
 
-    export = out / "export"
-    export.mkdir(exist_ok=True)
-    with atomic_path(export / "model.keras") as tmp:
-        model.save(str(tmp))
-    write_json_atomic(export / "classes.json", classes)
-    if config.evaluate.export_savedmodel:
-        try:
-            export_savedmodel(model, export / "savedmodel")
-        except Exception as exc:  # a backend without TensorFlow, or an export limitation
-            raise StageError(
-                f"evaluate.export_savedmodel: SavedModel export failed ({type(exc).__name__}: "
-                f"{exc}); set it to false to skip"
-            ) from exc
+    _export(ctx, model, classes, metrics, ds)
 
     train_summary = {}
     try:
@@ -155,4 +167,6 @@ def run(ctx: StageContext) -> StageResult:
     if "test_with_train_copy" in metrics:
         leaked = metrics["test_with_train_copy"]
         text += f"; {leaked:,} of them with a copy in train" if leaked else "; none with a copy in train"
+    if dropped:
+        text += f"; {dropped:,} test image(s) that no longer decode left out (named in the log)"
     return StageResult(text, metrics)

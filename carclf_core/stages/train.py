@@ -17,20 +17,25 @@ import contextlib
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import callbacks as cb
-from .. import keras_env
+from .. import display, keras_env
 from .. import metrics as metrics_mod
 from .. import model as model_mod
 from ..checkpoint import Resume, load_weights
 from ..errors import StageError
 from ..pipeline import StageCancelled, StageContext, StageResult
+from ..provenance import fingerprint
 from ..runs import atomic_path, write_json_atomic
 from .split import load_splits, split_files
+
+SPLIT_FILES = ("split/splits.csv", "split/classes.json")
+"""The training data a checkpoint is made from (see :meth:`_Training._resume_point`)."""
 
 
 def _confusion_sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -56,6 +61,10 @@ class _Data:
     class_weight: dict[int, float] | None
     steps: int
     n_train: int
+    paths: dict[str, list[str]]
+    """The train and val files, in the pipelines' row order."""
+    audits: dict[str, Any]
+    """Per split, the rows its pipeline delivered (``inputs.RowAudit``), to name the ones it dropped."""
 
 
 def _load_data(ctx: StageContext) -> _Data:
@@ -70,10 +79,11 @@ def _load_data(ctx: StageContext) -> _Data:
 
     icfg, seed, n = config.input, config.split.seed, len(classes)
     sample_idx = _confusion_sample(len(val_paths), config.train.confusion_sample, seed)
+    audits = {"train": inputs.RowAudit(len(train_paths)), "val": inputs.RowAudit(len(val_paths))}
     return _Data(
         classes=classes,
-        train=inputs.make_dataset(train_paths, train_labels, n, icfg, training=True, seed=seed),
-        val=inputs.make_dataset(val_paths, val_labels, n, icfg, training=False),
+        train=inputs.make_dataset(train_paths, train_labels, n, icfg, training=True, seed=seed, audit=audits["train"]),
+        val=inputs.make_dataset(val_paths, val_labels, n, icfg, training=False, audit=audits["val"]),
         sample=inputs.make_dataset(
             [val_paths[i] for i in sample_idx],
             val_labels[sample_idx],
@@ -89,6 +99,8 @@ def _load_data(ctx: StageContext) -> _Data:
         ),
         steps=math.ceil(len(train_paths) / icfg.batch_size),
         n_train=len(train_paths),
+        paths={"train": train_paths, "val": val_paths},
+        audits=audits,
     )
 
 
@@ -98,7 +110,7 @@ def run(ctx: StageContext) -> StageResult:
 
     model_mod.validate(ctx.config.train)
     data = _load_data(ctx)
-    write_json_atomic(ctx.stage_dir("train") / "classes.json", data.classes)
+    ctx.stage_dir("train")
     keras.utils.set_random_seed(ctx.config.split.seed)
     gpus, cc_major = keras_env.gpu_info()
     policy = keras_env.mixed_policy(ctx.config.train.mixed_precision, gpus, cc_major)
@@ -118,7 +130,9 @@ class _Training:
         self.tcfg = ctx.config.train
         self.out = ctx.run.train_dir
         self.strategy = keras_env.distribution(self.tcfg.distribute)
-        self.resume = Resume.read(self.out)
+        self.source = fingerprint(ctx.run, SPLIT_FILES)
+        self.resume = self._resume_point()
+        write_json_atomic(self.out / "classes.json", data.classes)
         self.history = self.resume.history
         self.es = cb.ResumableEarlyStopping(
             monitor=self.tcfg.monitor,
@@ -128,16 +142,48 @@ class _Training:
             initial_state=self.resume.early_stopping,
         )
         self.stop = cb.StopOnCancel(ctx.cancel)
+        self.diverged = cb.StopOnNonFiniteLoss()
         self.confusion = cb.ConfusionCallback(
             ctx.emit, data.sample, data.sample_labels, data.classes, skip=self._epoch_cut
         )
+        self.dropped: dict[str, int] = {"train": 0, "val": 0}
+        self.drops = cb.DroppedImagesReporter(data.audits, self._report_dropped, skip=self._epoch_cut)
         self._event_callbacks: list[cb.EventCallback] = []
         self.main_model = None
         """The model whose weights are checkpointed (the warm-up fits a view of it)."""
 
+    def _resume_point(self) -> Resume:
+        """Where training goes on: the folder's checkpoint, unless it was trained on another split.
+
+        A checkpoint made from other training data must never be continued (its classes and images
+        differ): its folder is set aside under ``previous/`` and training starts fresh.
+        """
+        resume = Resume.read(self.out)
+        if resume.fresh or resume.source == self.source:
+            return resume
+        kept = self.ctx.run.set_aside("train")
+        self.ctx.log(
+            "warning",
+            f"the train checkpoint was made from another split; starting fresh (the old "
+            f"train folder is kept in {kept})",
+        )
+        self.out.mkdir(parents=True, exist_ok=True)
+        return Resume()
+
+    def _report_dropped(self, split: str, rows: list[int]) -> None:
+        """Log each image of ``split`` the input pipeline dropped, with why (it no longer decodes)."""
+        from ..images import broken_reason
+
+        root = Path(self.ctx.config.data.dir)
+        self.dropped[split] += len(rows)
+        for row in rows:
+            path = Path(self.data.paths[split][row])
+            name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+            self.ctx.log("warning", f"{split} image left out of training: {broken_reason(path)}", file=name)
+
     def _epoch_cut(self) -> bool:
-        """True while the ending epoch was cut short by a stop: it must not be reported or saved."""
-        return self.stop.cut_epoch is not None
+        """True while the ending epoch was cut short by a stop or a NaN loss: it must not be reported or saved."""
+        return self.stop.cut_epoch is not None or self.diverged.found is not None
 
     def scope(self):
         # a fresh context each time: strategy.scope() objects cannot be entered twice
@@ -167,9 +213,36 @@ class _Training:
             self.history,
             skip=self._epoch_cut,
             save_full=(phase == "finetune" and self.tcfg.checkpoint == "full"),
+            source=self.source,
         )
         patience = cb.PatienceReporter(self.ctx.emit, self.es, skip=self._epoch_cut)
-        return [self.stop, events, self.es, patience, self.confusion, checkpoint]
+        return [
+            self.stop,
+            self.diverged,
+            events,
+            self.drops,
+            self.es,
+            patience,
+            self.confusion,
+            *self._tensorboard(),
+            checkpoint,
+        ]
+
+    def _tensorboard(self) -> list:
+        """TensorBoard logs in ``<run>/tensorboard/`` (``train.tensorboard``, TensorFlow backend only)."""
+        import keras
+
+        if not self.tcfg.tensorboard or keras.backend.backend() != "tensorflow":
+            return []
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            self.ctx.log("warning", "train.tensorboard: the tensorboard package is not installed, so no TensorBoard "
+                                    "logs are written (pip install tensorboard, or set it to false)")
+            return []
+        from .. import tensorboard_log
+
+        return tensorboard_log.callbacks(self.ctx.run.path / "tensorboard", self.confusion, self._epoch_cut)
 
     def fit_phase(self, fit_model, phase: str, epochs: int, initial_epoch: int) -> None:
         """Fit ``fit_model`` from ``initial_epoch`` up to ``epochs``; a stop raises StageCancelled."""
@@ -184,6 +257,13 @@ class _Training:
                 callbacks=self.callbacks(phase),
                 verbose=0,
                 shuffle=False,
+            )
+        if self.diverged.found is not None:
+            epoch, step, loss = self.diverged.found
+            raise StageError(
+                f"loss became {display.number(loss)} at epoch {epoch}, step {step}: lower train.learning_rate "
+                f"(now {self.tcfg.learning_rate:g})",
+                f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no epoch had finished",
             )
         if self.stop.cancelled:
             raise StageCancelled(self.ctx.cancel_reason)
@@ -284,6 +364,7 @@ class _Training:
             "confusion_share": confusion_share,
             "confusion_s": sum(spent),
             "early_stopped": bool(self.es.stopped_epoch > 0 or self.resume.stopped),
+            "dropped": dict(self.dropped),
         }
         write_json_atomic(out / "summary.json", summary)
         if confusion_share is not None:
@@ -301,4 +382,6 @@ class _Training:
         best_text = (
             f"best {tcfg.monitor} {es_state['best']:.4f} at epoch {best_epoch}" if best_epoch else "no best epoch"
         )
-        return StageResult(f"{len(history)} epochs, {best_text}{acc_text}", summary)
+        lost = sum(self.dropped.values())
+        lost_text = f"; {lost:,} image(s) that no longer decode left out (named in the log)" if lost else ""
+        return StageResult(f"{len(history)} epochs, {best_text}{acc_text}{lost_text}", summary)

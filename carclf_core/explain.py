@@ -1,0 +1,148 @@
+"""Why the model said what it said: occlusion sensitivity and Grad-CAM maps, saved as PNG overlays.
+
+Occlusion sensitivity covers the photo with a grey patch at each place of a grid and measures how
+much the predicted class's probability drops: forward passes only, so it works on any Keras
+backend. Grad-CAM weighs the last convolutional feature map by the gradient of the class score
+(TensorFlow's gradient tape). Both are computed on the image as the model sees it (the contract's
+size and resize mode, EXIF orientation applied) and drawn over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ModelError
+from .export import Contract
+from .runs import atomic_path
+
+METHODS = ("occlusion", "gradcam")
+
+
+def prepare(contract: Contract, path: Path) -> np.ndarray:
+    """The photo as the model sees it: float32 RGB 0..255 at the contract's size."""
+    import tensorflow as tf
+
+    from .inputs import decode_image
+
+    return decode_image(tf.constant(str(path)), contract.height, contract.width, contract.resize).numpy()
+
+
+def occlusion(model, image: np.ndarray, class_index: int, grid: int = 8, batch_size: int = 64) -> np.ndarray:
+    """How much the class's probability drops when each region is hidden, per pixel (0..1 scaled).
+
+    A patch of 1/``grid`` of the image's height and width slides at half its size, so each pixel is
+    covered by up to four placements; the drop is averaged over them.
+    """
+    h, w = image.shape[:2]
+    ph, pw = max(1, -(-h // grid)), max(1, -(-w // grid))
+    sy, sx = max(1, ph // 2), max(1, pw // 2)
+    boxes = [(y, x) for y in range(0, max(h - ph, 0) + 1, sy) for x in range(0, max(w - pw, 0) + 1, sx)]
+    fill = float(image.mean())
+    base = float(np.asarray(model.predict_on_batch(image[None]))[0, class_index])
+    drop = np.zeros((h, w), dtype=np.float64)
+    count = np.zeros((h, w), dtype=np.float64)
+    for start in range(0, len(boxes), batch_size):
+        part = boxes[start : start + batch_size]
+        batch = np.repeat(image[None], len(part), axis=0)
+        for i, (y, x) in enumerate(part):
+            batch[i, y : y + ph, x : x + pw] = fill
+        probs = np.asarray(model.predict_on_batch(batch))[:, class_index]
+        for (y, x), p in zip(part, probs, strict=True):
+            drop[y : y + ph, x : x + pw] += base - float(p)
+            count[y : y + ph, x : x + pw] += 1
+    heat = np.where(count > 0, drop / np.maximum(count, 1), 0.0)
+    return _unit(np.clip(heat, 0.0, None))
+
+
+def gradcam(model, image: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM of the class on the model's last 4-D feature map, at the image's size (0..1 scaled).
+
+    Raises:
+        ModelError: the model has no 4-D feature map or is not a chain of layers (the exported
+            carclf models are: input, scaling, backbone, head).
+    """
+    import tensorflow as tf
+
+    layers = [layer for layer in model.layers if not isinstance(layer, _input_layer_type())]
+    ranks = [len(layer.output.shape) for layer in layers]
+    features_at = max((i for i, rank in enumerate(ranks) if rank == 4), default=None)
+    if features_at is None:
+        raise ModelError("explain: Grad-CAM needs a convolutional feature map; this model has none")
+    x = tf.constant(image[None], dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        h = x
+        features = None
+        for i, layer in enumerate(layers):
+            try:
+                h = layer(h, training=False)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"explain: Grad-CAM needs a model whose layers form a chain ({exc})") from exc
+            if i == features_at:
+                features = h
+                tape.watch(features)
+        score = h[:, class_index]
+    grads = tape.gradient(score, features)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy()
+    resized = np.asarray(Image.fromarray(cam.astype(np.float32)).resize(image.shape[1::-1], Image.Resampling.BILINEAR))
+    return _unit(resized)
+
+
+def _input_layer_type():
+    import keras
+
+    return keras.layers.InputLayer
+
+
+def _unit(heat: np.ndarray) -> np.ndarray:
+    top = float(heat.max()) if heat.size else 0.0
+    return (heat / top).astype(np.float32) if top > 0 else np.zeros_like(heat, dtype=np.float32)
+
+
+def _colour(heat: np.ndarray) -> np.ndarray:
+    """A blue-to-red ramp (dark blue, cyan, yellow, red) for a 0..1 map, as uint8 RGB."""
+    stops = np.array([[0, 0, 96], [0, 192, 255], [255, 230, 0], [220, 0, 0]], dtype=np.float64)
+    position = np.clip(heat, 0, 1) * (len(stops) - 1)
+    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
+    t = (position - low)[..., None]
+    return (stops[low] * (1 - t) + stops[low + 1] * t).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """The heat map drawn over the image (both ``h x w``)."""
+    base = np.clip(image, 0, 255).astype(np.float64)
+    mixed = base * (1 - alpha) + _colour(heat).astype(np.float64) * alpha
+    return Image.fromarray(mixed.astype(np.uint8))
+
+
+def hottest(heat: np.ndarray) -> tuple[float, float]:
+    """Centre of the region at half the map's maximum or more, as (row, column) shares of the height
+    and width (the whole map's centre when it is flat)."""
+    rows, cols = np.nonzero(heat >= 0.5 * float(heat.max()))
+    return float(rows.mean() / heat.shape[0]), float(cols.mean() / heat.shape[1])
+
+
+def explain(
+    model, contract: Contract, path: Path, out: Path, methods: tuple[str, ...] = METHODS, class_index: int | None = None
+) -> dict[str, Path]:
+    """Maps for one photo, saved as ``<out>/<photo stem>-<method>.png``; returns them by method.
+
+    Args:
+        class_index: the class to explain; default the predicted one.
+    """
+    image = prepare(contract, path)
+    if class_index is None:
+        class_index = int(np.argmax(np.asarray(model.predict_on_batch(image[None]))[0]))
+    makers = {"occlusion": occlusion, "gradcam": gradcam}
+    out.mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for method in methods:
+        heat = makers[method](model, image, class_index)
+        target = out / f"{Path(path).stem}-{method}.png"
+        with atomic_path(target) as tmp:
+            overlay(image, heat).save(tmp, format="PNG")
+        saved[method] = target
+    return saved

@@ -1,0 +1,165 @@
+"""``carclf-tui predict`` and ``carclf-tui explain``: use a run's exported model on your photos.
+
+Exit codes as for the rest of the CLI: 0 done (files that could not be classified are named and
+skipped), 1 nothing could be classified, 2 a bad run or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from carclf_core.errors import CarclfError
+from carclf_core.predict import Prediction
+from carclf_core.runs import open_run
+
+EXIT_OK, EXIT_NONE, EXIT_USAGE = 0, 1, 2
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"carclf-tui {command}")
+    parser.add_argument("run", help="the run (path, or folder name under runs/) whose exported model to use")
+    parser.add_argument("--runs", default="runs", help="where runs live, for a run given by name (default: runs)")
+    if command == "predict":
+        parser.description = "Classify photos with a run's exported model, prepared exactly as training did."
+        parser.add_argument("targets", nargs="+", type=Path, help="image files and folders (walked recursively)")
+        parser.add_argument("--top-k", type=int, default=5, help="classes listed per photo (default 5)")
+        parser.add_argument("--batch-size", type=int, default=32, help="images a model call (default 32)")
+        parser.add_argument("--prefilter", action="store_true",
+                            help="first ask the run's prefilter model whether each photo shows a car")
+        out = parser.add_mutually_exclusive_group()
+        out.add_argument("--json", action="store_true", help="one JSON object a line, for scripts")
+        out.add_argument("--csv", action="store_true", help="CSV with a header, for scripts")
+    else:
+        parser.description = "Explain one prediction: occlusion sensitivity and Grad-CAM, saved as PNG overlays."
+        parser.add_argument("image", type=Path)
+        parser.add_argument("--method", choices=("occlusion", "gradcam", "both"), default="both")
+        parser.add_argument("--class", dest="class_name", help="explain this class (default: the predicted one)")
+        parser.add_argument("--no-show", action="store_true", help="do not draw the maps in the terminal")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    command, rest = argv[0], list(argv[1:])
+    args = _parser(command).parse_args(rest)
+    try:
+        run = open_run(args.run, root=args.runs)
+        from carclf_core.export import load_exported  # Keras
+
+        model, contract = load_exported(run)
+        return _predict(args, run, model, contract) if command == "predict" else _explain(args, run, model, contract)
+    except CarclfError as exc:
+        print(f"carclf-tui {command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _predict(args, run, model, contract) -> int:
+    from carclf_core.predict import car_probabilities, image_files, predict
+
+    files, problems = image_files(args.targets)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not files:
+        err.print(f"carclf-tui predict: no image files in {', '.join(map(str, args.targets))}", markup=False)
+        return EXIT_NONE
+    cars: dict[int, tuple[float, bool]] | None = None
+    if args.prefilter:
+        if not contract.prefilter:
+            err.print("carclf-tui predict: the run has no prefilter (prefilter.mode was off)", markup=False)
+            return EXIT_USAGE
+        cars = car_probabilities(contract, files, args.batch_size)
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("predict", total=len(files))
+        answers = list(predict(model, contract, files, args.batch_size, args.top_k,
+                               progress=lambda done, total: bar.update(task, completed=done)))
+    if cars is not None:
+        answers = [_with_car_check(a, cars.get(row), contract.prefilter) for row, a in enumerate(answers)]
+    answers = problems + answers
+    _write(args, answers)
+    failed = [a for a in answers if a.error and not a.error.startswith("not a car")]
+    for a in failed:
+        err.print(f"skipped {a.path}: {a.error}", markup=False)
+    return EXIT_OK if len(failed) < len(answers) else EXIT_NONE
+
+
+def _with_car_check(answer, car: tuple[float, bool] | None, rule: dict) -> Prediction:
+    """The answer with the prefilter's word on it: its car probability, or "not a car"."""
+    if answer.error or car is None:
+        return answer  # a file neither model could decode keeps its reason
+    probability, is_car = car
+    if not is_car:
+        return Prediction(answer.path, (), f"not a car: {probability:.2f} ({rule['rule']} threshold "
+                                           f"{rule['threshold']})", probability)
+    return dataclasses.replace(answer, car_prob=probability)
+
+
+def _write(args, answers) -> None:
+    if args.json:
+        for a in answers:
+            print(json.dumps({"path": a.path, "top": [{"class": c, "probability": p} for c, p in a.top],
+                              "error": a.error or None, "car_probability": a.car_prob}))
+        return
+    if args.csv:
+        writer = csv.writer(sys.stdout)
+        k = max((len(a.top) for a in answers), default=0)
+        writer.writerow(["path", "error", "car_probability"] + [f"{h}{i + 1}" for i in range(k)
+                                                                 for h in ("class", "probability")])
+        for a in answers:
+            row = [a.path, a.error, "" if a.car_prob is None else f"{a.car_prob:.6f}"]
+            for c, p in a.top:
+                row += [c, f"{p:.6f}"]
+            writer.writerow(row)
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("photo", overflow="fold")  # a path is never cut: it is what the user looks for
+    table.add_column("prediction", overflow="fold")
+    table.add_column("probability", justify="right")
+    table.add_column("next best", overflow="fold")
+    for a in answers:
+        if a.error:
+            table.add_row(a.path, a.error, "", "")
+            continue
+        (best, p), rest = a.top[0], a.top[1:]
+        table.add_row(a.path, best, f"{p:.3f}", ", ".join(f"{c} {q:.2f}" for c, q in rest))
+    Console(highlight=False).print(table)
+
+
+def _explain(args, run, model, contract) -> int:
+    from carclf_core.explain import explain
+
+    if not args.image.is_file():
+        print(f"carclf-tui explain: {args.image}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    class_index = None
+    if args.class_name is not None:
+        if args.class_name not in contract.classes:
+            print(f"carclf-tui explain: --class {args.class_name!r} is not one of the run's {len(contract.classes)} "
+                  "classes", file=sys.stderr)
+            return EXIT_USAGE
+        class_index = contract.classes.index(args.class_name)
+    methods = ("occlusion", "gradcam") if args.method == "both" else (args.method,)
+    try:
+        saved = explain(model, contract, args.image, run.path / "explain", methods, class_index)
+    except CarclfError as exc:
+        print(f"carclf-tui explain: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a photo that does not decode
+        print(f"carclf-tui explain: {args.image}: cannot explain it ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_NONE
+    console = Console(highlight=False, soft_wrap=True)  # a path printed whole, never broken across lines
+    for method, path in saved.items():
+        console.print(f"{method}: {path}", markup=False)
+        if not args.no_show and console.is_terminal:
+            from textual_image.renderable import Image as TerminalImage
+
+            console.print(TerminalImage(str(path), width=min(console.width, 60)))
+    return EXIT_OK

@@ -1,0 +1,153 @@
+"""Using a run's exported model: the contract, predict, explain, the SavedModel and the TFLite file.
+
+The model here is a small real Keras network whose weights are set by hand so that it answers
+"red" when a red patch is in the picture: explanations then have a known right answer (the patch),
+and the export, serving and prediction paths are the real ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carclf_core import config as config_mod
+from carclf_core.export import CONTRACT_FILE, Contract, export_dir, make_contract, read_contract, write_export
+from carclf_core.runs import create_run
+
+from .test_cli import carclf
+
+keras = pytest.importorskip("keras")
+H, W = 48, 64
+
+
+def red_detector() -> keras.Model:
+    """Class 0 ("red") grows with the share of strongly red pixels; class 1 ("plain") is the rest."""
+    inputs = keras.Input((H, W, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(1, 1, activation="relu", name="redness")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("redness").set_weights([np.array([2.0, -1.0, -1.0]).reshape(1, 1, 3, 1), np.array([-0.5])])
+    model.get_layer("head").set_weights([np.array([[40.0, -40.0]]), np.array([-1.0, 1.0])])
+    return model
+
+
+def picture(left: bool) -> np.ndarray:
+    image = np.full((H, W, 3), 110, dtype=np.uint8)
+    image[:, :, 2] = 140  # a bluish grey background
+    x0 = 4 if left else W - 20
+    image[16:32, x0 : x0 + 16] = (230, 20, 20)
+    return image
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("use")
+    config = config_mod.from_dict({"run": {"root": str(tmp / "runs")}, "input": {"height": H, "width": W},
+                                   "prefilter": {"mode": "off"}})
+    run = create_run(config)
+    model = red_detector()
+    photos = tmp / "photos"
+    photos.mkdir()
+    for name, left in (("left", True), ("right", False)):
+        Image.fromarray(picture(left)).save(photos / f"{name}.png")
+    plain = np.full((H, W, 3), 120, dtype=np.uint8)
+    Image.fromarray(plain).save(photos / "plain.jpg", quality=95)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    check = np.stack([picture(True), picture(False), plain]).astype(np.float32)
+    contract = make_contract(run, config, ["red", "plain"], {"accuracy": 1.0, "images": 3})
+    written = write_export(model, run, contract, savedmodel=True, tflite=True, check_images=check)
+    return dict(run=run, model=model, photos=photos, contract=written, check=check, tmp=tmp)
+
+
+def test_the_contract_round_trips_and_says_how_to_feed_the_model(exported):
+    run = exported["run"]
+    assert read_contract(run) == exported["contract"]
+    data = json.loads((export_dir(run) / CONTRACT_FILE).read_text())
+    assert data["input"] == {"height": H, "width": W, "resize": "pad", "channels": "RGB", "dtype": "float32",
+                             "pixel_range": [0, 255], "exif_orientation": "applied before resizing"}
+    assert data["classes"] == ["red", "plain"] and data["run"] == str(run.path)
+    assert data["files"] == {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}
+    assert data["serving"] == {"signature": "serving_default", "input": "image", "output": "probabilities"}
+    assert {"keras", "tensorflow"} <= set(data["versions"]) or {"keras", "tensorflow-cpu"} <= set(data["versions"])
+    assert Contract.from_json(data) == read_contract(run)
+
+
+def test_the_savedmodel_serves_raw_pixels_like_the_keras_model(exported):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(export_dir(exported["run"]) / "savedmodel"))
+    serve = loaded.signatures["serving_default"]
+    got = serve(image=tf.constant(exported["check"]))["probabilities"].numpy()
+    want = exported["model"].predict(exported["check"], verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got[0].argmax() == 0 and got[2].argmax() == 1  # the red picture is red, the plain one is not
+
+
+def test_the_tflite_file_predicts_like_the_keras_model(exported):
+    from carclf_core.prefilter.classifiers import tflite_interpreter
+
+    interpreter = tflite_interpreter(export_dir(exported["run"]) / "model.tflite")
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], exported["check"][:1])
+    interpreter.invoke()
+    np.testing.assert_allclose(interpreter.get_tensor(out["index"]),
+                               exported["model"].predict(exported["check"][:1], verbose=0), atol=1e-4)
+
+
+def test_predict_names_bad_files_and_answers_the_rest(exported, tmp_path):
+    run, photos = exported["run"], exported["photos"]
+    result = carclf("predict", str(run.path), str(photos), "--json", "--top-k", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line) for line in result.stdout.splitlines()}
+    assert set(rows) == {"left.png", "right.png", "plain.jpg", "broken.jpg"}
+    assert rows["left.png"]["top"][0]["class"] == "red" and rows["right.png"]["top"][0]["class"] == "red"
+    assert rows["plain.jpg"]["top"][0]["class"] == "plain"
+    assert [t["class"] for t in rows["left.png"]["top"]] == ["red", "plain"]
+    assert rows["broken.jpg"]["top"] == [] and rows["broken.jpg"]["error"]
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
+    expected = exported["model"].predict(exported["check"][:1], verbose=0)[0, 0]
+    assert rows["left.png"]["top"][0]["probability"] == pytest.approx(float(expected), abs=1e-5)
+    table = carclf("predict", str(run.path), str(photos / "plain.jpg"), cwd=tmp_path)
+    assert table.returncode == 0 and "plain.jpg" in table.stdout and "plain" in table.stdout
+    csv_out = carclf("predict", str(run.path), str(photos / "left.png"), "--csv", cwd=tmp_path)
+    header, row = csv_out.stdout.splitlines()[:2]
+    assert header.startswith("path,error,car_probability,class1,probability1") and ",red," in row
+
+
+def test_predict_and_explain_refuse_a_run_without_an_export(tmp_path):
+    run = create_run(config_mod.from_dict({"run": {"root": str(tmp_path / "runs")}}))
+    for command in (["predict", str(run.path), str(tmp_path)], ["explain", str(run.path), "x.jpg"]):
+        result = carclf(*command, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "no exported model" in result.stderr and "run the evaluate stage first" in result.stderr
+    missing = carclf("predict", str(tmp_path / "nope"), "x.jpg", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such run folder" in missing.stderr
+
+
+def test_explanations_point_at_the_red_patch_wherever_it_is(exported):
+    from carclf_core.explain import gradcam, hottest, occlusion
+
+    model = exported["model"]
+    for left in (True, False):
+        image = picture(left).astype(np.float32)
+        for method in (occlusion, gradcam):
+            row, col = hottest(method(model, image, 0))
+            assert 0.3 < row < 0.7, method.__name__
+            assert (col < 0.4) if left else (col > 0.6), (method.__name__, left, col)
+
+
+def test_explain_saves_overlays_under_the_run(exported, tmp_path):
+    run, photos = exported["run"], exported["photos"]
+    result = carclf("explain", str(run.path), str(photos / "right.png"), "--no-show", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for method in ("occlusion", "gradcam"):
+        path = run.path / "explain" / f"right-{method}.png"
+        assert f"{method}: {path}" in result.stdout
+        assert Image.open(path).size == (W, H)
+    other = carclf("explain", str(run.path), str(photos / "right.png"), "--class", "violet", cwd=tmp_path)
+    assert other.returncode == 2 and "'violet' is not one of the run's 2 classes" in other.stderr
