@@ -96,8 +96,8 @@ class DeviceMonitor:
                 utilisation=int(util),
                 memory_used=int(memory.used),
                 memory_total=int(memory.total),
-                temperature=_optional(lambda: int(nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU)), nv),
-                power=_optional(lambda: nv.nvmlDeviceGetPowerUsage(handle) / 1000.0, nv),
+                temperature=_optional(nv, nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU),
+                power=_optional(nv, nv.nvmlDeviceGetPowerUsage, handle),
             ))
         return tuple(samples)
 
@@ -133,12 +133,13 @@ class DeviceMonitor:
         return DeviceReport(gpus, runner, hint, "" if gpus else self.reason)
 
 
-def _optional(read, nv) -> Any:
+def _optional(nv, read, *args) -> Any:
     """A reading some GPUs do not support (temperature, power): None instead of an error."""
     try:
-        return read()
+        value = read(*args)
     except nv.NVMLError:
         return None
+    return value / 1000.0 if read is nv.nvmlDeviceGetPowerUsage else int(value)  # NVML reports milliwatts
 
 
 def describe(report: DeviceReport) -> list[str]:
