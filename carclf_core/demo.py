@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,12 +294,17 @@ def render_item(style: CarStyle, rng: np.random.Generator, unwanted: bool) -> Im
     return image
 
 
-def generate(target: Path) -> dict[str, int]:
-    """Write the demo dataset into ``target`` (which must not exist). Returns counts by kind."""
+def generate(target: Path, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Write the demo dataset into ``target`` (which must not exist). Returns counts by kind.
+
+    ``progress`` is called with (classes done, classes) as it goes (the first start takes seconds).
+    """
     target.mkdir(parents=True)
     counts = {"car": 0, "unwanted": 0, "broken": 0}
     used: set[str] = set()
     for class_no, style in enumerate(CLASSES):
+        if progress is not None:
+            progress(class_no, len(CLASSES))
         n_unwanted = int(round(style.count * UNWANTED_SHARE))
         for i in range(style.count + n_unwanted):
             rng = np.random.default_rng([DEMO_VERSION, class_no, i])
@@ -324,8 +330,11 @@ def generate(target: Path) -> dict[str, int]:
     return counts
 
 
-def ensure_demo_data(target: Path | None = None) -> Path:
-    """Generate the demo dataset once (atomically: into a temporary folder, then renamed)."""
+def ensure_demo_data(target: Path | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Generate the demo dataset once (atomically: into a temporary folder, then renamed).
+
+    ``progress`` hears about the generation, which only the first call on a machine does.
+    """
     target = Path(target) if target is not None else cache_dir()
     if (target / ".complete").is_file():
         return target
@@ -333,7 +342,7 @@ def ensure_demo_data(target: Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         shutil.rmtree(staging)
-        generate(staging)
+        generate(staging, progress)
         (staging / ".complete").write_text(f"carclf demo v{DEMO_VERSION}\n")
         try:
             os.rename(staging, target)

@@ -7,10 +7,14 @@ Exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 SIGINT, 143
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from carclf_core import config as config_mod
 from carclf_core.errors import RunError
@@ -50,33 +54,89 @@ def resolve_config(args: argparse.Namespace) -> config_mod.Config:
     if args.demo:
         from carclf_core import demo
 
-        base = demo.demo_overrides(demo.ensure_demo_data())
+        base = demo.demo_overrides(demo.ensure_demo_data(progress=_demo_progress))
     return config_mod.load(args.config, args.overrides, base=base)
 
 
-class _SignalStop:
-    """Turn SIGINT/SIGTERM/SIGHUP into a cooperative stop; a second SIGINT stops at once."""
+def _demo_progress(done: int, total: int) -> None:
+    """The first start generates the demo data (a few seconds): say so rather than show nothing."""
+    if done == 0:
+        print("carclf-tui: generating the demo data set (first start only) ...", file=sys.stderr, flush=True)
+    print(f"\r  class {done + 1} of {total}", end="\n" if done == total - 1 else "", file=sys.stderr, flush=True)
 
-    def __init__(self, ctx):
+
+class _SignalStop:
+    """Turn SIGINT/SIGTERM/SIGHUP into a cooperative stop; a second SIGINT or SIGTERM ends the process at once.
+
+    The first signal sets the stage's cancel flag: it stops at its next batch or chunk and keeps what
+    it finished. The second must work even while the main thread is blocked in C (a read of a file
+    that became a FIFO, a wait inside TensorFlow), where a Python signal handler never gets to run:
+    the C-level handler writes the signal number into a pipe (``signal.set_wakeup_fd``), and a watcher
+    thread reading that pipe records the stage as interrupted through ``abort`` (``state.json`` and
+    the event log) and ends the process with ``os._exit`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, ctx, abort: Callable[[str], None]):
         self.ctx = ctx
+        self.abort = abort
         self.signum: int | None = None
-        self.previous = {}
+        self.previous: dict[int, Any] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._previous_wakeup = -1
+        self._watcher: threading.Thread | None = None
 
     def __enter__(self) -> _SignalStop:
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)  # set_wakeup_fd requires it: a signal handler must never block
+        self._pipe = (read_end, write_end)
+        self._previous_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         for signum in SIGNAL_EXIT:
             self.previous[signum] = signal.signal(signum, self._handle)
+        self._watcher = threading.Thread(target=self._watch, args=(read_end,), name="second signal", daemon=True)
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._previous_wakeup)
+        if self._pipe is not None:
+            os.close(self._pipe[1])  # the watcher reads the end of the pipe and returns
+            if self._watcher is not None:
+                self._watcher.join(timeout=5)
+            os.close(self._pipe[0])
+            self._pipe = None
+
+    def _first(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.ctx.cancel_reason = signal.Signals(signum).name
+        self.ctx.cancel.set()
 
     def _handle(self, signum: int, frame) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-        self.signum = signum
-        self.ctx.cancel_reason = signal.Signals(signum).name
-        self.ctx.cancel.set()
+        # The main thread's part, when it gets to run: the cooperative stop. A second signal is the
+        # watcher's, which sees it whether or not this handler runs.
+        self._first(signum)
+
+    def _watch(self, read_end: int) -> None:
+        seen = 0
+        while data := os.read(read_end, 64):
+            for signum in data:
+                if signum not in SIGNAL_EXIT:
+                    continue
+                seen += 1
+                if seen == 1:
+                    self._first(signum)  # the main thread may be blocked where its handler cannot run
+                elif signum in (signal.SIGINT, signal.SIGTERM):
+                    self._exit_now(signum)
+
+    def _exit_now(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        try:
+            os.write(2, f"carclf-tui: second {name}: stopping at once\n".encode())
+            self.abort(f"{name} twice: stopped at once, without waiting for the current batch or read")
+        finally:
+            os._exit(SIGNAL_EXIT[signum])
 
 
 def _refuse_changing_running_stage(run: RunDir, old: config_mod.Config, new: config_mod.Config) -> None:
