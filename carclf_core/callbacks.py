@@ -2,9 +2,10 @@
 
 They never print. They run synchronously in the ``fit`` thread, so per-batch work is a clock read
 and a comparison unless a throttled event is due. Epoch numbers in events are 1-based; Keras's are
-0-based. Order in the callback list matters: :class:`EventCallback` and :class:`StopOnCancel` first,
-then :class:`ResumableEarlyStopping`, then :class:`PatienceReporter`, :class:`ConfusionCallback` and
-:class:`CheckpointCallback`, which read what early stopping decided at the same epoch end.
+0-based. Order in the callback list matters: :class:`StopOnCancel`, :class:`StopOnNonFiniteLoss` and
+:class:`EventCallback` first, then :class:`ResumableEarlyStopping`, then :class:`PatienceReporter`,
+:class:`ConfusionCallback` and :class:`CheckpointCallback`, which read what early stopping decided at
+the same epoch end.
 """
 
 from __future__ import annotations
@@ -207,6 +208,46 @@ class StopOnCancel(keras.callbacks.Callback):
     @property
     def cancelled(self) -> bool:
         return self.cut_epoch is not None
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN or infinite, and remember where.
+
+    Keras's ``TerminateOnNaN`` only sets ``stop_training``: the fit then ends quietly and the epoch's
+    end callbacks would checkpoint the diverged weights as a finished epoch. This one records the
+    epoch and step (:attr:`found`) so the checkpoint and event callbacks skip the epoch (their
+    ``skip``) and the stage can fail saying so; the last finished epoch's checkpoint and the best
+    weights (of the last finite best) stay as they were.
+    """
+
+    async_safe = True  # it reads the logs Keras already copied off the device, and sets flags
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: tuple[int, int, float] | None = None
+        """(1-based epoch, 1-based step, the loss) of the first non-finite loss, once seen."""
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.found is not None or loss is None:
+            return
+        value = float(loss)
+        if not math.isfinite(value):
+            self.found = (self._epoch + 1, batch + 1, value)
+            self.model.stop_training = True
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.found is not None:  # the epoch will not be kept: its validation pass is wasted time
+            self.model.stop_evaluating = True
+
+    @property
+    def cut_epoch(self) -> int | None:
+        """0-based epoch the loss diverged in (it must not be saved as finished), if any."""
+        return None if self.found is None else self.found[0] - 1
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):

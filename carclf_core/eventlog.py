@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Container
 from pathlib import Path
@@ -65,13 +66,32 @@ class JsonlSink:
             # end the torn line, so the next event starts a line of its own and stays readable
             self._handle.write("\n")
         self._last_flush = time.monotonic()
+        # one writer at a time: the runner's second-signal path writes its last events from another thread
+        self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        self._handle.write(to_json(event) + "\n")
-        now = time.monotonic()
-        if event.kind in _FLUSH_NOW or now - self._last_flush >= FLUSH_INTERVAL_S:
+        with self._lock:
+            self._handle.write(to_json(event) + "\n")
+            now = time.monotonic()
+            if event.kind in _FLUSH_NOW or now - self._last_flush >= FLUSH_INTERVAL_S:
+                self.flush()
+                self._last_flush = now
+
+    def append_last(self, events: list[Event], timeout: float = 2.0) -> bool:
+        """Append and flush ``events`` from another thread just before the process ends (``os._exit``).
+
+        Waits at most ``timeout`` seconds for a write in progress in the main thread (which may be
+        stuck); returns False, writing nothing, when it did not get its turn.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
+            for event in events:
+                self._handle.write(to_json(event) + "\n")
             self.flush()
-            self._last_flush = now
+            return True
+        finally:
+            self._lock.release()
 
     def flush(self) -> None:
         if not self._handle.closed:

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import config as config_mod
 from .errors import RunError
+from .files import nonregular_reason, open_regular
 
 CONFIG_FILE = "config.yaml"
 TYPED_CONFIG_FILE = "config.typed.yaml"
@@ -229,10 +230,31 @@ class RunDir:
         return config_mod.load(self.config_path)
 
     def read_state(self) -> dict[str, Any]:
+        """``state.json``: ``{"stages": {name: {"status": ..., ...}}, ...}`` (no file yet: no stages).
+
+        Raises:
+            RunError: the file is damaged (not JSON, or not of that shape), or is a folder, a FIFO or
+                a symbolic link, or cannot be read: the run cannot be used until it is fixed.
+        """
         try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            with os.fdopen(open_regular(self.state_path), "rb") as handle:
+                data = handle.read(MAX_STATE_BYTES + 1)
+        except FileNotFoundError:
             return {"stages": {}}
+        except OSError as exc:
+            raise RunError(f"{self.state_path}: cannot read the run's state ({exc.strerror})") from exc
+        hint = f"move it aside: the run's stages then count as not run (their files in {self.path} stay)"
+        if len(data) > MAX_STATE_BYTES:
+            raise RunError(f"{self.state_path}: damaged (larger than {MAX_STATE_BYTES >> 20} MiB)", hint)
+        try:
+            state = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise RunError(f"{self.state_path}: damaged (not JSON)", hint) from exc
+        problem = _state_shape_problem(state)
+        if problem:
+            raise RunError(f"{self.state_path}: damaged ({problem})", hint)
+        state.setdefault("stages", {})
+        return state
 
     def update_stage_state(self, stage: str, **fields: Any) -> None:
         state = self.read_state()
@@ -266,11 +288,24 @@ class RunDir:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._check_writable()
             remove_stale_temp_files(self.path)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _check_writable(self) -> None:
+        """Refuse, before any stage starts, a run folder the runner could not write its results into."""
+        try:
+            fd, tmp = _temp_beside(self.state_path)
+        except OSError as exc:
+            raise RunError(
+                f"{self.path}: the run folder is not writable ({exc.strerror})",
+                "a runner writes every result there: fix its permissions, or only watch it with --attach",
+            ) from exc
+        os.close(fd)
+        os.unlink(tmp)
 
     def is_locked(self) -> bool:
         """True while a runner holds the lock (the run is in progress)."""
@@ -339,6 +374,25 @@ class RunDir:
         raise RunError(f"{target_root}: no free folder name for {base}")
 
 
+MAX_STATE_BYTES = 16 << 20
+"""Largest ``state.json`` read (it holds a line and a few figures a stage)."""
+
+
+def _state_shape_problem(state: Any) -> str:
+    """What is wrong with the shape of a parsed ``state.json``; empty when nothing is."""
+    if not isinstance(state, dict):
+        return f"a JSON {type(state).__name__}, not an object"
+    stages = state.get("stages", {})
+    if not isinstance(stages, dict):
+        return '"stages" is not an object'
+    for name, entry in stages.items():
+        if not isinstance(entry, dict):
+            return f'stage "{name}" is not an object'
+        if not isinstance(entry.get("status", ""), str):
+            return f'stage "{name}" has a status that is not text'
+    return ""
+
+
 def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"split": {"seed": 1}}`` -> ``{"split.seed": 1}``."""
     out: dict[str, Any] = {}
@@ -404,6 +458,12 @@ def open_run(path: Path | str, root: Path | str | None = None) -> RunDir:
         candidate = Path(root) / str(path)
     if not candidate.is_dir():
         raise RunError(f"{path}: no such run folder")
+    marker, config = candidate / MARKER_FILE, candidate / CONFIG_FILE
+    if marker.is_file() and not marker.is_symlink() and nonregular_reason(config) is not None:
+        raise RunError(
+            f"{config}: the run's configuration is {nonregular_reason(config)}",
+            "put the run's config.yaml back (config.typed.yaml holds it as typed)",
+        )
     if not is_run(candidate):
         raise RunError(
             f"{candidate}: not a carclf run: no run marker ({MARKER_FILE})",

@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 SIGINT, 143
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carclf_core import config as config_mod
+from carclf_core.display import printable
 from carclf_core.errors import RunError
 from carclf_core.eventlog import JsonlSink
 from carclf_core.events import ConfigChanged, LogLine
@@ -139,6 +141,22 @@ class _SignalStop:
             os._exit(SIGNAL_EXIT[signum])
 
 
+def _record_abort(run: RunDir, jsonl: JsonlSink, ctx, reason: str) -> None:
+    """What a second signal leaves behind before the process ends: the running stage marked interrupted
+    in ``state.json`` and the event log, and the run's end. Called from the watcher thread while the
+    main thread may be stuck anywhere, so it only writes (each write atomic or appended whole)."""
+    from carclf_core.events import RunFinished, StageInterrupted, StageStatus
+
+    last: list = [RunFinished(status=StageStatus.INTERRUPTED)]
+    stage = ctx.stage
+    try:
+        if stage and run.read_state()["stages"].get(stage, {}).get("status") == StageStatus.RUNNING:
+            run.update_stage_state(stage, status=StageStatus.INTERRUPTED, finished=time.time(), summary=reason)
+            last.insert(0, StageInterrupted(stage=stage, reason=reason))
+    finally:
+        jsonl.append_last(last)
+
+
 def _refuse_changing_running_stage(run: RunDir, old: config_mod.Config, new: config_mod.Config) -> None:
     """A ``--set`` may not change the config of the stage a runner is working on right now."""
     from carclf_core.provenance import LINEAGES
@@ -192,23 +210,23 @@ def run_headless(args: argparse.Namespace) -> int:
                 config = changed_config
                 if changes:
                     emit(ConfigChanged(changes=changes, source="--set on resume"))
-                    print(f"carclf-tui: {run.name}: config changed: "
-                          + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()), file=sys.stderr)
+                    _say(f"{run.name}: config changed: "
+                         + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()))
             ctx = StageContext(config=config, run=run, emit=emit)
             skip_fresh = names is None
             names = names if names is not None else pending_stages(run, config)
             try:
                 if not names:
-                    print(f"carclf-tui: {run.name}: up to date (every stage done, none stale)", file=sys.stderr)
+                    _say(f"{run.name}: up to date (every stage done, none stale)")
                     status = "done"
                 else:
-                    with _SignalStop(ctx) as stop:
+                    with _SignalStop(ctx, functools.partial(_record_abort, run, jsonl, ctx)) as stop:
                         status = run_all(ctx, names, skip_fresh=skip_fresh)
             finally:
                 jsonl.close()
                 console.close()
     except RunError as exc:
-        print(f"carclf-tui: {exc}", file=sys.stderr)
+        _say(exc)
         return EXIT_USAGE
     if status == "interrupted":
         return SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
@@ -241,11 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_headless(args)
         return run_dashboard(args)
     except config_mod.ConfigError as exc:
-        print(f"carclf-tui: config error: {exc}", file=sys.stderr)
+        _say(f"config error: {exc}")
         return EXIT_USAGE
     except RunError as exc:
-        print(f"carclf-tui: {exc}", file=sys.stderr)
+        _say(exc)
         return EXIT_USAGE
+    except OSError as exc:  # a run folder or file the system refuses (permissions, a full or read-only disk)
+        _say(exc)
+        return EXIT_USAGE
+
+
+def _say(message: object) -> None:
+    """One line on stderr; it may quote paths and values from outside, so it is made display-safe."""
+    print(printable(f"carclf-tui: {message}"), file=sys.stderr)
 
 
 def entry_point() -> None:

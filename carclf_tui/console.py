@@ -1,8 +1,16 @@
 """Headless console renderer: one event sink that draws rich progress on a terminal and plain,
-throttled lines when output goes to a file (nohup, cron, CI)."""
+throttled lines when output goes to a file (nohup, cron, CI).
+
+Every line it writes goes through :func:`carclf_core.display.printable` and is printed as a Rich
+``Text`` (never as markup, never with emoji codes replaced): file names, paths and messages can hold
+escape sequences and newlines, and this output is also ``runner.log``, which the dashboard shows.
+Numbers may be NaN or infinite (a diverging training) and are shown as such. The sink never raises
+into the stage that emits: an event it cannot show costs one line saying so.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import IO
@@ -10,8 +18,10 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from carclf_core import heatmap
+from carclf_core.display import number, printable
 from carclf_core.events import (
     BatchEnded,
     ConfigChanged,
@@ -37,8 +47,17 @@ MAX_WARNINGS_SHOWN = 5
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
+    if not math.isfinite(seconds):
+        return number(seconds)
     seconds = int(seconds)
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _rate(value: float | None, unit: str) -> str:
+    """``1,356 img/s`` (``unit`` " img/s"); empty for none or zero, ``NaN img/s`` / ``inf img/s`` as such."""
+    if not value:
+        return ""
+    return f"{value:,.0f}{unit}" if math.isfinite(value) else f"{number(value)}{unit}"
 
 
 class ConsoleRenderer:
@@ -59,10 +78,11 @@ class ConsoleRenderer:
 
     # --- output helpers --------------------------------------------------------------------------
     def _line(self, text: str) -> None:
+        line = Text(printable(text))
         if self.progress is not None:
-            self.progress.console.print(text, markup=False)
+            self.progress.console.print(line)
         else:
-            self.console.print(text, markup=False)
+            self.console.print(line)
 
     def _stop_bar(self) -> None:
         if self.progress is not None:
@@ -74,11 +94,12 @@ class ConsoleRenderer:
         self._stop_bar()
         if not self.interactive:
             return
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), console=self.console, transient=True)
+        self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[rate]}", markup=False),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False),
+                                 console=self.console, transient=True)
         self.progress.start()
-        self.task = self.progress.add_task(stage, total=total, rate="", info="")
+        self.task = self.progress.add_task(printable(stage), total=total, rate="", info="")
 
     def _throttled(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -88,6 +109,13 @@ class ConsoleRenderer:
 
     # --- the sink --------------------------------------------------------------------------------
     def __call__(self, event: Event) -> None:
+        try:
+            self._show(event)
+        except Exception as exc:  # the monitor never fails the stage it watches
+            self._stop_bar()
+            self._line(f"  (console: cannot show a {event.kind} event: {type(exc).__name__}: {exc})")
+
+    def _show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.run_dir = event.run_dir
             self._line(f"run {event.run_dir}: {', '.join(event.stages)}")
@@ -98,16 +126,15 @@ class ConsoleRenderer:
             self._progress(event)
         elif isinstance(event, BatchEnded):
             if self.progress is not None and self.task is not None:
-                rate = f"{event.images_per_s:,.0f} img/s" if event.images_per_s else ""
                 self.progress.update(self.task, completed=event.step, total=event.steps,
-                                     description=f"train epoch {event.epoch}", rate=rate,
-                                     info=f"loss {event.loss:.3f}")
+                                     description=f"train epoch {event.epoch}", rate=_rate(event.images_per_s, " img/s"),
+                                     info=f"loss {number(event.loss, 3)}")
         elif isinstance(event, EpochEnded):
             self._line(self._epoch_text(event))
         elif isinstance(event, PatienceChanged):
             if event.wait:
                 self._line(f"  early stopping: {event.wait}/{event.patience} epochs without a better "
-                           f"{event.monitor} (best {event.best:.4f} at epoch {event.best_epoch})")
+                           f"{event.monitor} (best {number(event.best)} at epoch {event.best_epoch or '-'})")
         elif isinstance(event, ConfusionReady):
             if event.split == "test":
                 self._confusion(event)
@@ -137,9 +164,9 @@ class ConsoleRenderer:
             self._stop_bar()
 
     def _progress(self, event: StageProgress) -> None:
-        info = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                         for k, v in event.info.items() if isinstance(v, (int, float, str)))
-        rate = f"{event.rate:,.0f}/s" if event.rate else ""
+        info = printable(", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                   for k, v in event.info.items() if isinstance(v, (int, float, str))))
+        rate = _rate(event.rate, "/s")
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=event.done, total=event.total, rate=rate, info=info)
         else:
@@ -155,9 +182,9 @@ class ConsoleRenderer:
         for key, label in (("loss", "loss"), ("categorical_accuracy", "acc"), ("val_loss", "val_loss"),
                            ("val_categorical_accuracy", "val_acc")):
             if key in m:
-                parts.append(f"{label} {m[key]:.4f}")
+                parts.append(f"{label} {number(m[key])}")
         if event.images_per_s:
-            parts.append(f"{event.images_per_s:,.0f} img/s")
+            parts.append(_rate(event.images_per_s, " img/s"))
         parts.append(f"{event.duration_s:.1f}s")
         return "  " + "  ".join(parts)
 
@@ -166,7 +193,9 @@ class ConsoleRenderer:
         left to the dashboard: one a epoch would flood a log)."""
         width = max(min(self.console.width, 120), 40)
         self._line(f"  test confusion matrix ({event.sample} images):")
-        for line in heatmap.render(event.matrix, event.classes, width - 2, 40):
+        # names escaped before the layout, so the axis measures what is printed
+        classes = [printable(name) for name in event.classes]
+        for line in heatmap.render(event.matrix, classes, width - 2, 40):
             self._line("  " + line)
 
     def _log(self, event: LogLine) -> None:
@@ -187,10 +216,11 @@ class ConsoleRenderer:
         self._stop_bar()
         if not self.results:
             return
-        table = Table(title=f"carclf run {self.run_dir}", show_lines=False)
+        # Text everywhere: a str title or cell is parsed as markup, and a summary holds paths
+        table = Table(title=Text(printable(f"carclf run {self.run_dir}")), show_lines=False)
         table.add_column("stage")
         table.add_column("status")
         table.add_column("result")
         for stage, status, text in self.results:
-            table.add_row(stage, status, text)
+            table.add_row(Text(printable(stage)), Text(printable(status)), Text(printable(text)))
         self.console.print(table)

@@ -73,7 +73,9 @@ def follow(state: runstate.RunState, events_path: Path, runner: Runner, post: Ca
 
     Also watches the runner: its exit goes into the log, and a stage the events still call running
     when no runner is left (a crash or a kill -9 leaves no final event) is marked failed with the last
-    lines of ``runner.log``.
+    lines of ``runner.log``. Nothing ends the loop but ``cancelled()``: a log that cannot be read (a
+    symbolic link, a folder) or any exception while reading or folding becomes the state's
+    ``reader_problem`` (shown, and logged once) and the next poll tries again.
 
     Args:
         state: the state to fold into (usually empty: the whole log is replayed first).
@@ -84,22 +86,49 @@ def follow(state: runstate.RunState, events_path: Path, runner: Runner, post: Ca
         interval: seconds between polls.
         clock: wall clock, for the time of a discovered crash.
     """
-    follower = EventFollower(events_path, skip_dead_batches)
-    watched = None
-    reported = False
-    suspect = 0
+    watch = _Watch(EventFollower(events_path, skip_dead_batches), runner, clock)
     first = True
     while not cancelled():
+        try:
+            state, changed = watch.poll(state)
+        except Exception as exc:  # the monitor never dies: a failure is a state to show
+            state = runstate.reader_problem(
+                state, f"the event reader failed ({type(exc).__name__}: {exc}); it keeps trying", clock())
+            changed = True
+        if changed or first:
+            post(state)
+            first = False
+        if not watch.follower.behind:
+            time.sleep(interval)
+
+
+class _Watch:
+    """One poll of the follower: new events, the reader's problems, the runner's exit or loss."""
+
+    def __init__(self, follower: EventFollower, runner: Runner, clock: Callable[[], float]):
+        self.follower = follower
+        self.runner = runner
+        self.clock = clock
+        self.watched = None
+        self.reported = False
+        self.suspect = 0
+
+    def poll(self, state: runstate.RunState) -> tuple[runstate.RunState, bool]:
+        """The state after this poll, and whether it changed."""
+        follower, runner, clock = self.follower, self.runner, self.clock
         events, bad = follower.read_new()
         changed = bool(events or bad)
         if changed:
             state = runstate.fold(state, events, bad)
+        problem = follower.problem or ""
+        if problem != state.reader_problem:
+            state, changed = runstate.reader_problem(state, problem, clock()), True
         process = runner.process
-        if process is not watched:
-            watched, reported = process, False
+        if process is not self.watched:
+            self.watched, self.reported = process, False
         code = runner.poll()
-        if code is not None and not reported:
-            reported = True
+        if code is not None and not self.reported:
+            self.reported = True
             # Catch the last lines it wrote before telling its exit.
             more, more_bad = follower.read_new()
             if more or more_bad:
@@ -113,16 +142,13 @@ def follow(state: runstate.RunState, events_path: Path, runner: Runner, post: Ca
         if state.running_stage() is not None and not events and not runner.is_busy():
             # One more empty poll after the lock is free: a runner flushes its last events before
             # it lets go of the lock, so a stage still running now has lost its runner.
-            suspect += 1
-            if suspect >= 2:
+            self.suspect += 1
+            if self.suspect >= 2:
                 reason = (f"runner exited with code {code} without finishing the stage" if code is not None
                           else "runner is gone (no process holds the run's lock)")
                 state = runstate.runner_lost(state, reason, runner.log_tail(), clock())
                 changed = True
-                suspect = 0
+                self.suspect = 0
         else:
-            suspect = 0
-        if changed or first:
-            post(state)
-            first = False
-        time.sleep(interval)
+            self.suspect = 0
+        return state, changed

@@ -17,6 +17,7 @@ import numpy as np
 from .. import dataset
 from ..errors import StageError
 from ..events import PrefilterExamples, PrefilterHistogram
+from ..files import nonregular_reason
 from ..pipeline import StageContext, StageResult
 from ..prefilter import scores as store
 from ..prefilter.classifiers import efficientnet_lite0_path, imagenet_labels, load_classifier, model_signature
@@ -100,14 +101,20 @@ def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, numbe
     probs = np.zeros((len(part), NUM_CLASSES), dtype=np.float16)
     seen = np.zeros(len(part), dtype=bool)
     files = [str(data_dir / p) for p in part]
-    for images, rows in make_prefilter_dataset(files, model.size, cfg.resize, cfg.batch_size).as_numpy_iterator():
+    # A name replaced since the index by a FIFO (or a device, a folder) would block the tf.data read
+    # for good, deaf to a stop: it stays out of the pipeline and is rejected saying what it is.
+    special = {i: why for i, f in enumerate(files) if (why := nonregular_reason(f)) is not None and why != "missing"}
+    readable = np.array([i for i in range(len(files)) if i not in special], dtype=np.int64)
+    batches = make_prefilter_dataset([files[i] for i in readable], model.size, cfg.resize, cfg.batch_size)
+    for images, rows in batches.as_numpy_iterator() if readable.size else ():
         ctx.check_cancelled()
+        rows = readable[rows]
         probs[rows] = model.predict(images).astype(np.float16)
         seen[rows] = True
         tally.progress(tally.done + int(seen.sum()), number)
     reasons = np.full(len(part), "", dtype=object)
     for i in np.flatnonzero(~seen):
-        reasons[i] = _broken_reason(data_dir / part[i])
+        reasons[i] = special.get(int(i)) or _broken_reason(data_dir / part[i])
         ctx.log("warning", f"rejected: broken file: {reasons[i]}", file=part[i])
     return store.Chunk(np.array(part, dtype=str), probs, reasons.astype(str))
 

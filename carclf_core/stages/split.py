@@ -15,6 +15,7 @@ import pandas as pd
 from .. import dataset
 from ..config import Config, SplitConfig
 from ..errors import StageError
+from ..files import nonregular_reason
 from ..pipeline import StageContext, StageResult
 from ..prefilter.scores import kept_paths
 from ..runs import RunDir, atomic_path, write_json_atomic
@@ -111,11 +112,14 @@ def split_files(
     root = Path(data_dir)
     paths = [str(root / p) for p in part["path"]]
     labels = part["class_index"].to_numpy(dtype=np.int32)
-    present = np.array([Path(p).is_file() for p in paths], dtype=bool)
+    # stat, not open: a name replaced by a FIFO would block the tf.data read for good
+    problems = [nonregular_reason(p) for p in paths]
+    present = np.array([problem is None for problem in problems], dtype=bool)
     if not present.all():
-        for rel in part["path"].to_numpy()[~present]:
+        for rel, problem in zip(part["path"].to_numpy()[~present], filter(None, problems), strict=True):
             if ctx is not None:
-                ctx.log("warning", f"{split} image missing since indexing, left out", file=str(rel))
+                what = "missing since indexing" if problem == "missing" else f"now {problem}"
+                ctx.log("warning", f"{split} image {what}, left out", file=str(rel))
         paths = [p for p, ok in zip(paths, present, strict=True) if ok]
         labels = labels[present]
     return paths, labels

@@ -11,6 +11,7 @@ from textual.reactive import var
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
+from carclf_core.display import printable
 from carclf_core.runstate import RunState
 
 
@@ -19,7 +20,9 @@ def report_worker_error(node: DOMNode, event: Worker.StateChanged) -> None:
     never dies of a failed read or re-apply)."""
     if event.state == WorkerState.ERROR:
         error = event.worker.error
-        node.notify(f"{event.worker.name}: {type(error).__name__}: {error}", severity="error", timeout=10)
+        # the error's text may quote a path or a value from outside: escaped, and never markup
+        node.notify(printable(f"{event.worker.name}: {type(error).__name__}: {error}"), severity="error", timeout=10,
+                    markup=False)
 
 
 class Pane(Container):

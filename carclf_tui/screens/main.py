@@ -21,6 +21,7 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from textual.worker import Worker, get_current_worker
 
 from carclf_core import runstate as rs
+from carclf_core.display import printable
 
 from ..follow import follow
 from ..messages import RunRequested, StateUpdated
@@ -181,10 +182,10 @@ class MainScreen(Screen):
         try:
             pid = self.app.runner.start(names)
         except RunnerBusy as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(printable(exc), severity="warning", markup=False)
             return
         except OSError as exc:
-            self.notify(f"cannot start the runner: {exc}", severity="error", timeout=10)
+            self.notify(printable(f"cannot start the runner: {exc}"), severity="error", timeout=10, markup=False)
             return
         self.busy = True
         self.notify(f"started {', '.join(names)} (pid {pid}, output in runner.log)")

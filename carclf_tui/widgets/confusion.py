@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from carclf_core import runstate as rs
+from carclf_core.display import printable
 
 MODES = ("heatmap", "most confused", "per class")
 
@@ -67,16 +68,19 @@ class ConfusionView(Static):
     def _body(self, c: rs.Confusion, width: int, height: int) -> Text:
         from carclf_core import heatmap, metrics  # numpy: loaded when the tab first needs it
 
+        # Class names come from folder and file names: escaped before they are laid out, so the
+        # axis labels and tables measure what is shown (an escape sequence has no width otherwise).
+        classes = [printable(name) for name in c.classes]
         if self.mode == "heatmap":
-            return Text("\n".join(heatmap.render(c.matrix, c.classes, width, height)))
+            return Text("\n".join(heatmap.render(c.matrix, classes, width, height)))
         if self.mode == "most confused":
-            pairs = metrics.most_confused(c.matrix, c.classes, k=max(1, height - 1))
+            pairs = metrics.most_confused(c.matrix, classes, k=max(1, height - 1))
             if not pairs:
                 return Text("no confusions in this sample", style="dim")
             lines = [f"{'count':>6}  true -> predicted"]
             lines += [f"{count:>6}  {true} -> {pred}" for true, pred, count in pairs]
             return Text("\n".join(lines))
-        rows = metrics.per_class_metrics(c.matrix, c.classes)
+        rows = metrics.per_class_metrics(c.matrix, classes)
         name_width = max(8, min(width - 40, max((len(str(r[0])) for r in rows), default=8)))
         lines = [f"{'class':<{name_width}} {'prec':>6} {'recall':>6} {'f1':>6} {'support':>7}"]
         for name, precision, recall, f1, support in rows:

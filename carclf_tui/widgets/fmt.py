@@ -1,12 +1,45 @@
-"""Small text formatters shared by the widgets (durations, rates, counts)."""
+"""Small text formatters shared by the widgets (durations, rates, counts, untrusted text).
+
+Every number here may be NaN or infinite (a diverging training, a hostile event log): it is shown as
+such, never raised on. Every text from outside goes through :func:`safe`.
+"""
 
 from __future__ import annotations
 
+import math
+
+from rich.text import Text
+
+from carclf_core.display import number as _number
+from carclf_core.display import printable, printable_lines
+
+
+def safe(value: object, style: str = "") -> Text:
+    """Untrusted text (a file name, a summary, a message) as a Rich ``Text``: control characters and
+    invisible ones made visible (:func:`carclf_core.display.printable`), never parsed as markup."""
+    return Text(printable(value), style=style)
+
+
+def safe_lines(value: object, style: str = "") -> Text:
+    """Untrusted multi-line text (a traceback) as ``Text``, each line escaped, the lines kept."""
+    return Text("\n".join(printable_lines(value)), style=style)
+
+
+def _nonfinite(value: float) -> str | None:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
+
 
 def duration(seconds: float | None) -> str:
-    """``8.2s``, ``3:05``, ``1:02:03``; empty for None."""
+    """``8.2s``, ``3:05``, ``1:02:03``; empty for None; ``NaN``/``inf`` as such."""
     if seconds is None:
         return ""
+    special = _nonfinite(float(seconds))
+    if special is not None:
+        return special
     if seconds < 60:
         return f"{seconds:.1f}s"
     seconds = int(round(seconds))
@@ -18,13 +51,22 @@ def duration(seconds: float | None) -> str:
 def rate(value: float | None, unit: str = "img/s") -> str:
     if value is None:
         return "-"
+    special = _nonfinite(float(value))
+    if special is not None or abs(value) >= 1e9:
+        return f"{special or _number(value)} {unit}".rstrip()
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
 
 
 def number(value: float | None, digits: int = 4) -> str:
+    """``0.4321``; ``-`` for None, ``NaN`` and ``inf`` as such, huge values in e-notation."""
+    return _number(value, digits)
+
+
+def scientific(value: float | None, digits: int = 2) -> str:
+    """``1.00e-04`` (a learning rate); ``-`` for None, ``NaN`` and ``inf`` as such."""
     if value is None:
         return "-"
-    return f"{value:.{digits}f}"
+    return _nonfinite(float(value)) or f"{value:.{digits}e}"
 
 
 def share(part: int | None, whole: int | None) -> str:
@@ -35,6 +77,6 @@ def share(part: int | None, whole: int | None) -> str:
 
 def bar(fraction: float, width: int, fill: str = "█", empty: str = "░") -> str:
     """A text bar that reads without colour (NO_COLOR): filled and empty cells differ in shape."""
-    fraction = min(max(fraction, 0.0), 1.0)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
     filled = int(round(fraction * width))
     return fill * filled + empty * (width - filled)

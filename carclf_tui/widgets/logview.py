@@ -9,6 +9,8 @@ from textual.widgets import RichLog
 
 from carclf_core import runstate as rs
 
+from .fmt import safe
+
 LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": ""}
 
 
@@ -16,13 +18,14 @@ def entry_text(entry: rs.LogEntry) -> Text:
     text = Text()
     if entry.t:
         text.append(time.strftime("%H:%M:%S ", time.localtime(entry.t)), style="dim")
-    # The level as a word: it must read without colour.
-    text.append(f"{entry.level.upper():<7} ", style=LEVEL_STYLE.get(entry.level, ""))
+    # The level as a word: it must read without colour. Everything after the time came from the
+    # event log (file names, messages): escaped, so a name cannot drive the terminal or fake a line.
+    text.append_text(safe(f"{entry.level.upper():<7} ", style=LEVEL_STYLE.get(entry.level, "")))
     if entry.stage:
-        text.append(f"[{entry.stage}] ", style="bold")
-    text.append(entry.message)
+        text.append_text(safe(f"[{entry.stage}] ", style="bold"))
+    text.append_text(safe(entry.message))
     if entry.file:
-        text.append(f"  {entry.file}", style="cyan")
+        text.append_text(safe(f"  {entry.file}", style="cyan"))
     return text
 
 

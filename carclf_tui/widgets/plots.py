@@ -3,12 +3,19 @@
 Each widget owns one plot object (plotext's module-level API is global state) and draws it only on the
 UI thread, in ``render``. ``show`` replaces the data and asks for a repaint; it does nothing when the
 section of the state it draws has not changed, so a burst of events costs one redraw.
+
+A diverging training reports NaN or infinite losses: those points are left out of the figure (plotext
+cannot place them) and the title says how many; whatever else plotext fails on is shown in the plot's
+place instead of taking the dashboard down.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
+from rich.text import Text
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from carclf_core import runstate as rs
@@ -25,7 +32,23 @@ def _metric(row: rs.EpochRow, names: tuple[str, ...], prefix: str = "") -> float
     return None
 
 
-class CurvePlot(PlotextPlot):
+def _finite(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], int]:
+    """The points plotext can draw, and how many were NaN or infinite."""
+    kept = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    return kept, len(points) - len(kept)
+
+
+class SafePlot(PlotextPlot):
+    """A plotext plot whose drawing failure shows as a line of text, never as a dashboard crash."""
+
+    def render(self) -> RenderResult:
+        try:
+            return super().render()
+        except Exception as exc:  # plotext on data it cannot scale: the monitor stays up
+            return Text(f"cannot draw this plot ({type(exc).__name__}: {exc})", style="dim")
+
+
+class CurvePlot(SafePlot):
     """Loss or accuracy per epoch for train and validation, with the running epoch's batch curve.
 
     Epoch values sit at x = epoch; batch points of epoch ``e`` at x = e - 1 + step/steps, so the live
@@ -61,29 +84,34 @@ class CurvePlot(PlotextPlot):
         plt.clear_data()
         plt.clear_figure()
         names = ("loss",) if self.metric == "loss" else ACCURACY_KEYS
-        plt.title("loss" if self.metric == "loss" else "accuracy")
         rows = state.epoch_rows
+        dropped = 0
         for prefix, label, marker in (("", "train", "braille"), ("val_", "val", "braille")):
-            points = [(r.epoch, v) for r in rows if (v := _metric(r, names, prefix)) is not None]
+            points, lost = _finite([(r.epoch, v) for r in rows if (v := _metric(r, names, prefix)) is not None])
+            dropped += lost
             if points:
                 xs, ys = zip(*points, strict=True)
                 plt.plot(list(xs), list(ys), label=label, marker=marker)
         batch = state.batch
         steps = batch.total_steps or (batch.last_step or 1)
         values = batch.loss if self.metric == "loss" else batch.accuracy
-        points = [(batch.epoch - 1 + s / steps, v) for s, v in zip(batch.steps, values, strict=False)
-                  if v is not None]
+        points, lost = _finite([(batch.epoch - 1 + s / steps, v) for s, v in zip(batch.steps, values, strict=False)
+                                if v is not None])
         finished = rows[-1].epoch if rows else 0
-        if points and batch.epoch > finished:  # the running epoch only; a finished one has its point
-            xs, ys = zip(*points, strict=True)
-            plt.plot(list(xs), list(ys), label=f"epoch {batch.epoch} batches", marker="dot")
+        if batch.epoch > finished:  # the running epoch only; a finished one has its point
+            dropped += lost
+            if points:
+                xs, ys = zip(*points, strict=True)
+                plt.plot(list(xs), list(ys), label=f"epoch {batch.epoch} batches", marker="dot")
+        title = "loss" if self.metric == "loss" else "accuracy"
+        plt.title(f"{title} ({dropped} NaN/inf not drawn)" if dropped else title)
         if state.patience and state.patience.best_epoch and rows:
             plt.vline(state.patience.best_epoch)
         plt.xlabel("epoch")
         self.refresh()
 
 
-class HistogramPlot(PlotextPlot):
+class HistogramPlot(SafePlot):
     """The prefilter's car-probability histogram with the threshold marked as a vertical line."""
 
     DEFAULT_CSS = """

@@ -6,8 +6,13 @@ from rich.text import Text
 from textual.widgets import Static
 
 from carclf_core import runstate as rs
+from carclf_core.display import printable
 
 from . import fmt
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def progress_text(state: rs.RunState) -> Text:
@@ -16,7 +21,7 @@ def progress_text(state: rs.RunState) -> Text:
     if stage is None:
         return Text("the prefilter stage is not part of this run (yet)", style="dim")
     text.append("prefilter ", style="bold")
-    text.append(stage.status)
+    text.append_text(fmt.safe(stage.status))
     if stage.total:
         text.append(f"  {stage.done:,} / {stage.total:,}  ")
         text.append(fmt.bar(stage.done / stage.total, 30))
@@ -26,7 +31,8 @@ def progress_text(state: rs.RunState) -> Text:
     kept, scored = stage.info.get("kept"), stage.info.get("scored")
     if state.prefilter.kept is not None:
         kept, scored = state.prefilter.kept, state.prefilter.scored
-    if kept is not None and scored:
+    # ``info`` is free-form in the event log: only counts are shown as counts
+    if _is_count(kept) and _is_count(scored) and scored:
         text.append(f"   kept {kept:,} / {scored:,} ({fmt.share(kept, scored)})")
     return text
 
@@ -57,7 +63,8 @@ class PrefilterSummary(Static):
                             f"({fmt.share(trial['kept'], trial['scored'])})", style="bold")
             text.append("   [+/-] change  [w] save", style="dim")
         if message:
-            text.append("\n" + message, style="yellow")
+            text.append("\n")
+            text.append_text(fmt.safe(message, style="yellow"))
         self.update(text)
 
 
@@ -93,8 +100,8 @@ class ExamplesView(Static):
             text.append("none yet", style="dim")
         width = max(10, (self.size.width or 40) - 10)
         for path, prob in pairs:
-            name = str(path)
+            name = printable(path)  # a file name: escaped before it is cut to fit
             if len(name) > width:
                 name = "…" + name[-(width - 1):]
-            text.append(f"{prob:6.3f}  {name}\n")
+            text.append(f"{fmt.number(prob, 3):>6}  {name}\n")
         self.update(text)

@@ -82,7 +82,9 @@ class StagesTable(DataTable):
 
     @staticmethod
     def _cells(stage: rs.StageState, now: float) -> tuple:
-        return (stage.name, status_text(stage), stage_duration(stage, now), stage.summary or progress_line(stage))
+        # Text, not str: a DataTable parses str cells as markup, and a summary holds paths from outside
+        return (fmt.safe(stage.name), status_text(stage), stage_duration(stage, now),
+                fmt.safe(stage.summary or progress_line(stage)))
 
     def _update_column_widths(self, updated_cells: set) -> None:
         # DataTable measures updated cells when idle, but keeps rows it rendered before then cached
@@ -117,7 +119,7 @@ class StageDetail(Static):
             self.update("")
             return
         text = Text()
-        text.append(f"{stage.name}: ", style="bold")
+        text.append_text(fmt.safe(f"{stage.name}: ", style="bold"))
         text.append_text(status_text(stage))
         took = stage_duration(stage, now)
         if took:
@@ -128,8 +130,9 @@ class StageDetail(Static):
         if line:
             text.append("\n" + line)
         if stage.summary and stage.status != rs.RUNNING:
-            text.append("\n" + stage.summary)
+            text.append("\n")
+            text.append_text(fmt.safe(stage.summary))
         if stage.status == rs.FAILED and stage.traceback:
             text.append("\n\nlast lines:\n", style="bold red")
-            text.append("\n".join(stage.traceback.strip().splitlines()[-12:]), style="red")
+            text.append_text(fmt.safe_lines("\n".join(stage.traceback.strip().split("\n")[-12:]), style="red"))
         self.update(text)

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from carclf_core import runstate as rs
 
+from .fmt import safe
 from .stages import STATUS_STYLE
 
 
@@ -23,11 +24,11 @@ class StatusLine(Static):
     def show(self, run_name: str, state: rs.RunState, busy: bool) -> None:
         text = Text()
         text.append("carclf ", style="bold")
-        text.append(run_name)
+        text.append_text(safe(run_name))  # a folder name, from outside
         running = state.running_stage()
         if running:
             symbol, style = STATUS_STYLE[rs.RUNNING]
-            text.append(f"  {symbol} {running}", style=style)
+            text.append_text(safe(f"  {symbol} {running}", style=style))
             if running == "train" and state.epochs:
                 text.append(f" epoch {state.epoch}/{state.epochs}")
         else:
@@ -37,4 +38,10 @@ class StatusLine(Static):
             text.append("  (runner starting)", style="dim")
         text.append(f"  warnings {state.warnings}  errors {state.errors}",
                     style="bold red" if state.errors else "")
+        # What the reader could not use is counted where it is always seen (the log says which and why)
+        skipped = state.bad_lines + state.fold_errors
+        if skipped:
+            text.append(f"  {skipped} event line{'s' if skipped != 1 else ''} skipped", style="yellow")
+        if state.reader_problem:
+            text.append("  ✗ event log unreadable (see log)", style="bold red")
         self.update(text)

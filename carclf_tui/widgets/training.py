@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from carclf_core import runstate as rs
+from carclf_core.display import printable
 
 from . import fmt
 from .plots import ACCURACY_KEYS
@@ -23,14 +24,14 @@ def patience_text(state: rs.RunState) -> Text:
     style = "green" if p.wait == 0 else ("yellow" if p.wait < p.patience - 1 else "bold red")
     text.append(fmt.bar(p.wait / max(p.patience, 1), cells), style=style)
     text.append(f" {p.wait}/{p.patience}")
-    best = fmt.number(p.best) if p.best is not None else "-"
-    text.append(f"\nbest {p.monitor} {best}")
+    monitor = printable(p.monitor)  # from the event log
+    text.append(f"\nbest {monitor} {fmt.number(p.best)}")
     if p.best_epoch:
         text.append(f" at epoch {p.best_epoch}")
     if p.stop_after < (state.epochs or 10**9):
-        text.append(f"\nwill stop after epoch {p.stop_after} unless {p.monitor} improves")
+        text.append(f"\nwill stop after epoch {p.stop_after} unless {monitor} improves")
     else:
-        text.append(f"\nruns to the last epoch ({state.epochs}) unless {p.monitor} stalls")
+        text.append(f"\nruns to the last epoch ({state.epochs}) unless {monitor} stalls")
     return text
 
 
@@ -43,7 +44,7 @@ def stats_text(state: rs.RunState) -> Text:
     text.append("epoch ", style="bold")
     text.append(f"{state.epoch or '-'}/{state.epochs or '-'}")
     if state.phase:
-        text.append(f" ({state.phase})")
+        text.append_text(fmt.safe(f" ({state.phase})"))
     if running and b.total_steps:
         text.append(f"  step {b.last_step}/{b.total_steps}")
     speed = b.images_per_s if running and b.images_per_s else (last.images_per_s if last else None)
@@ -59,7 +60,7 @@ def stats_text(state: rs.RunState) -> Text:
     else:
         text.append(fmt.duration(last.eta_s) if last and last.eta_s is not None else "-")
     text.append("\nlearning rate ", style="bold")
-    text.append(f"{last.learning_rate:.2e}" if last and last.learning_rate is not None else "-")
+    text.append(fmt.scientific(last.learning_rate if last else None, 2))
     return text
 
 
@@ -136,7 +137,7 @@ class EpochTable(DataTable):
             return "-"
 
         mark = Text(f"{row.epoch}*", style="bold green") if row.epoch == best else Text(str(row.epoch))
-        lr = f"{row.learning_rate:.1e}" if row.learning_rate is not None else "-"
+        lr = fmt.scientific(row.learning_rate, 1)
         return (mark, pick(("loss",)), pick(ACCURACY_KEYS), pick(("top5", "top_k_categorical_accuracy")),
                 pick(("loss",), "val_"), pick(ACCURACY_KEYS, "val_"),
                 pick(("top5", "top_k_categorical_accuracy"), "val_"), lr, fmt.duration(row.duration_s),
