@@ -54,7 +54,8 @@ class Runner:
         return Path(self.run.path) / LOG_FILE
 
     def start(self, stages: Sequence[str]) -> int:
-        """Start the runner on ``stages``; returns its pid.
+        """Start the runner on ``stages`` (none: ``--resume`` alone, the unfinished and stale stages);
+        returns its pid.
 
         Raises:
             RunnerBusy: our child is still running, or another process holds the run's lock.
@@ -62,7 +63,7 @@ class Runner:
         if self.own_child_alive() or self.run.is_locked():
             raise RunnerBusy(f"{self.run.name}: a runner is already working on this run")
         with open(self.log_path, "ab") as log:
-            log.write(f"--- carclf-tui runner: {' '.join(stages)}\n".encode())
+            log.write(f"--- carclf-tui runner: {' '.join(stages) or 'resume'}\n".encode())
             log.flush()
             # Its own session: a Ctrl-C or hang-up in the dashboard's terminal does not reach it.
             self.process = subprocess.Popen(self.command(self.run, list(stages)), stdin=subprocess.DEVNULL,

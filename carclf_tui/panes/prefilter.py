@@ -8,10 +8,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 
+from carclf_core import runstate as rs
 from carclf_core.errors import CarclfError
 from carclf_core.runstate import RunState
 
 from ..messages import ThresholdApplied, ThresholdFailed
+from ..screens.confirm import ConfirmScreen
 from ..widgets.plots import HistogramPlot
 from ..widgets.prefilter import ExamplesView, PrefilterSummary
 from .base import Pane
@@ -76,16 +78,33 @@ class PrefilterPane(Pane):
         self._reapply(self.threshold, write=False)
 
     def action_save_threshold(self) -> None:
-        """Write the kept/rejected lists for the shown threshold (re-run split afterwards to use them)."""
+        """Save the shown threshold as the run's, after asking: the kept/rejected lists are rewritten,
+        the run's config records it, and the finished stages made from the old lists turn stale."""
         if self.busy:
             self.notify("a stage is running: stop it before saving the prefilter decision", severity="warning")
             return
         if self.threshold is None:
             self.notify("no threshold to save yet", severity="warning")
             return
-        self.trial_pending = True
-        self._draw()
-        self._reapply(self.threshold, write=True)
+        threshold = self.threshold
+        order = self._state.stage_order if self._state is not None else []
+        later = order[order.index("prefilter") + 1:] if "prefilter" in order else []
+        made = [name for name in later if self._state and self._state.stages[name].status in (rs.DONE, rs.STALE)]
+        detail = ""
+        if self.trial is not None and self.trial.get("threshold") == threshold:
+            detail = f"It keeps {self.trial.get('kept', 0):,} of {self.trial.get('scored', 0):,} scored images. "
+        detail += "kept.csv and rejected.csv are rewritten and the run's config.yaml records the threshold."
+        stale = (f"{', '.join(made)} become{'s' if len(made) == 1 else ''} stale" if made
+                 else "no later stage is done yet")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.trial_pending = True
+                self._draw()
+                self._reapply(threshold, write=True)
+
+        self.app.push_screen(ConfirmScreen(f"save threshold {threshold:g} as the run's? {stale}", detail,
+                                           yes="Save"), answered)
 
     # --- the re-apply worker and its messages ----------------------------------------------------
     @work(thread=True, exclusive=True, group="reapply", name="re-apply threshold", exit_on_error=False)
@@ -105,8 +124,8 @@ class PrefilterPane(Pane):
             return  # an older key press; a newer re-apply is on its way
         self.trial = message.result
         self.trial_pending = False
-        self.notice = ("saved as the run's threshold; split, train and evaluate are stale: a (resume) brings "
-                       "them up to date" if message.written else "")
+        self.notice = ("saved as the run's threshold; stages made from the old lists are stale: u (resume) "
+                       "brings them up to date" if message.written else "")
         self._draw()
 
     def on_threshold_failed(self, message: ThresholdFailed) -> None:

@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from .confirm import dialog_css
+
 
 def keys_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -36,20 +38,7 @@ class HelpScreen(ModalScreen):
     """
 
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close help")]
-    DEFAULT_CSS = """
-    HelpScreen {
-        align: center middle;
-    }
-    HelpScreen > VerticalScroll {
-        width: 72;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: round $accent;
-        padding: 0 1;
-        background: $surface;
-    }
-    """
+    DEFAULT_CSS = dialog_css("HelpScreen", width=72, border="$accent", box="VerticalScroll")
 
     def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 The screen holds the newest :class:`~carclf_core.runstate.RunState` the follower thread posted and
 hands it to the active pane's ``show`` (hidden panes catch up when their tab opens). Each pane owns
 its keys and what they change (see :mod:`carclf_tui.panes`); the screen keeps the keys that concern
-the whole run: stop (``s``), new run (``n``) and the tab numbers. Starting and stopping stages goes
+the whole run: stop (``s``), new run (``n``, asking its name), open another run (``o``) and the tab
+numbers. Starting and stopping stages goes
 through the app's :class:`~carclf_tui.runner.Runner`.
 """
 
@@ -27,8 +28,10 @@ from ..follow import follow
 from ..messages import RunRequested, StateUpdated
 from ..panes import PANES, Pane
 from ..panes.base import report_worker_error
+from ..panes.stages import resumable
 from ..runner import RunnerBusy
 from ..widgets.status import StatusLine
+from .confirm import RunNameScreen
 
 TABS = tuple(pane.TAB for pane in PANES)
 
@@ -46,6 +49,7 @@ def routed(pane: type[Pane]) -> list[Binding]:
 RUN_KEYS = [
     Binding("s", "stop", "Stop", id="stop"),
     Binding("n", "new_run", "New run", id="new-run"),
+    Binding("o", "app.open_run", "Open run", show=False, id="open-run"),
 ]
 TAB_KEYS = [Binding(str(i + 1), f"tab({tab!r})", f"{tab.title()} tab", show=False, id=f"tab-{tab}")
             for i, tab in enumerate(TABS)]
@@ -120,9 +124,12 @@ class MainScreen(Screen):
                cancelled=lambda: worker.is_cancelled, interval=self.app.poll_interval, clock=self.app.clock)
 
     def on_state_updated(self, message: StateUpdated) -> None:
+        was_resumable = resumable(self.state)
         self.state = message.state
         self._update_busy()
         self.show(self.state)
+        if resumable(self.state) != was_resumable:
+            self.refresh_bindings()  # u (resume) shows only while there is something to resume
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)  # the follower's; panes report their own workers
@@ -179,6 +186,7 @@ class MainScreen(Screen):
         self._launch(list(message.stages))
 
     def _launch(self, names: list[str]) -> None:
+        """Start the runner on ``names``; none: resume the run (its unfinished and stale stages)."""
         try:
             pid = self.app.runner.start(names)
         except RunnerBusy as exc:
@@ -188,7 +196,8 @@ class MainScreen(Screen):
             self.notify(printable(f"cannot start the runner: {exc}"), severity="error", timeout=10, markup=False)
             return
         self.busy = True
-        self.notify(f"started {', '.join(names)} (pid {pid}, output in runner.log)")
+        what = ", ".join(names) if names else "resume: the unfinished and stale stages"
+        self.notify(f"started {what} (pid {pid}, output in runner.log)")
 
     def action_stop(self) -> None:
         """Ask the running stage to stop (SIGINT); it stops at the next batch and keeps what it finished."""
@@ -198,8 +207,13 @@ class MainScreen(Screen):
             self.notify("nothing is running", severity="warning")
 
     def action_new_run(self) -> None:
-        """Start over in a new run directory with the dashboard's config."""
+        """Start over in a new run directory with the dashboard's config, under a name asked for."""
         if self.busy:
             self.notify("a stage is running: stop it first (s)", severity="warning")
             return
-        self.app.new_run()
+
+        def named(name: str | None) -> None:
+            if name is not None:
+                self.app.new_run(name)
+
+        self.app.push_screen(RunNameScreen(self.app.config.run.name, printable(self.app.config.run.root)), named)

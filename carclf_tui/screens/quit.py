@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from carclf_core.display import printable
+
+from .confirm import dialog_css
 
 
 class QuitScreen(ModalScreen[str]):
@@ -17,25 +22,7 @@ class QuitScreen(ModalScreen[str]):
         Binding("l", "choose('leave')", "Leave it running and quit"),
         Binding("escape,c", "choose('cancel')", "Cancel"),
     ]
-    DEFAULT_CSS = """
-    QuitScreen {
-        align: center middle;
-    }
-    QuitScreen > Vertical {
-        width: 64;
-        max-width: 100%;
-        height: auto;
-        border: round $warning;
-        padding: 0 1;
-        background: $surface;
-    }
-    QuitScreen Horizontal {
-        height: auto;
-    }
-    QuitScreen Button {
-        margin: 1 1 0 0;
-    }
-    """
+    DEFAULT_CSS = dialog_css("QuitScreen")
 
     def __init__(self, stage: str) -> None:
         super().__init__()
@@ -43,10 +30,11 @@ class QuitScreen(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(f"{self.stage} is running.\n\n"
-                         "[b]s[/b]: stop it (it keeps what it finished) and quit\n"
-                         "[b]l[/b]: leave it running and quit (attach later with --attach)\n"
-                         "[b]escape[/b]: stay")
+            yield Static(Text.assemble(
+                (f"{printable(self.stage)} is running.", "bold"), "\n\n",
+                ("s", "bold"), ": stop it (it keeps what it finished) and quit\n",
+                ("l", "bold"), ": leave it running and quit (the command to come back is printed)\n",
+                ("escape", "bold"), ": stay"))
             with Horizontal():
                 yield Button("Stop and quit", id="stop", variant="error")
                 yield Button("Leave running", id="leave", variant="primary")

@@ -80,3 +80,14 @@ def bar(fraction: float, width: int, fill: str = "█", empty: str = "░") -> s
     fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
     filled = int(round(fraction * width))
     return fill * filled + empty * (width - filled)
+
+
+def age(then: float | None, now: float) -> str:
+    """How long ago ``then`` was, in its largest unit: ``45s``, ``12m``, ``3h``, ``5d``; empty for None."""
+    if then is None:
+        return ""
+    seconds = max(0.0, now - then)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

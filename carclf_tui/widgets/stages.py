@@ -16,7 +16,11 @@ STATUS_STYLE = {
     rs.DONE: ("✓", "green"),
     rs.FAILED: ("✗", "bold red"),
     rs.INTERRUPTED: ("■", "magenta"),
+    rs.STALE: ("↻", "yellow"),
 }
+
+RESUME_HINT = "u (resume) brings it up to date"
+"""What to do about a stale stage (the status line says it shorter: ``u resumes``)."""
 
 
 def status_text(stage: rs.StageState) -> Text:
@@ -132,6 +136,14 @@ class StageDetail(Static):
         if stage.summary and stage.status != rs.RUNNING:
             text.append("\n")
             text.append_text(fmt.safe(stage.summary))
+        if stage.status == rs.STALE:
+            # Why it is stale names what changed (an upstream stage's output, a config key), so the
+            # user can tell whether bringing it up to date is worth the time.
+            symbol, style = STATUS_STYLE[rs.STALE]
+            text.append("\n\n")
+            text.append_text(fmt.safe(f"{symbol} stale: {stage.stale_reason or 'its inputs changed since it was made'}",
+                                      style=style))
+            text.append(f"\n{RESUME_HINT}; r runs this stage alone again")
         if stage.status == rs.FAILED and stage.traceback:
             text.append("\n\nlast lines:\n", style="bold red")
             text.append_text(fmt.safe_lines("\n".join(stage.traceback.strip().split("\n")[-12:]), style="red"))

@@ -36,6 +36,10 @@ class StatusLine(Static):
             text.append(f"  {symbol} {'idle' if state.run_status == rs.PENDING else state.run_status}", style=style)
         if busy and not running:
             text.append("  (runner starting)", style="dim")
+        stale = sum(1 for name in state.stage_order if state.stages[name].status == rs.STALE)
+        if stale and not busy:
+            symbol, style = STATUS_STYLE[rs.STALE]
+            text.append(f"  {symbol} {stale} stale: u resumes", style=style)
         text.append(f"  warnings {state.warnings}  errors {state.errors}",
                     style="bold red" if state.errors else "")
         # What the reader could not use is counted where it is always seen (the log says which and why)

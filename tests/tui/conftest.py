@@ -13,11 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
 from carclf_core import config as config_mod
+from carclf_core import provenance
 from carclf_core.runs import RunDir
 from carclf_tui.app import CarclfApp
 from carclf_tui.sample_run import T0, make_run_dir, write_sample_run
+from carclf_tui.widgets.stages import StagesTable
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 STAGES = ("index", "prefilter", "split", "train", "evaluate")
@@ -59,6 +62,28 @@ async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = 10.0
         await pilot.pause(0.05)
 
 
+def cell(table, row: str, column: str) -> str:
+    """The plain text of a DataTable cell."""
+    value = table.get_cell(row, column)
+    return value.plain if isinstance(value, Text) else str(value)
+
+
+def rendered(widget) -> str:
+    """The text a Static-like widget shows now."""
+    content = widget.render()
+    return content.plain if hasattr(content, "plain") else str(content)
+
+
+async def launch(pilot, reap: list, *keys: str):
+    """Wait for the stages table, press ``keys`` (ending in a run key), and register the runner's pid
+    for clean-up; returns the main screen."""
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+    await pilot.press(*keys)
+    reap.append(pilot.app.runner.process.pid)
+    return screen
+
+
 def frozen_clock() -> float:
     return T0 + 100.0
 
@@ -67,6 +92,24 @@ def frozen_clock() -> float:
 def finished_run(tmp_path: Path) -> RunDir:
     """A recorded, finished run of all five stages (12 epochs of 40 batches) with stored prefilter scores."""
     return write_sample_run(tmp_path / "runs")
+
+
+def record_provenance(run: RunDir, names=STAGES) -> None:
+    """Record ``names`` as done in ``state.json`` with their provenance, as the real runner does when
+    each stage finishes (the recorded events alone say nothing of what each stage was made from)."""
+    config = run.load_config()
+    for name in names:
+        run.update_stage_state(name, status="done", duration_s=1.0, summary=f"{name} done")
+        provenance.record(run, name, config, f"{name} as recorded")
+
+
+@pytest.fixture
+def recorded_run(tmp_path: Path) -> RunDir:
+    """:func:`finished_run` whose stages also recorded their provenance: saving a threshold stales
+    the stages after the prefilter."""
+    run = write_sample_run(tmp_path / "runs")
+    record_provenance(run)
+    return run
 
 
 @pytest.fixture

@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
-from rich.text import Text
 
 from carclf_core import events as ev
 from carclf_tui.panes import PrefilterPane, StagesPane
 from carclf_tui.sample_run import write_events
+from carclf_tui.screens.confirm import ConfirmScreen, RunNameScreen
 from carclf_tui.screens.help import HelpScreen
 from carclf_tui.screens.main import MainScreen
-from carclf_tui.screens.quit import QuitScreen
 from carclf_tui.widgets.confusion import ConfusionView
 from carclf_tui.widgets.logview import LogView
 from carclf_tui.widgets.prefilter import PrefilterSummary
 from carclf_tui.widgets.stages import StageDetail, StagesTable
 from carclf_tui.widgets.training import EpochTable, TrainingStats
 
-from .conftest import frozen_clock, make_app, wait_until
-
-
-def cell(table: StagesTable, stage: str, column: str) -> str:
-    value = table.get_cell(stage, column)
-    return value.plain if isinstance(value, Text) else str(value)
-
-
-def rendered(widget) -> str:
-    """The text a Static-like widget shows now."""
-    content = widget.render()
-    return content.plain if hasattr(content, "plain") else str(content)
+from .conftest import cell, frozen_clock, launch, make_app, rendered, wait_until
 
 
 async def show_tab(pilot, key: str) -> None:
@@ -42,16 +28,6 @@ async def show_tab(pilot, key: str) -> None:
     await pilot.press(key)
     await wait_until(pilot, lambda: pilot.app.screen.query_one("#tabs").active == name)
     await pilot.pause()
-
-
-async def launch(pilot, reap: list, *keys: str):
-    """Wait for the stages table, press ``keys`` (ending in a run key), and register the runner's pid
-    for clean-up; returns the main screen."""
-    screen = pilot.app.screen
-    await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
-    await pilot.press(*keys)
-    reap.append(pilot.app.runner.process.pid)
-    return screen
 
 
 def log_text(app) -> str:
@@ -118,37 +94,6 @@ async def test_a_crashed_runner_shows_the_stage_failed_with_its_last_lines(empty
         assert "simulated crash in index" in stage.traceback
         await pilot.pause()
         assert "simulated crash in index" in rendered(screen.query_one(StageDetail))
-
-
-async def test_quit_while_running_can_leave_the_stage_running(empty_run, reap) -> None:
-    app = make_app(empty_run, mode="hang")
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await launch(pilot, reap, "r")
-        pid = app.runner.process.pid
-        await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
-        await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
-        await pilot.press("escape")  # stay
-        await wait_until(pilot, lambda: app.screen is screen)
-        await pilot.press("q", "l")  # leave it running
-        await pilot.pause()
-    assert app.return_code == 0
-    assert app.runner.process.poll() is None, "the runner must survive the dashboard"
-    os.kill(pid, signal.SIGINT)
-    assert app.runner.process.wait(timeout=10) == 130
-
-
-async def test_quit_and_stop_sends_sigint(empty_run, reap) -> None:
-    app = make_app(empty_run, mode="hang")
-    async with app.run_test(size=(100, 30)) as pilot:
-        screen = await launch(pilot, reap, "r")
-        await wait_until(pilot, lambda: screen.state.stages["index"].status == "running")
-        await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
-        await pilot.press("s")
-    assert app.runner.process.wait(timeout=10) == 130
-    events = [json.loads(line)["kind"] for line in Path(empty_run.events_path).read_text().splitlines()]
-    assert "stage_interrupted" in events
 
 
 async def test_reattach_shows_the_history_of_a_run_left_running(empty_run, reap) -> None:
@@ -221,7 +166,9 @@ async def test_threshold_keys_reapply_to_the_stored_scores(finished_run) -> None
         assert pane.trial["kept"] == expected and expected != screen.state.prefilter.kept
         assert f"kept {expected:,} / 400" in rendered(screen.query_one(PrefilterSummary))
         assert not (Path(finished_run.path) / "prefilter" / "rule.json").exists()
-        await pilot.press("w")
+        await pilot.press("w")  # asks first (test_leaving.py checks the question); y saves
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await wait_until(pilot, lambda: "saved" in pane.notice)
         rule = json.loads((Path(finished_run.path) / "prefilter" / "rule.json").read_text())
         assert rule["threshold"] == pytest.approx(0.2) and rule["kept"] == expected
@@ -297,7 +244,9 @@ async def test_new_run_key_opens_a_fresh_run(finished_run, monkeypatch, tmp_path
     app.config = config_mod.from_dict({"run": {"root": str(tmp_path / "fresh"), "name": "again"}})
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.screen.state.run_status == "done")
-        await pilot.press("n")
+        await pilot.press("n")  # asks the name, offering run.name
+        await wait_until(pilot, lambda: isinstance(app.screen, RunNameScreen))
+        await pilot.press("enter")
         await wait_until(pilot, lambda: app.run_dir.name.endswith("-again") and isinstance(app.screen, MainScreen))
         await pilot.pause(0.3)
         assert app.screen.state.run_status == "pending"

@@ -1,0 +1,213 @@
+"""The run picker (``o``, and on start when several runs exist): every run in the folder with its status,
+classes, accuracies, time spent and age; enter opens the highlighted run, escape closes.
+
+The folder is listed and each run summarised in a thread worker (:func:`carclf_core.catalog.summarize`
+reads a few small files a run), so the picker draws at once and rows fill in as their summaries
+arrive; a damaged run shows ``damaged`` and why, never an error.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
+
+from carclf_core import catalog
+from carclf_core import runstate as rs
+from carclf_core.display import printable
+from carclf_core.runs import RunDir, list_runs
+
+from ..widgets import fmt
+from ..widgets.stages import STATUS_STYLE
+from .confirm import dialog_css
+
+# Symbol and word, as in the stages table, so a run's status reads without colour.
+RUN_STATUS_STYLE = {
+    catalog.RUNNING: STATUS_STYLE[rs.RUNNING],
+    catalog.DONE: STATUS_STYLE[rs.DONE],
+    catalog.STALE: STATUS_STYLE[rs.STALE],
+    catalog.FAILED: STATUS_STYLE[rs.FAILED],
+    catalog.INTERRUPTED: STATUS_STYLE[rs.INTERRUPTED],
+    catalog.PARTIAL: ("◐", ""),
+    catalog.NEW: STATUS_STYLE[rs.PENDING],
+    catalog.DAMAGED: ("!", "bold red"),
+}
+COLUMNS = ("run", "status", "classes", "val acc", "test acc", "time", "age")
+
+
+class RunsListed(Message):
+    """The worker found these runs (newest first); their summaries follow one by one."""
+
+    def __init__(self, runs: list[RunDir]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class RunSummarized(Message):
+    """One run's summary is ready."""
+
+    def __init__(self, summary: catalog.RunSummary) -> None:
+        super().__init__()
+        self.summary = summary
+
+
+class ListingFailed(Message):
+    """The folder itself could not be listed."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+def status_cell(summary: catalog.RunSummary) -> Text:
+    symbol, style = RUN_STATUS_STYLE.get(summary.status, ("?", ""))
+    label = f"{symbol} {summary.status}"
+    if summary.detail and summary.status in (catalog.RUNNING, catalog.FAILED, catalog.INTERRUPTED, catalog.PARTIAL):
+        label += f" {printable(summary.detail)}"
+    return Text(label, style=style)
+
+
+def accuracy(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+class RunPicker(ModalScreen[RunDir | None]):
+    """Dismisses with the chosen run (enter on its row), or None (escape).
+
+    Args:
+        root: the folder whose runs are listed.
+        current: the run the dashboard shows now (marked ``●`` and highlighted first).
+        clock: wall clock for the ages.
+    """
+
+    BINDINGS = [Binding("escape,o", "close", "Close")]
+    DEFAULT_CSS = dialog_css("RunPicker", width=110, border="$accent") + """
+    RunPicker DataTable {
+        height: auto;
+        max-height: 20;
+    }
+    RunPicker #run-detail {
+        height: auto;
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, root: Path, current: RunDir | None = None, clock=time.time) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.current = Path(current.path).resolve() if current is not None else None
+        self.clock = clock
+        self.runs: dict[str, RunDir] = {}
+        """The runs listed, by row key."""
+        self.summaries: dict[str, catalog.RunSummary] = {}
+        """The summaries read so far, by row key."""
+        self.listed = False
+        """The folder has been listed (rows exist for every run)."""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text.assemble(("Open a run", "bold"), f"  in {printable(self.root)}/"), id="picker-title")
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+            yield Static(Text("reading the runs ...", style="dim"), id="run-detail")
+            yield Static(Text("enter: open the run   escape: close   up/down: choose", style="dim"))
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for name in COLUMNS:
+            table.add_column(name, key=name)
+        table.focus()
+        self._read(self.root)
+
+    # --- reading, in a thread --------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="picker", name="read runs", exit_on_error=False)
+    def _read(self, root: Path) -> None:
+        worker = get_current_worker()
+        try:
+            runs = list(reversed(list_runs(root)))
+        except OSError as exc:
+            self.post_message(ListingFailed(f"{printable(root)}: {exc.strerror or exc}"))
+            return
+        self.post_message(RunsListed(runs))
+        for run in runs:
+            if worker.is_cancelled:
+                return
+            self.post_message(RunSummarized(catalog.summarize(run)))
+
+    def _key(self, run: RunDir) -> str:
+        return str(Path(run.path).resolve())
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        table = self.query_one(DataTable)
+        for run in message.runs:
+            key = self._key(run)
+            self.runs[key] = run
+            mark = "● " if Path(key) == self.current else "  "
+            table.add_row(Text(mark + printable(run.name)), Text("…", style="dim"), "", "", "", "", "", key=key)
+        self.listed = True
+        if not message.runs:
+            self._detail(Text(f"no runs under {printable(self.root)}/ yet", style="dim"))
+            return
+        current = str(self.current) if self.current is not None else ""
+        if current in self.runs:
+            table.move_cursor(row=table.get_row_index(current))
+        self._show_detail()
+
+    def on_run_summarized(self, message: RunSummarized) -> None:
+        summary = message.summary
+        key = self._key(summary.run)
+        self.summaries[key] = summary
+        table = self.query_one(DataTable)
+        cells = (status_cell(summary), "-" if summary.classes is None else str(summary.classes),
+                 accuracy(summary.val_accuracy), accuracy(summary.test_accuracy),
+                 fmt.duration(summary.duration_s) or "-", fmt.age(summary.created, self.clock()))
+        for column, value in zip(COLUMNS[1:], cells, strict=True):
+            table.update_cell(key, column, value, update_width=True)
+        if self._highlighted() == key:
+            self._show_detail()
+
+    def on_listing_failed(self, message: ListingFailed) -> None:
+        self.listed = True
+        self._detail(Text(f"cannot list the runs: {message.error}", style="bold red"))
+
+    # --- the highlighted run ---------------------------------------------------------------------
+    def _highlighted(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    def _detail(self, text: Text) -> None:
+        self.query_one("#run-detail", Static).update(text)
+
+    def _show_detail(self) -> None:
+        key = self._highlighted()
+        if key is None:
+            return
+        text = Text(printable(key))
+        summary = self.summaries.get(key)
+        if summary is not None and summary.detail:
+            text.append(f"\n{summary.status}: {printable(summary.detail)}",
+                        style="bold red" if summary.status == catalog.DAMAGED else "")
+        self._detail(text)
+
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self._show_detail()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        run = self.runs.get(str(event.row_key.value))
+        if run is not None:
+            self.dismiss(run)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
