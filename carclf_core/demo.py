@@ -14,14 +14,14 @@ import io
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from .files import build_once
 
 DEMO_VERSION = 1
 WIDTH = 320
@@ -336,22 +336,7 @@ def ensure_demo_data(target: Path | None = None, progress: Callable[[int, int], 
     ``progress`` hears about the generation, which only the first call on a machine does.
     """
     target = Path(target) if target is not None else cache_dir()
-    if (target / ".complete").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        shutil.rmtree(staging)
-        generate(staging, progress)
-        (staging / ".complete").write_text(f"carclf demo v{DEMO_VERSION}\n")
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / ".complete").is_file():  # someone else finished first: fine
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return build_once(target, lambda staging: generate(staging, progress), f"carclf demo v{DEMO_VERSION}\n")
 
 
 def demo_prefilter() -> dict[str, Any]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import RunError
@@ -93,3 +96,35 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
         os.close(fd)
         raise
     return fd
+
+
+COMPLETE_MARKER = ".complete"
+"""The file :func:`build_once` writes into a folder it finished."""
+
+
+def build_once(target: Path, fill: Callable[[Path], object], marker: str) -> Path:
+    """Make the folder ``target`` once, atomically, and return it.
+
+    ``fill(path)`` creates the folder ``path`` and writes into it; ``path`` is a temporary name beside
+    ``target``, renamed to ``target`` once ``fill`` returns and a :data:`COMPLETE_MARKER` file holding
+    ``marker`` is in it. So ``target`` either does not exist or is whole: a generation killed halfway
+    leaves a hidden temporary folder, never a half-filled ``target`` that a later call would trust.
+    When another process finishes first, its folder is kept and this one's removed.
+    """
+    target = Path(target)
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.rmtree(staging)
+        fill(staging)
+        (staging / COMPLETE_MARKER).write_text(marker)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / COMPLETE_MARKER).is_file():  # someone else finished first: fine
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -34,6 +34,23 @@ def top_indices(probs: np.ndarray, k: int = TOP_STORED) -> np.ndarray:
     return order[:, :k].astype(np.int16)
 
 
+def stored_top_hits(top: np.ndarray, car_classes: Sequence[int]) -> np.ndarray:
+    """Rows whose stored top class indices (``[n, k]``, the ``k1``.. columns) hold a car class."""
+    return np.asarray(np.isin(np.asarray(top), [int(c) for c in car_classes]).any(axis=1), dtype=bool)
+
+
+def top_k_hits(probs: np.ndarray, car_classes: Sequence[int], top_k: int) -> np.ndarray:
+    """Rows of an ``[n, 1000]`` probability matrix with a car class among their ``top_k`` best.
+
+    A car class is in the top k when its probability reaches the k-th largest one (ties count) and is
+    above zero: a class the model gives nothing is no prediction.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    kth = np.partition(probs, NUM_CLASSES - top_k, axis=1)[:, NUM_CLASSES - top_k]
+    best_car = probs[:, [int(c) for c in car_classes]].max(axis=1)
+    return (best_car >= kth) & (best_car > 0)
+
+
 def apply_rule(scores: pd.DataFrame, rule: str, threshold: float, top_k: int, car_classes: Sequence[int]) -> np.ndarray:
     """Which rows the rule calls a car.
 
@@ -68,15 +85,9 @@ def apply_rule(scores: pd.DataFrame, rule: str, threshold: float, top_k: int, ca
         result = car_prob > threshold  # NaN (broken rows) compares False
     else:
         if top_k <= TOP_STORED and all(c in scores.columns for c in TOP_COLUMNS[:top_k]):
-            top = scores[list(TOP_COLUMNS[:top_k])].to_numpy()
-            result = np.isin(top, classes).any(axis=1)
+            result = stored_top_hits(scores[list(TOP_COLUMNS[:top_k])].to_numpy(), classes)
         elif all(c in scores.columns for c in PROB_COLUMNS):
-            probs = scores[list(PROB_COLUMNS)].to_numpy(dtype=np.float32)
-            # a car class is in the top k when its probability reaches the k-th largest one (ties
-            # count) and is above zero: a class the model gives nothing is no prediction
-            kth = np.partition(probs, NUM_CLASSES - top_k, axis=1)[:, NUM_CLASSES - top_k]
-            best_car = probs[:, classes].max(axis=1)
-            result = (best_car >= kth) & (best_car > 0)
+            result = top_k_hits(scores[list(PROB_COLUMNS)].to_numpy(dtype=np.float32), classes, top_k)
         else:
             raise ValueError(f"scores table lacks the top-{top_k} columns the top_k rule needs")
     result = np.asarray(result, dtype=bool).reshape(n)

@@ -6,10 +6,14 @@ Files in ``<run>/prefilter/``:
   probabilities over the 1000 classes, the reason a file could not be decoded), written atomically.
   ``chunks/meta.json`` records the model and preprocessing the chunks were made with.
 - ``scores.csv`` (file, status, reason, car probability, top-5 classes with probabilities and the
-  top-10 class indices) and ``probs.npy`` (float16, one row of 1000 probabilities per scores row).
+  top-10 class indices), ``car_probs.npz`` (the car classes' float16 probabilities and their indices)
+  and, with ``prefilter.store_probs``, ``probs.npy`` (float16, one row of 1000 probabilities per scores
+  row: 600 MB for 300,000 images, so it is only ever memory-mapped and read a slice at a time).
 - ``kept.csv`` (``path``, ``car_prob``), ``rejected.csv`` (``path``, ``car_prob``, ``reason``) and
   ``rule.json`` (the rule, threshold, model and counts they were made with).
 
+A new rule reads only what it needs: ``prob_sum`` the car-class probabilities, ``top_k`` up to 10 the
+stored top-10 indices, a larger ``top_k`` ``probs.npy`` in slices.
 No TensorFlow or Keras here: the dashboard imports this module to re-apply the rule in milliseconds.
 """
 
@@ -19,7 +23,7 @@ import dataclasses
 import json
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +32,157 @@ import pandas as pd
 
 from .. import config as config_mod
 from ..config import PrefilterConfig
+from ..errors import ConfigError, RunError
 from ..eventlog import JsonlSink
 from ..events import ConfigChanged, StagesStale, StageUpdated
 from ..provenance import record, staleness
 from ..runs import RunDir, atomic_path, open_run, write_json_atomic
-from .rule import BROKEN, NUM_CLASSES, PROB_COLUMNS, SCORED, TOP_COLUMNS, apply_rule, car_probability, top_indices
+from .rule import (
+    BROKEN,
+    NUM_CLASSES,
+    RULES,
+    SCORED,
+    TOP_COLUMNS,
+    TOP_STORED,
+    car_probability,
+    stored_top_hits,
+    top_indices,
+    top_k_hits,
+)
 
 CHUNK_DIR = "chunks"
 
 
-def load_scores(run: RunDir) -> pd.DataFrame:
-    """The stored scores table of a finished prefilter stage.
+CAR_PROBS = "car_probs.npz"
+"""Per image, the probabilities of the car classes the stage ran with (float16 ``probs`` ``[n, k]``
+beside their ImageNet indices ``classes``): what ``prob_sum`` needs, 30 bytes an image."""
+PROBS = "probs.npy"
+"""Per image, all 1000 probabilities (float16 ``[n, 1000]``, 2 KB an image); with ``prefilter.store_probs``."""
+ROWS_A_SLICE = 4_096
+"""Rows of ``probs.npy`` read at a time (8 MB; 16 MB as float32): a 300,000-image file is never in memory whole."""
+
+
+def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The stored scores table of a finished prefilter stage, without the per-class probabilities
+    (:func:`load_probs` maps those).
+
+    Args:
+        run: the run.
+        columns: read only these columns (faster on a large table); default all.
 
     Returns:
         One row per scored file: ``path`` (relative to data.dir), ``status`` (``scored`` or
-        ``broken``), ``reason``, ``car_prob`` (NaN when broken), ``top5`` (text), ``k1``..``k10``
-        (top class indices, -1 when broken) and, when ``probs.npy`` is there, ``p0``..``p999``.
+        ``broken``), ``reason``, ``car_prob`` (rounded to 6 places; NaN when broken), ``top5`` (text),
+        ``k1``..``k10`` (top class indices, -1 when broken).
 
     Raises:
         FileNotFoundError: the run has no ``prefilter/scores.csv`` (stage not run or not finished).
     """
-    folder = run.prefilter_dir
-    path = folder / "scores.csv"
+    path = run.prefilter_dir / "scores.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prefilter scores; run the prefilter stage first")
-    frame = pd.read_csv(
+    return pd.read_csv(
         path,
+        usecols=list(columns) if columns is not None else None,
         dtype={"path": str, "status": str, "reason": str, "top5": str},
         keep_default_na=False,
         na_values={"car_prob": [""]},
     )
-    probs_path = folder / "probs.npy"
-    if probs_path.is_file():
-        probs = np.load(probs_path, mmap_mode="r")
-        if probs.shape != (len(frame), NUM_CLASSES):
-            raise ValueError(f"{probs_path}: shape {probs.shape} does not match {len(frame)} score rows")
-        frame = pd.concat([frame, pd.DataFrame(np.asarray(probs), columns=list(PROB_COLUMNS))], axis=1)
-    return frame
+
+
+def load_probs(run: RunDir, rows: int) -> np.ndarray | None:
+    """``probs.npy`` memory-mapped (float16 ``[rows, 1000]``: read only what is indexed), or None when
+    the run did not keep it (``prefilter.store_probs: false``).
+
+    Raises:
+        RunError: the file is not a ``[rows, 1000]`` array (damaged, or from another scores table).
+    """
+    path = run.prefilter_dir / PROBS
+    if not path.is_file():
+        return None
+    try:
+        probs = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot be read ({exc})", "run the prefilter stage again") from exc
+    if probs.shape != (rows, NUM_CLASSES):
+        raise RunError(
+            f"{path}: shape {probs.shape} does not match the {rows:,} rows of scores.csv",
+            "run the prefilter stage again (its finished chunks are reused)",
+        )
+    return probs
+
+
+def _load_car_probs(run: RunDir, rows: int) -> tuple[np.ndarray, list[int]] | None:
+    """The stored car-class probabilities and their class indices, or None for a run made before them."""
+    path = run.prefilter_dir / CAR_PROBS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            probs, classes = data["probs"], data["classes"].tolist()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise RunError(f"{path}: cannot be read ({exc})", "run the prefilter stage again") from exc
+    if probs.shape != (rows, len(classes)):
+        raise RunError(
+            f"{path}: shape {probs.shape} does not match the {rows:,} rows of scores.csv",
+            "run the prefilter stage again (its finished chunks are reused)",
+        )
+    return probs, classes
+
+
+def _by_slices(probs: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``fn`` of ``probs`` :data:`ROWS_A_SLICE` rows at a time, concatenated: a memory-mapped file is
+    read once, and only a slice of it is in memory."""
+    parts = [fn(probs[i : i + ROWS_A_SLICE]) for i in range(0, len(probs), ROWS_A_SLICE)]
+    return np.concatenate(parts) if parts else fn(probs[:0])
+
+
+def car_probabilities(run: RunDir, scores: pd.DataFrame, car_classes: Sequence[int]) -> np.ndarray:
+    """Each scores row's summed probability of ``car_classes`` (float64, not rounded; NaN when broken).
+
+    Read from the least that holds it: ``car_probs.npz`` when it has those classes, else the
+    car-class columns of ``probs.npy`` a slice at a time; a run with neither (made before them) has
+    only the rounded ``car_prob`` column, which is used then.
+
+    Raises:
+        RunError: a stored file does not match the table. ConfigError: ``car_classes`` other than the
+            stored ones and no ``probs.npy`` to sum them from.
+    """
+    classes = [int(c) for c in car_classes]
+    rows = len(scores)
+    stored = _load_car_probs(run, rows)
+    if stored is not None and set(classes) <= set(stored[1]):
+        columns = [stored[1].index(c) for c in classes]
+        total = car_probability(stored[0][:, columns], range(len(classes)))
+    elif (probs := load_probs(run, rows)) is not None:
+        total = _by_slices(probs, lambda part: car_probability(part, classes))
+    elif stored is None:
+        return scores["car_prob"].to_numpy(dtype=np.float64)
+    else:
+        raise ConfigError(
+            "prefilter.car_classes",
+            f"{classes} are not all among the {len(stored[1])} car classes this run's scores were stored with, "
+            "and the run kept no probs.npy",
+            "run the prefilter stage again (prefilter.store_probs: true keeps every class)",
+        )
+    total[scores["status"].to_numpy() == BROKEN] = np.nan
+    return total
+
+
+def _top_k_cars(run: RunDir, scores: pd.DataFrame, car_classes: Sequence[int], top_k: int) -> np.ndarray:
+    """Rows with a car class among their ``top_k`` best: the stored ``k1``.. columns up to 10, else
+    ``probs.npy`` a slice at a time (broken rows are decided by the caller)."""
+    if top_k <= TOP_STORED:
+        return stored_top_hits(scores[list(TOP_COLUMNS[:top_k])].to_numpy(), car_classes)
+    probs = load_probs(run, len(scores))
+    if probs is None:
+        raise ConfigError(
+            "prefilter.top_k",
+            f"{top_k} needs every class's probability, and this run kept only the top {TOP_STORED} "
+            "(prefilter.store_probs: false)",
+            f"use top_k <= {TOP_STORED}, or set prefilter.store_probs: true and run the prefilter stage again",
+        )
+    return _by_slices(probs, lambda part: top_k_hits(part, car_classes, top_k))
 
 
 def config_rule(cfg: PrefilterConfig) -> dict[str, Any]:
@@ -96,19 +214,29 @@ def kept_paths(run: RunDir) -> set[str] | None:
     return set(pd.read_csv(run.kept_csv, dtype={"path": str}, keep_default_na=False)["path"])
 
 
-def _decide(scores: pd.DataFrame, rule: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """kept and rejected tables (with reasons) for ``rule`` applied to ``scores``."""
-    is_car = apply_rule(scores, rule["rule"], rule["threshold"], rule["top_k"], rule["car_classes"])
-    classes = list(rule["car_classes"])
-    if all(f"p{c}" in scores.columns for c in classes):
-        car_prob = scores[[f"p{c}" for c in classes]].to_numpy(dtype=np.float64).sum(axis=1)
-        car_prob[scores["status"].to_numpy() == BROKEN] = np.nan
+DECISION_COLUMNS = ("path", "status", "reason", "car_prob", *TOP_COLUMNS)
+"""The scores columns a decision reads (not the ``top5`` text)."""
+
+
+def _decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """kept and rejected tables (with reasons) for ``rule`` applied to ``scores``.
+
+    Each row on its own, from the stored files: the car classes' probabilities for ``prob_sum`` and
+    for the reasons, the top-10 columns or ``probs.npy`` slices for ``top_k``. Broken rows are never cars.
+    """
+    if rule["rule"] not in RULES:
+        raise ValueError(f"prefilter.rule: expected one of {', '.join(RULES)}, got {rule['rule']!r}")
+    car_prob = car_probabilities(run, scores, rule["car_classes"])
+    if rule["rule"] == "prob_sum":
+        is_car = car_prob > rule["threshold"]  # NaN (broken rows) compares False
     else:
-        car_prob = scores["car_prob"].to_numpy(dtype=np.float64)
+        is_car = _top_k_cars(run, scores, rule["car_classes"], rule["top_k"])
+    status = scores["status"].to_numpy()
+    is_car = np.asarray(is_car, dtype=bool) & (status != BROKEN)
     car_prob = np.round(car_prob, 6)
     kept = pd.DataFrame({"path": scores["path"].to_numpy()[is_car], "car_prob": car_prob[is_car]})
     rejected_mask = ~is_car
-    status = scores["status"].to_numpy()[rejected_mask]
+    status = status[rejected_mask]
     probs = car_prob[rejected_mask]
     if rule["rule"] == "prob_sum":
         below = [f"car probability {p:.3f} <= threshold {rule['threshold']:g}" for p in probs]
@@ -120,7 +248,7 @@ def _decide(scores: pd.DataFrame, rule: dict[str, Any]) -> tuple[pd.DataFrame, p
         np.array(below, dtype=object),
     )
     rejected = pd.DataFrame({"path": scores["path"].to_numpy()[rejected_mask], "car_prob": probs, "reason": reasons})
-    return kept, rejected, car_prob
+    return kept, rejected
 
 
 def reapply(
@@ -154,7 +282,7 @@ def reapply(
     checked = config_mod.from_dict({"prefilter": changes}).prefilter
     current.update({key: getattr(checked, key) for key in changes})
     if not write:
-        return decide(run, load_scores(run), current, write=False)
+        return decide(run, load_scores(run, DECISION_COLUMNS), current, write=False)
     with run.lock():  # the runner's own writes and this one never interleave
         return _save_decision(run, current)
 
@@ -162,7 +290,7 @@ def reapply(
 def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
     """Write a new decision, make its rule the run's config from now on, and tell the event log:
     the prefilter row shows the new count, the stages made from the old list turn stale."""
-    result = decide(run, load_scores(run), rule, write=True)
+    result = decide(run, load_scores(run, DECISION_COLUMNS), rule, write=True)
     config = run.load_config()
     new_config = dataclasses.replace(
         config,
@@ -192,7 +320,7 @@ def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
 def decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool = True) -> dict[str, Any]:
     """Apply ``rule`` to ``scores``; with ``write``, store ``kept.csv``, ``rejected.csv`` and
     ``rule.json`` atomically. Returns the rule with the counts (see :func:`reapply`)."""
-    kept, rejected, _ = _decide(scores, rule)
+    kept, rejected = _decide(run, scores, rule)
     broken = int((scores["status"] == BROKEN).sum())
     result = {**rule, "kept": len(kept), "scored": len(scores) - broken, "broken": broken, "total": len(scores)}
     if write:
@@ -290,14 +418,53 @@ def scores_table(
     return frame, probs
 
 
+def _tables(
+    chunks: Sequence[Chunk], classes: list[int], labels: list[str] | None, car: np.ndarray, every: np.ndarray | None
+) -> list[pd.DataFrame]:
+    """Each chunk's scores table, filling ``car`` (the car-class columns) and ``every`` (all 1000, when
+    given) with the chunks' probabilities, row after row."""
+    frames, start = [], 0
+    for chunk in chunks:
+        frame, probs = scores_table([chunk], classes, labels)
+        frames.append(frame)
+        car[start : start + len(probs)] = probs[:, classes]
+        if every is not None:
+            every[start : start + len(probs)] = probs
+        start += len(probs)
+    return frames
+
+
 def write_scores(
-    run: RunDir, chunks: list[Chunk], car_classes: Sequence[int], labels: list[str] | None
+    run: RunDir, chunks: Sequence[Chunk], car_classes: Sequence[int], labels: list[str] | None, store_probs: bool = True
 ) -> pd.DataFrame:
-    """Write ``scores.csv`` and ``probs.npy`` from all chunks, atomically; returns the scores table."""
-    scores, probs = scores_table(chunks, car_classes, labels)
-    with atomic_path(run.prefilter_dir / "probs.npy") as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, probs)
-    with atomic_path(run.prefilter_dir / "scores.csv") as tmp:
+    """Write ``scores.csv``, ``car_probs.npz`` and (``store_probs``) ``probs.npy`` from all chunks,
+    each atomically; returns the scores table.
+
+    ``probs.npy`` is filled a chunk at a time through a memory map, so writing it holds no second copy
+    of the probabilities. Without ``store_probs`` an older ``probs.npy`` is removed: it would describe
+    other scores.
+    """
+    classes = [int(c) for c in car_classes]
+    rows = sum(len(c.paths) for c in chunks)
+    folder = run.prefilter_dir
+    car = np.zeros((rows, len(classes)), dtype=np.float16)
+    if store_probs and not rows:
+        frames = []
+        with atomic_path(folder / PROBS) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, np.zeros((0, NUM_CLASSES), dtype=np.float16))  # a memory map cannot be empty
+    elif store_probs:
+        with atomic_path(folder / PROBS) as tmp:
+            every = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(rows, NUM_CLASSES))
+            frames = _tables(chunks, classes, labels, car, every)
+            every.flush()
+            del every  # unmapped before the rename
+    else:
+        frames = _tables(chunks, classes, labels, car, None)
+        (folder / PROBS).unlink(missing_ok=True)
+    with atomic_path(folder / CAR_PROBS) as tmp:
+        with open(tmp, "wb") as handle:  # a handle, so numpy does not append another .npz
+            np.savez(handle, probs=car, classes=np.array(classes, dtype=np.int16))
+    scores = pd.concat(frames, ignore_index=True) if frames else scores_table([], classes, labels)[0]
+    with atomic_path(folder / "scores.csv") as tmp:
         scores.to_csv(tmp, index=False)
     return scores
