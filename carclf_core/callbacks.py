@@ -250,6 +250,49 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         return None if self.found is None else self.found[0] - 1
 
 
+class DroppedImagesReporter(keras.callbacks.Callback):
+    """Name the images the input pipelines dropped in an epoch (they failed to decode), each once.
+
+    The pipelines skip a file that fails to decode rather than crash mid-epoch; each one's audit
+    (``inputs.RowAudit``) records the rows delivered, and at the epoch's end the rows that never came
+    are reported. Place it before EarlyStopping: ``stop_training`` already set at this epoch's end then
+    means the pass was cut short (a stop, a divergence), and a cut pass proves nothing.
+
+    Args:
+        audits: split name -> an audit with ``start()``, ``seen`` and ``missing()``, fed by that
+            split's pipeline.
+        report: called with a split name and the rows newly found missing.
+        skip: returns True when the ending epoch must not be judged (cut short by a cancel).
+    """
+
+    def __init__(
+        self,
+        audits: dict[str, Any],
+        report: Callable[[str, list[int]], None],
+        skip: Callable[[], bool] = lambda: False,
+    ):
+        super().__init__()
+        self.audits = audits
+        self.report = report
+        self.skip = skip
+        self.reported: dict[str, set[int]] = {split: set() for split in audits}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for audit in self.audits.values():
+            audit.start()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.skip() or self.model.stop_training:
+            return
+        for split, audit in self.audits.items():
+            if not audit.seen.any():  # no pass over this split in this epoch (validation skipped)
+                continue
+            new = [int(row) for row in audit.missing() if int(row) not in self.reported[split]]
+            if new:
+                self.reported[split].update(new)
+                self.report(split, new)
+
+
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Keras's own EarlyStopping, plus a state it starts from instead of zero (for ``--resume`` and
     for the second phase of a warm-up schedule). The stopping logic itself is Keras's, unchanged."""

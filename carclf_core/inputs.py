@@ -3,41 +3,112 @@
 Images come out as float32 pixels in 0..255 at the configured size; scaling for a particular backbone
 is done inside the model, so the exported model takes plain pixels. Training pipelines shuffle over
 the whole split (every epoch anew) and augment a configured share of images, decided per image;
-validation and test pipelines keep file order, so predictions line up with labels.
+validation and test pipelines keep file order, so predictions line up with labels. Every image is
+turned upright by its EXIF orientation, as :func:`carclf_core.images.read_image` does in Python.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from .config import InputConfig
+from .images import orientation_of_file, orientations
 
 AUTOTUNE = tf.data.AUTOTUNE
+CENTER_CROP = 0.875
+"""Share of the shorter side the prefilter's ``center_crop`` keeps: the ImageNet evaluation recipe
+(resize to 256, crop 224) that ResNet and EfficientNet report their accuracy with."""
+ANTIALIAS_BELOW = 1 / 3
+"""Scale factor under which resizing is antialiased. Plain bilinear reads only the pixels next to each
+sample point: fine down to a third (the demo's 320-pixel pictures at 160 are a half), but a 4,000-pixel
+photo scaled to 224 would be a sparse sample of it, aliased and noisy. Antialiasing costs about twice
+the decode of a small picture, so only the big ones pay for it."""
 
 
-def read_rgb(path: tf.Tensor) -> tf.Tensor:
-    """Read and decode one image file (JPEG, PNG, GIF, BMP, WebP) into uint8 RGB, any size."""
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turn an ``[h, w, c]`` image upright for EXIF ``orientation`` (Pillow's ``exif_transpose``).
+
+    Every orientation is an optional transpose followed by optional flips: 5-8 transpose; then 2, 3,
+    6, 7 flip left-right and 3, 4, 7, 8 flip top-bottom. An upright image (1) is passed through.
+    """
+
+    def turn() -> tf.Tensor:
+        perm = tf.where(orientation >= 5, tf.constant([1, 0, 2]), tf.constant([0, 1, 2]))
+        flip_rows = tf.reduce_any(tf.equal(orientation, [3, 4, 7, 8]))
+        flip_columns = tf.reduce_any(tf.equal(orientation, [2, 3, 6, 7]))
+        axes = tf.boolean_mask(tf.constant([0, 1]), tf.stack([flip_rows, flip_columns]))
+        return tf.reverse(tf.transpose(image, perm), axes)
+
+    return tf.cond(tf.equal(orientation, 1), lambda: image, turn)
+
+
+def _orientation_of(path: tf.Tensor) -> tf.Tensor:
+    """The file's EXIF orientation through Python (a single image's read, not a pipeline's)."""
+    turn = tf.py_function(lambda p: orientation_of_file(os.fsdecode(p.numpy())), [path], tf.int32)
+    return tf.reshape(turn, [])
+
+
+def read_rgb(path: tf.Tensor, orientation: tf.Tensor | None = None) -> tf.Tensor:
+    """Read and decode one image file (JPEG, PNG, GIF, BMP, WebP) into uint8 RGB, any size, upright.
+
+    Args:
+        path: the file.
+        orientation: its EXIF orientation. Pipelines pass it, read for all their files when they are
+            built (:func:`carclf_core.images.orientations`: parsing EXIF with graph ops cost more
+            than the decode); without it, it is read from the file in Python.
+    """
+    if orientation is None:
+        orientation = _orientation_of(path)
     data = tf.io.read_file(path)
     image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    return tf.ensure_shape(image, [None, None, 3])
+    return apply_orientation(tf.ensure_shape(image, [None, None, 3]), orientation)
 
 
-def decode_image(path: tf.Tensor, height: int, width: int, resize: str) -> tf.Tensor:
-    """Read and decode one image file into float32 RGB ``height x width``."""
-    image = tf.cast(read_rgb(path), tf.float32)
+def _resize(image: tf.Tensor, size: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Bilinear resize of a float image to ``size``, antialiased when ``scale`` < :data:`ANTIALIAS_BELOW`."""
+    return tf.cond(
+        scale < ANTIALIAS_BELOW,
+        lambda: tf.image.resize(image, size, antialias=True),
+        lambda: tf.image.resize(image, size),
+    )
+
+
+def _fit_and_pad(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Scale a float image to fit ``height x width`` keeping its aspect, centred, zero-padded.
+
+    ``tf.image.resize_with_pad``'s arithmetic (floor of the scaled sides, padding split with the odd
+    pixel after), with a scaled side of at least one pixel, and antialiasing for big pictures.
+    """
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.minimum(height / shape[0], width / shape[1])
+    fitted = shape * scale
+    scaled = tf.maximum(1, tf.cast(tf.floor(fitted), tf.int32))
+    pad = tf.maximum(0, tf.cast(tf.floor((tf.constant([height, width], tf.float32) - fitted) / 2), tf.int32))
+    return tf.image.pad_to_bounding_box(_resize(image, scaled, scale), pad[0], pad[1], height, width)
+
+
+def decode_image(
+    path: tf.Tensor, height: int, width: int, resize: str, orientation: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Read and decode one image file into float32 RGB ``height x width``, upright.
+
+    ``pad`` scales to fit and pads, ``crop`` scales to cover and centre-crops, ``stretch`` scales
+    each side on its own. ``orientation`` as for :func:`read_rgb`.
+    """
+    image = tf.cast(read_rgb(path, orientation), tf.float32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
     if resize == "pad":
-        image = tf.image.resize_with_pad(image, height, width)
+        image = _fit_and_pad(image, height, width)
     elif resize == "crop":
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
         scale = tf.maximum(height / shape[0], width / shape[1])
         scaled = tf.cast(tf.math.ceil(shape * scale), tf.int32)
-        image = tf.image.resize(image, scaled)
-        image = tf.image.resize_with_crop_or_pad(image, height, width)
+        image = tf.image.resize_with_crop_or_pad(_resize(image, scaled, scale), height, width)
     else:
-        image = tf.image.resize(image, (height, width))
+        image = _resize(image, (height, width), tf.minimum(height / shape[0], width / shape[1]))
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -65,6 +136,30 @@ def maybe_augment(image: tf.Tensor, cfg: InputConfig) -> tuple[tf.Tensor, tf.Ten
     return image, apply
 
 
+class RowAudit:
+    """Which rows of a split a pipeline delivered since :meth:`start`: what went in against what came out.
+
+    The pipelines drop a file that fails to decode (``ignore_errors``) rather than crash mid-epoch;
+    the audit lets the stage name each one. It is fed once a batch (one Python call per batch, not
+    per image), after the decode, so it sees exactly the rows that reach the model.
+    """
+
+    def __init__(self, rows: int):
+        self.seen = np.zeros(rows, dtype=bool)
+
+    def start(self) -> None:
+        """Forget what was delivered (call before each pass over the data)."""
+        self.seen[:] = False
+
+    def record(self, rows: tf.Tensor) -> tf.Tensor:
+        self.seen[rows.numpy()] = True
+        return rows
+
+    def missing(self) -> np.ndarray:
+        """Rows not delivered since :meth:`start`, in order."""
+        return np.flatnonzero(~self.seen)
+
+
 def make_dataset(
     paths: Sequence[str],
     labels: Sequence[int] | np.ndarray,
@@ -74,6 +169,8 @@ def make_dataset(
     seed: int | None = None,
     batch_size: int | None = None,
     with_augment_flags: bool = False,
+    with_rows: bool = False,
+    audit: RowAudit | None = None,
 ) -> tf.data.Dataset:
     """Build the pipeline for one split.
 
@@ -86,23 +183,36 @@ def make_dataset(
         seed: shuffle seed, for reproducible epochs.
         batch_size: overrides ``cfg.batch_size`` (prediction may use larger batches).
         with_augment_flags: also yield the per-image augmentation decision (for tests and debugging).
+        with_rows: also yield each image's position in ``paths`` (int64), last.
+        audit: records the rows delivered, batch by batch (see :class:`RowAudit`).
 
     Returns:
-        Batches of ``(images float32 [b, h, w, 3] in 0..255, one-hot float32 [b, num_classes])``.
-        Files that fail to decode are dropped (``ignore_errors``); the index stage has already
-        rejected every file it could not decode, so this only catches files changed since.
+        Batches of ``(images float32 [b, h, w, 3] in 0..255, one-hot float32 [b, num_classes])``,
+        then the augmentation flags and the rows when asked for. Files that fail to decode are
+        dropped (``ignore_errors``): the index stage has already rejected every file it could not
+        decode, so this only catches files changed since, or the rare file only Pillow decodes;
+        ``with_rows`` or ``audit`` tell the caller which.
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
     ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(paths), tf.string), tf.constant(np.asarray(labels, dtype=np.int32)))
+        (
+            tf.constant(list(paths), tf.string),
+            orientations(paths),
+            tf.constant(np.asarray(labels, dtype=np.int32)),
+            tf.range(len(paths), dtype=tf.int64),
+        )
     )
     parallel = cfg.decode_workers or AUTOTUNE
     buffer = cfg.shuffle_buffer or max(len(paths), 1)
+    keep_rows = with_rows or audit is not None
 
-    def load(path, label):
-        image = decode_image(path, cfg.height, cfg.width, cfg.resize)
-        return image, tf.one_hot(label, num_classes, dtype=tf.float32)
+    def load(path, orientation, label, row):
+        image = decode_image(path, cfg.height, cfg.width, cfg.resize, orientation)
+        return (image, tf.one_hot(label, num_classes, dtype=tf.float32)) + ((row,) if keep_rows else ())
+
+    def extras(applied, rest):
+        return ((applied,) if with_augment_flags else ()) + tuple(rest)
 
     if training and not cfg.cache:
         # shuffling file names is cheap, so the buffer can hold the whole split
@@ -115,32 +225,51 @@ def make_dataset(
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if training and cfg.augment:
 
-        def aug(image, label):
+        def aug(image, label, *rest):
             image, applied = maybe_augment(image, cfg)
-            return (image, label, applied) if with_augment_flags else (image, label)
+            return (image, label) + extras(applied, rest)
 
         ds = ds.map(aug, num_parallel_calls=parallel, deterministic=False)
     elif with_augment_flags:
-        ds = ds.map(lambda image, label: (image, label, tf.constant(False)))
+        ds = ds.map(lambda image, label, *rest: (image, label) + extras(tf.constant(False), rest))
     ds = ds.batch(batch_size or cfg.batch_size)
+    if audit is not None:
+
+        def record(*batch):
+            rows = tf.py_function(audit.record, [batch[-1]], tf.int64)
+            with tf.control_dependencies([rows]):  # the record runs for every batch that is used
+                images = tf.identity(batch[0])
+            return (images,) + batch[1 : None if with_rows else -1]
+
+        ds = ds.map(record)
     return ds.prefetch(AUTOTUNE)
 
 
-def decode_prefilter_image(path: tf.Tensor, size: int, resize: str) -> tf.Tensor:
-    """Read one image into uint8 RGB ``size x size`` for an ImageNet classifier.
+def decode_prefilter_image(path: tf.Tensor, size: int, resize: str, orientation: tf.Tensor | None = None) -> tf.Tensor:
+    """Read one image into uint8 RGB ``size x size`` for an ImageNet classifier, upright.
 
-    ``crop_or_pad`` centre-crops or zero-pads without scaling, as the reference's prefilter does
-    (``tf.image.resize_with_crop_or_pad``); ``pad`` scales the whole picture to fit, keeping its
-    aspect, and pads the rest. uint8 keeps batches four times smaller than float32; each model
-    applies its own preprocessing.
+    ``center_crop`` (the default) follows the classifiers' own evaluation recipe: the central square
+    of :data:`CENTER_CROP` of the shorter side, scaled to ``size`` (antialiased when it shrinks much,
+    so a 4,000-pixel photo looks as a 300-pixel one does). ``crop_or_pad`` centre-crops or zero-pads
+    without scaling, as the reference's prefilter does (``tf.image.resize_with_crop_or_pad``): right
+    for its 320-pixel pictures, a keyhole view of a big photo. ``pad`` scales the whole picture to
+    fit, keeping its aspect, and pads the rest. uint8 keeps batches four times smaller than float32;
+    each model applies its own preprocessing.
     """
-    image = read_rgb(path)
+    image = read_rgb(path, orientation)
     if resize == "crop_or_pad":
         return tf.image.resize_with_crop_or_pad(image, size, size)
-    if resize == "pad":
-        scaled = tf.image.resize_with_pad(tf.cast(image, tf.float32), size, size)
-        return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
-    raise ValueError(f"prefilter.resize: expected crop_or_pad or pad, got {resize!r}")
+    if resize == "center_crop":
+        shape = tf.shape(image)[:2]
+        side = tf.maximum(1, tf.cast(tf.round(CENTER_CROP * tf.cast(tf.reduce_min(shape), tf.float32)), tf.int32))
+        top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
+        square = tf.cast(image[top : top + side, left : left + side], tf.float32)
+        scaled = _resize(square, (size, size), size / tf.cast(side, tf.float32))
+    elif resize == "pad":
+        scaled = _fit_and_pad(tf.cast(image, tf.float32), size, size)
+    else:
+        raise ValueError(f"prefilter.resize: expected center_crop, crop_or_pad or pad, got {resize!r}")
+    return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
 
 
 def make_prefilter_dataset(
@@ -155,7 +284,7 @@ def make_prefilter_dataset(
     Args:
         paths: image files (absolute, or relative to the working directory).
         size: square side the classifier takes, in pixels.
-        resize: ``crop_or_pad`` or ``pad`` (see :func:`decode_prefilter_image`).
+        resize: ``center_crop``, ``crop_or_pad`` or ``pad`` (see :func:`decode_prefilter_image`).
         batch_size: images a batch.
         decode_workers: parallel decode calls; 0 lets tf.data tune it.
 
@@ -166,9 +295,10 @@ def make_prefilter_dataset(
     """
     rows = tf.data.Dataset.range(len(paths))
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
-    ds = tf.data.Dataset.zip((files, rows))
+    turns = tf.data.Dataset.from_tensor_slices(orientations(paths))
+    ds = tf.data.Dataset.zip((files, turns, rows))
     ds = ds.map(
-        lambda path, row: (decode_prefilter_image(path, size, resize), row),
+        lambda path, orientation, row: (decode_prefilter_image(path, size, resize, orientation), row),
         num_parallel_calls=decode_workers or AUTOTUNE,
         deterministic=True,
     )

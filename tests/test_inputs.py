@@ -91,3 +91,91 @@ def test_pipeline_decodes_every_format_the_index_accepts(tmp_path):
     (x, y), = list(inputs.make_dataset(paths, np.zeros(len(paths), int), 2, cfg, training=False))
     assert x.shape == (len(paths), 20, 30, 3)
     assert float(x.numpy().max()) > 100  # 16-bit PNG scaled into 0..255, not clipped to black
+
+
+# --- resize modes on a hand-made picture: each mode's known layout ---------------------------------
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory) -> str:
+    """A 4 x 2 PNG (lossless): the left half pure red, the right half pure blue."""
+    from PIL import Image
+
+    pixels = np.zeros((2, 4, 3), dtype=np.uint8)
+    pixels[:, :2] = (255, 0, 0)
+    pixels[:, 2:] = (0, 0, 255)
+    path = tmp_path_factory.mktemp("halves") / "halves.png"
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def _red_share(image: np.ndarray) -> np.ndarray:
+    """Red / 255 per pixel, after checking that every pixel is red, blue, a mix of them, or black."""
+    assert np.all(image[..., 1] == 0)
+    return np.round(image[..., 0] / 255.0, 4)
+
+
+TRAINING_LAYOUTS = {
+    # scale 1 keeps 4 x 2; one black row above and below
+    "pad": [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]],
+    # scale 2 covers 4 x 4 with 8 x 4, centre columns 2..5: bilinear mixes at the seam (0.75, 0.25)
+    "crop": [[1, 0.75, 0.25, 0]] * 4,
+    # 4 x 2 to 4 x 4: rows doubled, columns kept
+    "stretch": [[1, 1, 0, 0]] * 4,
+}
+
+
+@pytest.mark.parametrize("mode", sorted(TRAINING_LAYOUTS))
+def test_training_resize_modes_have_their_known_layouts(halves, mode):
+    cfg = InputConfig(height=4, width=4, batch_size=1, resize=mode)
+    (x, _), = list(inputs.make_dataset([halves], [0], 2, cfg, training=False).as_numpy_iterator())
+    red = _red_share(x[0])
+    np.testing.assert_allclose(red, TRAINING_LAYOUTS[mode], atol=1e-4)
+    blue = x[0, ..., 2] / 255.0
+    padding = np.array(TRAINING_LAYOUTS["pad"]) == 0 if mode == "pad" else np.zeros((4, 4), bool)
+    np.testing.assert_allclose(blue[~padding], 1 - red[~padding], atol=1e-4)  # red and blue share each pixel
+
+
+PREFILTER_LAYOUTS = {
+    # the central square (87.5 % of the short side: 2 pixels, columns 1..2) scaled 4x: a ramp
+    "center_crop": [[255, 255, 223, 159, 96, 32, 0, 0]] * 8,
+    # no scaling: the 4 x 2 picture in the middle of black
+    "crop_or_pad": [[0] * 8] * 3 + [[0, 0, 255, 255, 0, 0, 0, 0]] * 2 + [[0] * 8] * 3,
+    # scaled 2x to 8 x 4, two black rows above and below
+    "pad": [[0] * 8] * 2 + [[255, 255, 255, 191, 64, 0, 0, 0]] * 4 + [[0] * 8] * 2,
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PREFILTER_LAYOUTS))
+def test_prefilter_resize_modes_have_their_known_layouts(halves, mode):
+    (x, rows), = list(inputs.make_prefilter_dataset([halves], 8, mode, 1).as_numpy_iterator())
+    assert x.dtype == np.uint8 and rows.tolist() == [0]
+    np.testing.assert_array_equal(x[0, ..., 0], PREFILTER_LAYOUTS[mode])
+    assert np.all(x[0, ..., 1] == 0)
+
+
+def test_prefilter_default_resize_is_center_crop():
+    from carclf_core.config import PrefilterConfig
+
+    assert PrefilterConfig().resize == "center_crop"
+
+
+# --- what went in against what came out -----------------------------------------------------------
+
+def test_rows_name_the_files_a_pipeline_dropped(coded_images, tmp_path):
+    paths, labels = coded_images
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8" + bytes(200))  # a JPEG start, then nothing TensorFlow can decode
+    files = paths[:3] + [str(broken)] + paths[3:6]
+    cfg = InputConfig(height=24, width=40, batch_size=4)
+    ds = inputs.make_dataset(files, np.arange(7) % 3, 3, cfg, training=False, with_rows=True)
+    rows = np.concatenate([r for _, _, r in ds.as_numpy_iterator()])
+    assert rows.tolist() == [0, 1, 2, 4, 5, 6]
+    # the audit sees the same through a training pipeline (shuffled, augmented), batch by batch
+    audit = inputs.RowAudit(len(files))
+    train = inputs.make_dataset(files, np.arange(7) % 3, 3, cfg, training=True, seed=0, audit=audit)
+    for _epoch in range(2):
+        audit.start()
+        batches = list(train.as_numpy_iterator())
+        assert all(len(batch) == 2 for batch in batches)  # Keras gets (images, labels) only
+        assert sum(len(x) for x, _ in batches) == 6
+        assert audit.missing().tolist() == [3]

@@ -253,3 +253,117 @@ def test_offline_imagenet_weights_fail_fast_with_what_to_do(photo_dir, tmp_path)
     assert failed.error.startswith("prefilter.weights: cannot download the ResNet50V2 ImageNet weights")
     assert classifiers.KERAS_RESNET_WEIGHTS in failed.error and ".tflite" in failed.error
     assert run.read_state()["stages"]["prefilter"]["status"] == "failed"
+
+
+# --- reading a model's outputs: once per model, never per batch ------------------------------------
+
+def test_output_kind_is_decided_from_the_model_not_a_batch():
+    never = lambda: pytest.fail("the probe must not run when the model already tells")  # noqa: E731
+    # EfficientNet-Lite0's output tensor: uint8, scale 1/256, zero point 0: a quantised softmax
+    kind, why = classifiers.output_kind("auto", never, (0.00390625, 0, 0, 255))
+    assert kind == "probabilities" and "quantised" in why
+    assert classifiers.output_kind("auto", never, (0.1, 128, 0, 255))[0] == "logits"  # signed range
+    assert classifiers.output_kind("logits", never, (0.00390625, 0, 0, 255)) == ("logits", "prefilter.outputs")
+    assert classifiers.output_kind("auto", never, structure=("probabilities", "softmax layer"))[1] == "softmax layer"
+    softmax = np.exp(np.random.default_rng(0).normal(size=(4, 1000)))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    assert classifiers.output_kind("auto", lambda: softmax)[0] == "probabilities"
+    assert classifiers.output_kind("auto", lambda: softmax.astype(np.float16))[0] == "probabilities"
+    assert classifiers.output_kind("auto", lambda: np.log(softmax) + 3)[0] == "logits"
+    # a quantised softmax's row for an unsure picture sums to 0.4: still probabilities, left as they are
+    row = np.zeros((1, 1000), np.float32)
+    row[0, [3, 817]] = 0.2
+    np.testing.assert_array_equal(classifiers.as_distribution(row, "probabilities"), row)
+    assert classifiers.as_distribution(np.hstack([np.ones((1, 1)), row]), "probabilities").shape == (1, 1000)
+
+
+def _keras_imagenet_file(tmp_path: Path, activation: str | None) -> Path:
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(1000, activation=activation, name="predictions")(x)
+    path = tmp_path / f"tiny_{activation or 'logits'}.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def test_keras_classifier_reads_its_last_layer_or_probes(tmp_path):
+    pytest.importorskip("tensorflow")
+    images = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    for activation, kind in ((None, "logits"), ("softmax", "probabilities")):
+        cfg = config_mod.PrefilterConfig(model=str(_keras_imagenet_file(tmp_path, activation)))
+        model = classifiers.load_classifier(cfg)
+        assert model.outputs == kind, model.outputs_reason
+        probs = model.predict(images)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        for i in range(len(images)):  # each row as it scores alone
+            np.testing.assert_allclose(model.predict(images[i : i + 1])[0], probs[i], rtol=1e-5, atol=1e-7)
+
+
+@needs_lite0
+def test_an_unsure_picture_does_not_change_the_cars_scores_in_its_batch():
+    """The 8-bit EfficientNet-Lite0 is unsure of a blank frame (its row sums to 0.0) and of a page of
+    text; batched with cars, each car scores exactly as it scores alone."""
+    skimage_data = pytest.importorskip("skimage.data")
+    model = classifiers.load_classifier(config_mod.PrefilterConfig(model=str(LITE0)))
+    assert model.outputs == "probabilities", model.outputs_reason
+    size = model.size
+    cars = [np.asarray(demo.render_item(demo.CLASSES[k], np.random.default_rng([demo.DEMO_VERSION, k, 0]), False)
+                       .resize((size, size))) for k in range(4)]
+    blank = np.full((size, size, 3), 128, np.uint8)
+    text = np.asarray(Image.fromarray(skimage_data.text()).convert("RGB").resize((size, size)))
+    alone = np.concatenate([model.predict(car[None]) for car in cars])
+    car_prob = alone[:, list(CAR_CLASSES_IMAGENET)].sum(axis=1)
+    assert (car_prob > 0.1).all(), car_prob
+    unsure = model.predict(np.stack([blank, text]))
+    assert unsure[0].sum() < 0.5  # what made round one softmax the whole batch again
+    for batch in ([*cars, blank], [blank, *cars, text], [cars[0], text, cars[1], cars[2], blank, cars[3]]):
+        scored = model.predict(np.stack(batch))
+        rows = [i for i, image in enumerate(batch) if any(image is car for car in cars)]
+        np.testing.assert_array_equal(scored[rows], alone)
+
+
+# --- preprocessing that follows the classifier's convention -------------------------------------------
+
+@needs_lite0
+def test_a_photo_scores_alike_at_300_and_3000_pixels(tmp_path):
+    """scikit-image's cat photo at its own 451 x 300 and upscaled 10x: the default center_crop gives
+    the same answer; the reference's crop_or_pad sees a keyhole of the big one and loses the cat."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from carclf_core import inputs
+
+    cat = Image.fromarray(skimage_data.chelsea())
+    small, big = tmp_path / "cat.jpg", tmp_path / "cat_big.jpg"
+    cat.save(small, quality=92)
+    cat.resize((cat.width * 10, cat.height * 10), Image.Resampling.BICUBIC).save(big, quality=92)
+    model = classifiers.load_classifier(config_mod.PrefilterConfig(model=str(LITE0)))
+    cats = list(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+    def scores(mode: str) -> np.ndarray:
+        batch, _ = next(inputs.make_prefilter_dataset([str(small), str(big)], model.size, mode, 2).as_numpy_iterator())
+        return model.predict(batch)
+
+    centred = scores("center_crop")
+    assert centred[0].argmax() == centred[1].argmax() and centred[0].argmax() in cats
+    assert centred[0, cats].sum() > 0.8 and abs(centred[0, cats].sum() - centred[1, cats].sum()) < 0.05
+    keyhole = scores("crop_or_pad")
+    assert keyhole[0, cats].sum() > 0.8 and keyhole[1, cats].sum() < 0.2  # round one's default: the bug
+
+
+@needs_lite0
+def test_default_resize_keeps_cars_in_big_photos(tmp_path):
+    """Three demo cars as 3,200-pixel photos: kept with the default resize, all lost with crop_or_pad."""
+    root = tmp_path / "data"
+    for class_no in (2, 3, 6):  # suv, hatch, wagon
+        style = demo.CLASSES[class_no]
+        image = demo.render_item(style, np.random.default_rng([demo.DEMO_VERSION, class_no, 0]), False)
+        image = image.resize((image.width * 10, image.height * 10), Image.Resampling.BICUBIC)
+        _write_jpeg(root / "car" / f"{style.body}.jpg", np.asarray(image))
+    assert config_mod.PrefilterConfig().resize == "center_crop"
+    for resize, kept in (("center_crop", 3), ("crop_or_pad", 0)):
+        run, status, events = _run(_config(root, tmp_path / resize, resize=resize))
+        assert status == "done"
+        finished = [e for e in events if isinstance(e, StageFinished) and e.stage == "prefilter"][0]
+        assert finished.result["kept"] == kept, store.load_scores(run)[["path", "car_prob"]]
+        assert any(isinstance(e, LogLine) and "outputs read as probabilities" in e.message for e in events)

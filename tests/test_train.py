@@ -227,3 +227,39 @@ def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
     assert json.loads(line[7:]) == {"status": "done", "errors": []}
     summary = json.loads((run.path / "train" / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["epochs_run"] == 1
+
+
+def test_images_that_stop_decoding_are_left_out_and_named(tmp_path):
+    """Files broken after the split (one each of train, val and test): training and evaluation go on
+    without them, name each with its reason and count them; evaluate does not send the user back
+    to the index stage, which would not bring them back."""
+    from carclf_core.events import LogLine
+
+    from .conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 12, ("Ford", "F-150"): 12, ("Kia", "Rio"): 12})
+    config = tiny_config(data, tmp_path / "runs", epochs=1, warmup_epochs=0, confusion_sample=0)
+    run = create_run(config)
+    events: list = []
+    ctx = StageContext(config=config, run=run, emit=events.append)
+    assert run_stage(ctx, "index") == "done" and run_stage(ctx, "split") == "done"
+    splits = pd.read_csv(run.path / "split" / "splits.csv")
+    broken = {split: splits.loc[splits["split"] == split, "path"].iloc[0] for split in ("train", "val", "test")}
+    for name in broken.values():
+        whole = (data / name).read_bytes()
+        (data / name).write_bytes(whole[: len(whole) // 2])  # cut in half, as a failed copy leaves it
+
+    assert run_stage(ctx, "train") == "done"
+    assert run_stage(ctx, "evaluate") == "done"
+    warnings = {e.file: e.message for e in events if isinstance(e, LogLine) and e.level == "warning"}
+    assert warnings[broken["train"]] == "train image left out of training: truncated image"
+    assert warnings[broken["val"]] == "val image left out of training: truncated image"
+    assert warnings[broken["test"]] == "test image left out of the evaluation: truncated image"
+    trained = [e for e in events if isinstance(e, StageFinished) and e.stage == "train"][0]
+    assert trained.result["dropped"] == {"train": 1, "val": 1} and "2 image(s)" in trained.summary
+    evaluated = [e for e in events if isinstance(e, StageFinished) and e.stage == "evaluate"][0]
+    assert evaluated.result["dropped"] == 1 and "index" not in evaluated.summary
+    predictions = pd.read_csv(run.path / "evaluate" / "predictions.csv")
+    test_images = (splits["split"] == "test").sum()
+    assert len(predictions) == test_images - 1 and broken["test"] not in set(predictions["path"])
+    assert json.loads((run.path / "evaluate" / "metrics.json").read_text())["images"] == test_images - 1

@@ -18,6 +18,7 @@ from .. import dataset
 from ..errors import StageError
 from ..events import PrefilterExamples, PrefilterHistogram
 from ..files import nonregular_reason
+from ..images import broken_reason
 from ..pipeline import StageContext, StageResult
 from ..prefilter import scores as store
 from ..prefilter.classifiers import efficientnet_lite0_path, imagenet_labels, load_classifier, model_signature
@@ -87,11 +88,6 @@ class _Tally:
         )
 
 
-def _broken_reason(path: Path) -> str:
-    check = dataset.check_image(path)
-    return check.reason if check.status == dataset.REJECTED else "TensorFlow cannot decode it"
-
-
 def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, number: int) -> store.Chunk:
     """Score the files ``part`` with ``model``; files the pipeline could not decode get a reason."""
     from ..inputs import make_prefilter_dataset  # TensorFlow
@@ -114,7 +110,7 @@ def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, numbe
         tally.progress(tally.done + int(seen.sum()), number)
     reasons = np.full(len(part), "", dtype=object)
     for i in np.flatnonzero(~seen):
-        reasons[i] = special.get(int(i)) or _broken_reason(data_dir / part[i])
+        reasons[i] = special.get(int(i)) or broken_reason(data_dir / part[i])
         ctx.log("warning", f"rejected: broken file: {reasons[i]}", file=part[i])
     return store.Chunk(np.array(part, dtype=str), probs, reasons.astype(str))
 
@@ -160,6 +156,7 @@ def run(ctx: StageContext) -> StageResult:
                 tally.report_chunks()
             model = load_classifier(cfg)
             tally.started = time.monotonic()  # the rate counts inference, not TensorFlow's start-up
+            ctx.log("info", f"prefilter: {cfg.model} outputs read as {model.outputs} ({model.outputs_reason})")
             if model.size != cfg.input_size:
                 ctx.log(
                     "info",
