@@ -16,7 +16,15 @@ import time
 from pathlib import Path
 
 from carclf_core.config import Config, RunConfig
-from carclf_core.runs import TEMP_PREFIX, create_run, write_bytes_atomic
+from carclf_core.runs import (
+    TEMP_PREFIX,
+    atomic_path,
+    create_run,
+    remove_stale_temp_files,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_a_reader_never_sees_a_partial_file(tmp_path):
@@ -104,3 +112,74 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_the_next_lock_sweeps_
     with run.lock():  # what the next runner on the run does first
         assert sorted(p.name for p in target.parent.iterdir()) == ["last_weights.npz"]
     assert target.read_bytes() == old
+
+
+def test_writers_make_missing_folders_and_json_is_stable_text(tmp_path):
+    """A first write into a new stage folder makes it; JSON files are sorted, indented and end with a
+    newline, so two runs with equal results have byte-equal files (and diffs stay readable)."""
+    write_json_atomic(tmp_path / "a" / "b" / "state.json", {"path": Path("x/y.jpg"), "epochs": 2, "best": None})
+    assert (tmp_path / "a" / "b" / "state.json").read_text() == (
+        '{\n  "best": null,\n  "epochs": 2,\n  "path": "x/y.jpg"\n}\n')
+    with atomic_path(tmp_path / "c" / "d" / "history.csv") as tmp:
+        tmp.write_text("epoch\n1\n")
+    assert (tmp_path / "c" / "d" / "history.csv").read_text() == "epoch\n1\n"
+    write_text_atomic(tmp_path / "e" / "é.txt", "naïve ✓")
+    assert (tmp_path / "e" / "é.txt").read_bytes() == "naïve ✓".encode()
+
+
+# A writer that runs out of file size mid-write (RLIMIT_FSIZE, as on a full disk) and reports what it saw.
+_FULL_DISK_WRITER = """
+import errno, os, resource, sys
+from pathlib import Path
+from carclf_core.runs import write_bytes_atomic
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+try:
+    write_bytes_atomic(Path(sys.argv[1]), b"n" * 2_000_000)
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+"""
+
+
+def test_a_write_that_fails_keeps_the_old_file_raises_its_own_error_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "scores.csv"
+    write_bytes_atomic(target, b"old\n")
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK_WRITER, str(target)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.strip() == "EFBIG", done.stdout + done.stderr  # the disk-full error, not another one
+    assert target.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
+def test_the_sweep_removes_only_temporaries_in_the_run_and_its_stage_folders(tmp_path):
+    run = create_run(Config(run=RunConfig(root=str(tmp_path / "runs"))))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".tmp-abcdefgh-precious").write_text("not the run's")
+    chunks = run.stage_dir("prefilter") / "chunks"
+    chunks.mkdir()
+    stale = [run.path / ".tmp-a1b2c3d4-state.json", run.stage_dir("train") / ".tmp-zz99yy88-last_weights.npz",
+             chunks / ".tmp-q1w2e3r4-chunk-00003.npz"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    export = run.stage_dir("evaluate") / ".tmp-savedmodel-k9j8h7g6"  # a SavedModel export cut short
+    (export / "variables").mkdir(parents=True)
+    (export / "saved_model.pb").write_bytes(b"partial")
+    # symlinks that look like temporaries, or lead out of the run, are never followed or deleted
+    links = [run.stage_dir("train") / f".tmp-link{i:04d}-x" for i in range(6)]
+    for link in links:
+        link.symlink_to(outside / ".tmp-abcdefgh-precious")
+    (run.stage_dir("split") / "elsewhere").symlink_to(outside, target_is_directory=True)
+    kept = [run.path / "previous" / "train-1" / ".tmp-m1n2b3v4-best.keras",  # set-aside results stay as they were
+            run.stage_dir("train") / ".tmp-notmine-by-hand.txt"]  # not a name the writers make
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"keep")
+    more = [run.stage_dir("train") / f".tmp-{i:08d}-epoch.npz" for i in range(6)]  # beside the links
+    for path in more:
+        path.write_bytes(b"partial")
+
+    removed = remove_stale_temp_files(run.path)
+    assert sorted(removed) == sorted([*stale, export, *more])
+    assert not any(p.exists() for p in [*stale, export, *more])
+    assert all(p.read_bytes() == b"keep" for p in kept) and all(link.is_symlink() for link in links)
+    assert (outside / ".tmp-abcdefgh-precious").read_text() == "not the run's"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from carclf_core import events as ev
 from carclf_core import runstate as rs
-from carclf_core.eventlog import parse_lines
+from carclf_core.eventlog import BadLine, parse_lines
 from carclf_tui.sample_run import run_events
 
 
@@ -91,10 +93,166 @@ def test_a_failed_stage_keeps_its_message_and_traceback() -> None:
     assert (train.status, train.error, train.traceback) == ("failed", "disk full writing train/last.keras", trace)
     assert train.summary == "disk full writing train/last.keras" and train.duration_s == 4.5
     assert state.run_status == "failed" and state.errors == 1 and state.current_stage == ""
-    assert [(e.level, e.message, e.stage) for e in state.log] == [
-        ("error", "train failed: disk full writing train/last.keras", "train")]
+    assert [(e.t, e.level, e.message, e.stage) for e in state.log] == [
+        (104.5, "error", "train failed: disk full writing train/last.keras", "train")]
     # a later, successful attempt of the same stage starts clean: the old failure does not stick
     retried = rs.fold(state, [ev.StageStarted(stage="train", t=200.0),
                               ev.StageFinished(stage="train", duration_s=3.0, summary="8 epochs", t=203.0)])
     assert (retried.stages["train"].error, retried.stages["train"].traceback) == ("", "")
     assert state.stages["train"].traceback == trace  # and the state it was folded from is untouched
+
+
+COUNTERS = ("revision", "rev_stages", "rev_training", "rev_prefilter", "rev_log")
+
+# Each event, and the change counters it must move (revision always): a view redraws only what moved,
+# so a counter left still is a frozen panel and one moved for nothing is wasted redrawing.
+BUMPS = [
+    (ev.RunStarted(run_dir="r", stages=("index", "prefilter")), {"rev_stages"}),
+    (ev.StageStarted(stage="index"), {"rev_stages"}),
+    (ev.StageProgress(stage="index", done=1, total=2), {"rev_stages"}),
+    (ev.StageFinished(stage="index", duration_s=1.0, summary="ok"), {"rev_stages"}),
+    (ev.StageStarted(stage="prefilter"), {"rev_stages", "rev_prefilter"}),
+    (ev.StageProgress(stage="prefilter", done=1, total=2), {"rev_stages", "rev_prefilter"}),
+    (ev.PrefilterHistogram(edges=(0.0, 0.5, 1.0), counts=(1, 1), threshold=0.1, kept=1, scored=2), {"rev_prefilter"}),
+    (ev.PrefilterExamples(kept=(("a.jpg", 0.9),), rejected=(("b.jpg", 0.0),)), {"rev_prefilter"}),
+    (ev.StageInterrupted(stage="prefilter", reason="SIGINT"), {"rev_stages", "rev_log"}),
+    (ev.LogLine(level="info", message="hello"), {"rev_log"}),
+    (ev.EpochStarted(epoch=1, epochs=2, steps=3), {"rev_training"}),
+    (ev.BatchEnded(epoch=1, step=1, steps=3, loss=1.0), {"rev_training"}),
+    (ev.EpochEnded(epoch=1, epochs=2, metrics={"loss": 1.0}), {"rev_training"}),
+    (ev.PatienceChanged(epoch=1, wait=0, patience=3, best=1.0, best_epoch=1), {"rev_training"}),
+    (ev.ConfusionReady(epoch=1, classes=("a", "b"), matrix=((1, 0), (0, 1))), {"rev_training"}),
+    (ev.StageFailed(stage="train", error="boom"), {"rev_stages", "rev_log"}),
+    (ev.RunFinished(status="failed"), {"rev_stages"}),
+]
+
+
+def _counters(state: rs.RunState) -> dict[str, int]:
+    return {name: getattr(state, name) for name in COUNTERS}
+
+
+def test_each_event_moves_the_revision_and_exactly_its_sections_counters() -> None:
+    state = rs.new_state()
+    for event, moved in BUMPS:
+        after = rs.apply(state, event)
+        change = {k: v - _counters(state)[k] for k, v in _counters(after).items()}
+        assert change == {name: int(name == "revision" or name in moved) for name in COUNTERS}, event.kind
+        state = after
+    lost = rs.runner_lost(rs.fold(state, [ev.StageStarted(stage="train")]), "gone", ["a", "b"])
+    assert lost.rev_log - state.rev_log == 3 + 0  # the error line and the two tail lines (stage start logs nothing)
+    noted = rs.note(state, "info", "runner exited")
+    assert {k: v - _counters(state)[k] for k, v in _counters(noted).items()} == {
+        "revision": 1, "rev_stages": 0, "rev_training": 0, "rev_prefilter": 0, "rev_log": 1}
+    skipped = rs.fold(state, [], [BadLine(7, "truncated"), 9])
+    assert skipped.revision - state.revision == 2 and skipped.rev_log - state.rev_log == 2 and skipped.bad_lines == 2
+    assert [(e.t, e.level, e.message) for e in list(skipped.log)[-2:]] == [
+        (0.0, "warning", "events.jsonl line 7: truncated, skipped"),
+        (0.0, "warning", "events.jsonl line 9: malformed, skipped")]
+
+
+def test_training_events_fill_every_field_they_carry() -> None:
+    state = replay([
+        ev.EpochStarted(epoch=3, epochs=9, steps=40, phase="warmup"),
+        ev.BatchEnded(epoch=3, step=5, steps=40, loss=0.7, accuracy=0.25, images_per_s=80.0, eta_s=12.0),
+        ev.EpochEnded(epoch=3, epochs=9, metrics={"loss": 0.6, "val_loss": 0.8}, learning_rate=1e-4, duration_s=4.0,
+                      images_per_s=90.0, eta_s=24.0),
+        ev.PatienceChanged(epoch=3, wait=1, patience=4, best=0.75, best_epoch=2, monitor="val_loss"),
+        ev.ConfusionReady(epoch=3, classes=("a", "b"), matrix=((3, 1), (0, 4)), split="val", sample=8),
+        ev.BatchEnded(epoch=4, step=2, steps=40, loss=0.5),  # a new epoch's batch starts a new curve
+    ])
+    assert (state.epoch, state.epochs, state.phase) == (3, 9, "warmup")
+    assert state.epoch_rows == [rs.EpochRow(3, 9, {"loss": 0.6, "val_loss": 0.8}, 1e-4, 4.0, 90.0, 24.0)]
+    assert state.patience == rs.Patience(3, 1, 4, 0.75, 2, "val_loss") and state.patience.stop_after == 6
+    assert state.confusion == rs.Confusion(3, ("a", "b"), ((3, 1), (0, 4)), "val", 8)
+    curve = state.batch
+    assert (curve.epoch, curve.steps, curve.loss, curve.accuracy, curve.last_step) == (4, [2], [0.5], [None], 2)
+    assert (curve.total_steps, curve.images_per_s, curve.eta_s) == (40, None, None)
+    before = replay([ev.EpochStarted(epoch=3, epochs=9, steps=40),
+                     ev.BatchEnded(epoch=3, step=5, steps=40, loss=0.7, accuracy=0.25, images_per_s=80.0, eta_s=12.0)])
+    b = before.batch
+    assert (b.steps, b.loss, b.accuracy, b.total_steps, b.images_per_s, b.eta_s) == ([5], [0.7], [0.25], 40, 80.0, 12.0)
+
+
+def test_stage_and_prefilter_events_fill_every_field_they_carry() -> None:
+    state = replay([
+        ev.RunStarted(run_dir="runs/x", stages=("index", "prefilter"), pid=77, t=10.0),
+        ev.StageStarted(stage="index", total=5, t=11.0),
+        ev.StageProgress(stage="index", done=2, total=5, rate=4.0, eta_s=0.75, info={"kept": 2}, t=11.5),
+        ev.LogLine(level="warning", message="rejected: empty file", stage="index", file="a.jpg", t=11.6),
+        ev.StageFinished(stage="index", duration_s=1.5, summary="5 images", result={"images": 5}, t=13.0),
+        ev.StageStarted(stage="prefilter", t=14.0),
+        ev.PrefilterHistogram(edges=(0.0, 0.5, 1.0), counts=(3, 2), threshold=0.1, kept=2, scored=5),
+        ev.PrefilterExamples(kept=(("c.jpg", 0.9),), rejected=(("d.jpg", 0.01),)),
+        ev.StageInterrupted(stage="prefilter", reason="SIGTERM", t=15.0),
+        ev.RunFinished(status="interrupted"),
+    ])
+    assert (state.run_dir, state.runner_pid, state.run_status, state.current_stage) == ("runs/x", 77, "interrupted", "")
+    index = state.stages["index"]
+    assert (index.status, index.started, index.finished, index.duration_s, index.summary) == (
+        "done", 11.0, 13.0, 1.5, "5 images")
+    assert (index.done, index.total, index.rate, index.eta_s, index.info) == (2, 5, 4.0, 0.75, {"kept": 2, "images": 5})
+    prefilter = state.stages["prefilter"]
+    assert (prefilter.status, prefilter.duration_s, prefilter.summary) == (
+        "interrupted", 1.0, "stopped (SIGTERM); finished work kept")
+    assert state.prefilter == rs.PrefilterView((0.0, 0.5, 1.0), (3, 2), 0.1, 2, 5, (("c.jpg", 0.9),),
+                                               (("d.jpg", 0.01),))
+    assert [(e.t, e.level, e.message, e.stage, e.file) for e in state.log] == [
+        (11.6, "warning", "rejected: empty file", "index", "a.jpg"),
+        (15.0, "warning", "prefilter interrupted: SIGTERM", "prefilter", "")]
+    assert (state.warnings, state.errors, state.log_total) == (2, 0, 2)
+    # a restarted prefilter starts from an empty view, not the interrupted attempt's histogram
+    restarted = rs.apply(state, ev.StageStarted(stage="prefilter", t=20.0))
+    assert restarted.prefilter == rs.PrefilterView() and restarted.stages["prefilter"].status == "running"
+
+
+def test_a_copy_shares_nothing_a_later_event_changes() -> None:
+    before = replay([ev.StageStarted(stage="index"), ev.StageProgress(stage="index", done=1, info={"kept": 1}),
+                     ev.EpochStarted(epoch=1, epochs=2, steps=10),
+                     ev.BatchEnded(epoch=1, step=1, steps=10, loss=2.0, accuracy=0.1),
+                     ev.PrefilterHistogram(edges=(0.0, 1.0), counts=(4,), threshold=0.1, kept=1, scored=4),
+                     ev.LogLine(level="info", message="first")])
+    snapshot = (dict(before.stages["index"].info), list(before.batch.steps), list(before.batch.loss),
+                list(before.batch.accuracy), before.prefilter.threshold, [e.message for e in before.log])
+    after = rs.fold(before, [ev.StageProgress(stage="index", done=2, info={"kept": 2, "more": 1}),
+                             ev.BatchEnded(epoch=1, step=2, steps=10, loss=1.0, accuracy=0.2),
+                             ev.PrefilterHistogram(edges=(0.0, 1.0), counts=(4,), threshold=0.3, kept=0, scored=4),
+                             ev.LogLine(level="info", message="second")])
+    assert (dict(before.stages["index"].info), before.batch.steps, before.batch.loss, before.batch.accuracy,
+            before.prefilter.threshold, [e.message for e in before.log]) == snapshot
+    assert after.stages["index"].info == {"kept": 2, "more": 1} and after.batch.loss == [2.0, 1.0]
+    assert [e.message for e in after.log] == ["first", "second"] and after.prefilter.threshold == 0.3
+
+
+def test_the_batch_curve_keeps_evenly_spaced_aligned_points() -> None:
+    events = [ev.EpochStarted(epoch=1, epochs=1, steps=5000)]
+    events += [ev.BatchEnded(epoch=1, step=s, steps=5000, loss=float(s), accuracy=s / 5000) for s in range(1, 5001)]
+    curve = replay(events).batch
+    assert curve.stride == 32  # 5000 steps into fewer than 256 points: halved five times
+    assert len(curve.steps) < rs.BATCH_POINTS and set(np.diff(curve.steps)) == {curve.stride}
+    assert curve.steps[0] == 1 and curve.steps[-1] > 5000 - curve.stride
+    assert curve.loss == [float(s) for s in curve.steps] and curve.accuracy == [s / 5000 for s in curve.steps]
+
+
+def test_a_lost_runner_fails_the_running_stage_with_every_detail() -> None:
+    state = replay([ev.RunStarted(run_dir="r", stages=("index", "train")), ev.StageStarted(stage="train", t=1.0)])
+    lost = rs.runner_lost(state, "runner exited with code -9", ["Traceback", "MemoryError"], t=5.0)
+    train = lost.stages["train"]
+    assert (train.status, train.error, train.summary, train.traceback, train.finished) == (
+        "failed", "runner exited with code -9", "runner exited with code -9", "Traceback\nMemoryError", 5.0)
+    assert (lost.run_status, lost.current_stage, lost.errors) == ("failed", "", 1)
+    assert [(e.t, e.level, e.message, e.stage) for e in lost.log] == [
+        (5.0, "error", "train: runner exited with code -9", "train"),
+        (5.0, "info", "  | Traceback", "train"), (5.0, "info", "  | MemoryError", "train")]
+    assert rs.runner_lost(state, "gone").stages["train"].finished is None  # no time given: none made up
+
+
+def test_an_event_the_reducer_cannot_fold_is_skipped_counted_and_logged() -> None:
+    broken = ev.StageProgress(stage="index", done=1, info=5)  # type: ignore[arg-type]  # what validation stops
+    state = rs.fold(rs.new_state(("index",)), [ev.StageStarted(stage="index"), broken, ev.LogLine(level="info",
+                                                                                                   message="after")])
+    without = rs.fold(rs.new_state(("index",)), [ev.StageStarted(stage="index"), ev.LogLine(level="info",
+                                                                                        message="after")])
+    assert state.fold_errors == 1 and state.revision > without.revision  # views redraw to show the error line
+    assert [(e.t, e.level) for e in state.log] == [(0.0, "error"), (state.log[1].t, "info")]
+    assert state.log[0].message.startswith("events.jsonl: a stage_progress event could not be folded (TypeError: ")
+    assert state.log[0].message.endswith("); skipped") and state.log[1].message == "after"
