@@ -172,7 +172,7 @@ def run(ctx: StageContext) -> StageResult:
     labels = getattr(model, "labels", None) or imagenet_labels(
         Path(cfg.model) if cfg.model.endswith(".tflite") else None
     )
-    scores = store.write_scores(ctx.run, tally.chunks, cfg.car_classes, labels)
+    scores = store.write_scores(ctx.run, tally.chunks, cfg.car_classes, labels, store_probs=cfg.store_probs)
     result = store.decide(ctx.run, scores, store.config_rule(cfg))
     tally.report_chunks()
     tally.progress(total, n_chunks - 1, force=True)
