@@ -42,6 +42,11 @@ RUN_STATUS_STYLE = {
     catalog.DAMAGED: ("!", "bold red"),
 }
 COLUMNS = ("run", "status", "classes", "val acc", "test acc", "time", "age")
+WIDTHS = {"status": 16, "classes": 7, "val acc": 7, "test acc": 8, "time": 8, "age": 5}
+"""Fixed widths of the columns filled in later: measuring every updated cell again (DataTable's
+``update_width``) cost more UI time than reading the runs did."""
+SUMMARY_BATCH_S = 0.1
+"""Summaries read are posted to the UI at most this often (one message, one redraw, for many rows)."""
 
 
 class RunsListed(Message):
@@ -52,12 +57,12 @@ class RunsListed(Message):
         self.runs = runs
 
 
-class RunSummarized(Message):
-    """One run's summary is ready."""
+class RunsSummarized(Message):
+    """The summaries read since the last such message (a batch: one redraw for many rows)."""
 
-    def __init__(self, summary: catalog.RunSummary) -> None:
+    def __init__(self, summaries: list[catalog.RunSummary]) -> None:
         super().__init__()
-        self.summary = summary
+        self.summaries = summaries
 
 
 class ListingFailed(Message):
@@ -123,7 +128,7 @@ class RunPicker(ModalScreen[RunDir | None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for name in COLUMNS:
-            table.add_column(name, key=name)
+            table.add_column(name, key=name, width=WIDTHS.get(name))
         table.focus()
         self._read(self.root)
 
@@ -137,42 +142,48 @@ class RunPicker(ModalScreen[RunDir | None]):
             self.post_message(ListingFailed(f"{printable(root)}: {exc.strerror or exc}"))
             return
         self.post_message(RunsListed(runs))
+        batch: list[catalog.RunSummary] = []
+        posted = time.monotonic()
         for run in runs:
             if worker.is_cancelled:
                 return
-            self.post_message(RunSummarized(catalog.summarize(run)))
-
-    def _key(self, run: RunDir) -> str:
-        return str(Path(run.path).resolve())
+            batch.append(catalog.summarize(run))
+            if time.monotonic() - posted > SUMMARY_BATCH_S:
+                self.post_message(RunsSummarized(batch))
+                batch, posted = [], time.monotonic()
+        self.post_message(RunsSummarized(batch))
 
     def on_runs_listed(self, message: RunsListed) -> None:
         table = self.query_one(DataTable)
+        current = ""
         for run in message.runs:
-            key = self._key(run)
+            key = str(run.path)  # the listing's own path: the worker's summaries carry the same
             self.runs[key] = run
-            mark = "● " if Path(key) == self.current else "  "
-            table.add_row(Text(mark + printable(run.name)), Text("…", style="dim"), "", "", "", "", "", key=key)
+            shown = Path(key).resolve() == self.current
+            current = key if shown else current
+            table.add_row(Text(("● " if shown else "  ") + printable(run.name)), Text("…", style="dim"),
+                          *[Text("")] * 5, key=key)
         self.listed = True
         if not message.runs:
             self._detail(Text(f"no runs under {printable(self.root)}/ yet", style="dim"))
             return
-        current = str(self.current) if self.current is not None else ""
-        if current in self.runs:
+        if current:
             table.move_cursor(row=table.get_row_index(current))
         self._show_detail()
 
-    def on_run_summarized(self, message: RunSummarized) -> None:
-        summary = message.summary
-        key = self._key(summary.run)
-        self.summaries[key] = summary
+    def on_runs_summarized(self, message: RunsSummarized) -> None:
         table = self.query_one(DataTable)
-        cells = (status_cell(summary), "-" if summary.classes is None else str(summary.classes),
-                 accuracy(summary.val_accuracy), accuracy(summary.test_accuracy),
-                 fmt.duration(summary.duration_s) or "-", fmt.age(summary.created, self.clock()))
-        for column, value in zip(COLUMNS[1:], cells, strict=True):
-            table.update_cell(key, column, value, update_width=True)
-        if self._highlighted() == key:
-            self._show_detail()
+        now = self.clock()
+        for summary in message.summaries:
+            key = str(summary.run.path)
+            self.summaries[key] = summary
+            cells = ("-" if summary.classes is None else str(summary.classes), accuracy(summary.val_accuracy),
+                     accuracy(summary.test_accuracy), fmt.duration(summary.duration_s) or "-",
+                     fmt.age(summary.created, now))
+            table.update_cell(key, "status", status_cell(summary))
+            for column, value in zip(COLUMNS[2:], cells, strict=True):
+                table.update_cell(key, column, Text(value))  # Text: never parsed as markup
+        self._show_detail()
 
     def on_listing_failed(self, message: ListingFailed) -> None:
         self.listed = True
@@ -194,9 +205,18 @@ class RunPicker(ModalScreen[RunDir | None]):
             return
         text = Text(printable(key))
         summary = self.summaries.get(key)
-        if summary is not None and summary.detail:
-            text.append(f"\n{summary.status}: {printable(summary.detail)}",
-                        style="bold red" if summary.status == catalog.DAMAGED else "")
+        if summary is not None:
+            # the whole summary in words too: on a narrow terminal the last columns scroll out of view
+            words = [summary.status + (f": {printable(summary.detail)}" if summary.detail else "")]
+            if summary.classes is not None:
+                words.append(f"{summary.classes} classes")
+            words += [f"{name} {accuracy(value)}" for name, value in
+                      (("val acc", summary.val_accuracy), ("test acc", summary.test_accuracy)) if value is not None]
+            if summary.duration_s is not None:
+                words.append(f"{fmt.duration(summary.duration_s)} of stages")
+            if summary.created is not None:
+                words.append(f"made {fmt.age(summary.created, self.clock())} ago")
+            text.append("\n" + ", ".join(words), style="bold red" if summary.status == catalog.DAMAGED else "")
         self._detail(text)
 
     @on(DataTable.RowHighlighted)
