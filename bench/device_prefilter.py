@@ -1,22 +1,24 @@
-"""Prefilter model throughput on an accelerator: the reference's per-image ``model.predict`` against
-batched ``predict_on_batch``, float32 and mixed_bfloat16, for Keras ResNet50V2 with its 1000-class top.
+"""Prefilter model throughput through carclf's own classifier: the reference's per-image
+``model.predict`` against the stage's batched :meth:`KerasClassifier.predict`, for Keras ResNet50V2
+with its 1000-class top.
 
-Standalone on purpose: Keras 3 on the JAX backend with numpy batches, no TensorFlow and no carclf
-import, so it runs on a lent GPU machine that has only jax + keras. Random weights (the speed is the
-weights' size, not their values). The model part alone: decoding is measured by bench_prefilter.py.
+It builds :class:`carclf_core.prefilter.classifiers.KerasClassifier` (the class the prefilter stage
+uses for ``prefilter.model: resnet50v2``), so the precision is the stage's own choice (bfloat16 on
+Ampere and newer GPUs, float32 on a CPU) and the output goes through the same probability check.
+Batches are numpy arrays of uint8 pixels, so this is the model part alone: decoding and tf.data are
+not in these figures (``bench/bench_prefilter.py`` measures the whole stage on the CPU). Random
+weights (``prefilter.weights: null``): the speed is the weights' size, not their values.
 
-    KERAS_BACKEND=jax python bench/device_prefilter.py          # GPU sizes
-    KERAS_BACKEND=jax python bench/device_prefilter.py --small  # CPU smoke test, tiny sizes
+    KERAS_BACKEND=jax python bench/device_prefilter.py                # a GPU machine with jax
+    KERAS_BACKEND=tensorflow python bench/device_prefilter.py --small # CPU smoke test, few images
 
-Prints one JSON line per measurement, then the ratios; writes them to ``$OUT/prefilter_device.jsonl``
-when ``$OUT`` is set. Needs ``jax`` (``pip install jax``; ``jax[cuda12]`` on a GPU) and ``keras>=3``.
-A machine without Keras can take it as wheels: ``pip download keras==3.15.1 namex optree --no-deps
---only-binary=:all: --python-version 3.12 -d .whl`` here, ``pip install --no-index --no-deps --target
-/tmp/kdeps .whl/*.whl`` there, then ``PYTHONPATH=/tmp/kdeps``.
+Prints one JSON line per measurement, then the ratio; writes them to ``$OUT/prefilter_device.jsonl``
+when ``$OUT`` is set. Needs carclf's own dependencies (numpy, pandas, pyyaml, keras) and a Keras
+backend (jax or tensorflow).
 
-Measured on one NVIDIA H200 (jax 0.11.2, Keras 3.15.1, random weights, 224x224): per-image
-``predict`` 76 img/s; ``predict_on_batch`` float32 batch 64: 3,958, batch 256: 5,503;
-mixed_bfloat16 batch 64: 3,274, batch 256: 6,370 img/s, i.e. 83x the per-image loop.
+Round one measured an older, standalone version of this script (Keras 3.15.1 on JAX, no carclf
+code) on one NVIDIA H200: per-image ``predict`` 76 img/s, batched mixed_bfloat16 batch 256 6,370
+img/s (83x); this version has not been run on a GPU yet.
 """
 
 from __future__ import annotations
@@ -24,72 +26,69 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-
-# The reference's 15 car classes (ImageNet-1k indices), summed as its is_car_acc_prob does.
-CAR_CLASSES = [656, 627, 817, 511, 468, 751, 705, 757, 717, 734, 654, 675, 864, 609, 436]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runs from a checkout, installed or not
 
 
-def measure(policy: str, batch: int, images: int, size: int) -> dict:
-    """images/s of ResNet50V2 at ``batch`` (1 = one ``predict`` call per image, as the reference)."""
+def measure(classifier, car_classes, batch: int, images: int) -> dict:
+    """images/s of ``classifier`` at ``batch`` (1 = one ``model.predict`` call per image, as the reference)."""
     import keras
     import numpy as np
 
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        model = keras.applications.ResNet50V2(weights=None, input_shape=(size, size, 3))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    rng = np.random.default_rng(0)
-    # uint8 pixels through resnet_v2.preprocess_input, as the stage feeds them
-    pixels = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-    x = keras.applications.resnet_v2.preprocess_input(pixels.astype("float32"))
+    from carclf_core.prefilter.rule import car_probability
+
+    size = classifier.size
+    pixels = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     steps = max(1, images // batch)
     if batch == 1:
-        model.predict(x, verbose=0)  # compile
+        # the reference's loop: preprocess and Model.predict, one image a call
+        x = classifier._preprocess(pixels.astype(np.float32))
+        classifier.model.predict(x, verbose=0)  # compile
         started = time.perf_counter()
         for _ in range(steps):
-            probs = model.predict(x, verbose=0)
-        how = "predict() per image"
+            probs = classifier.model.predict(x, verbose=0)
+        how = "Model.predict per image (the reference)"
     else:
-        model.predict_on_batch(x)  # compile
+        classifier.predict(pixels)  # compile
         started = time.perf_counter()
         for _ in range(steps):
-            probs = model.predict_on_batch(x)
-        how = "predict_on_batch"
-    car = np.asarray(probs, dtype=np.float32)[:, CAR_CLASSES].sum(axis=1)  # forces the result to host
+            probs = classifier.predict(pixels)
+        how = "KerasClassifier.predict (the stage)"
+    car = car_probability(np.asarray(probs, dtype=np.float32), car_classes)  # forces the result to the host
     seconds = time.perf_counter() - started
-    return {"what": "ResNet50V2 1000-class inference", "how": how, "policy": policy, "batch": batch,
-            "input": f"{size}x{size}", "images": steps * batch, "img_per_s": round(steps * batch / seconds, 1),
-            "car_prob_mean": round(float(car.mean()), 4), "backend": keras.backend.backend()}
+    return {"what": "ResNet50V2 1000-class inference", "how": how, "policy": classifier.model.dtype_policy.name,
+            "batch": batch, "input": f"{size}x{size}", "images": steps * batch,
+            "img_per_s": round(steps * batch / seconds, 1), "car_prob_mean": round(float(car.mean()), 4),
+            "backend": keras.backend.backend(), "input_path": "numpy uint8 batches"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Prefilter model throughput, per image vs batched")
-    parser.add_argument("--small", action="store_true", help="CPU smoke test: tiny sizes")
+    parser = argparse.ArgumentParser(description="Prefilter model throughput, per image vs the stage's batches")
+    parser.add_argument("--small", action="store_true", help="CPU smoke test: few images")
     args = parser.parse_args()
-    if args.small:
-        size, plan = 64, [("float32", 1, 4), ("float32", 4, 8), ("mixed_bfloat16", 4, 8)]
-    else:
-        size, plan = 224, [("float32", 1, 200), ("float32", 64, 2048), ("float32", 256, 4096),
-                           ("mixed_bfloat16", 64, 2048), ("mixed_bfloat16", 256, 8192)]
-    import jax
+    from carclf_core import config as config_mod
+    from carclf_core.keras_env import gpu_info
+    from carclf_core.prefilter.classifiers import KerasClassifier
 
-    print(json.dumps({"devices": [str(d) for d in jax.devices()]}), flush=True)
+    plan = [(1, 4), (8, 16)] if args.small else [(1, 200), (64, 2048), (256, 8192)]
+    cfg = config_mod.from_dict({"prefilter": {"model": "resnet50v2", "weights": "null"}}).prefilter
+    classifier = KerasClassifier(cfg)
+    print(json.dumps({"gpus": gpu_info()[0], "policy": classifier.model.dtype_policy.name}), flush=True)
     rows = []
     out = os.environ.get("OUT")
-    for policy, batch, images in plan:
-        row = measure(policy, batch, images, size)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    for batch, images in plan:
+        rows.append(measure(classifier, cfg.car_classes, batch, images))
+        print(json.dumps(rows[-1]), flush=True)
         if out:
             with open(os.path.join(out, "prefilter_device.jsonl"), "w") as handle:
                 handle.writelines(json.dumps(r) + "\n" for r in rows)
     base = rows[0]["img_per_s"]
     for row in rows[1:]:
-        print(f"{row['policy']:15} batch {row['batch']:4d}: {row['img_per_s']:9.1f} img/s "
+        print(f"batch {row['batch']:4d} ({row['policy']}): {row['img_per_s']:9.1f} img/s "
               f"= {row['img_per_s'] / base:6.1f}x the per-image loop ({base:.1f} img/s)")
 
 

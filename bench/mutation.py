@@ -1,0 +1,177 @@
+"""Mutation testing of the pure modules with mutmut: how many planted bugs do the tests catch?
+
+mutmut changes one small thing at a time in a module (a ``<`` for a ``<=``, a constant, a dropped
+argument) and runs the tests that reach the changed function; a mutant that no test notices
+"survives" and marks behaviour nothing pins. This script runs mutmut on the modules below, each with
+the fast test files that exercise it, and prints the score per module (killed / mutants) and per
+function group, then the surviving mutants of the groups that must have none.
+
+Not part of CI (it takes minutes): ``pip install mutmut`` (3.x), then
+
+    python bench/mutation.py                  # every module below
+    python bench/mutation.py runs runstate    # some of them
+    python bench/mutation.py --show-survivors # with the diff of each survivor
+
+mutmut copies the project into ``mutants/`` and rewrites it; so that nothing in the working tree is
+touched, it runs in a scratch copy (``--workdir``, default a temporary folder) holding the package,
+the chosen tests and a ``pyproject.toml`` with only the mutmut and pytest settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODULES: dict[str, tuple[str, list[str]]] = {
+    # name: (module file, pytest arguments that select its fast tests)
+    "dataset": ("carclf_core/dataset.py", ["tests/test_dataset.py"]),
+    "runs": ("carclf_core/runs.py", ["tests/test_runs.py", "tests/test_atomic_writes.py"]),
+    "runstate": ("carclf_core/runstate.py", ["tests/test_runstate.py"]),
+    "metrics": ("carclf_core/metrics.py", ["tests/test_metrics.py", "tests/test_heatmap.py"]),
+    "heatmap": ("carclf_core/heatmap.py", ["tests/test_heatmap.py"]),
+    "rule": ("carclf_core/prefilter/rule.py", ["tests/test_prefilter.py"]),
+    "scores": ("carclf_core/prefilter/scores.py", ["tests/test_prefilter.py"]),
+    "config": ("carclf_core/config.py", ["tests/test_config.py"]),
+}
+
+# Functions whose every mutant must be caught (the README's "no survivor" list), by module:
+# the split, the car rule, the reducer and the atomic writes.
+STRICT = {
+    "dataset": re.compile(r"split|round|fraction"),
+    "rule": re.compile(r"."),
+    "runstate": re.compile(r"."),
+    "runs": re.compile(r"atomic|temp"),
+}
+
+_KEY = re.compile(r"^\s*(?P<module>[\w.]+)\.(?P<function>x.+?|[^.]+)__mutmut_\d+: (?P<status>.+)$")
+
+
+def _scratch(workdir: Path, names: list[str]) -> list[str]:
+    """Copy the package and the tests of ``names`` into ``workdir``; returns the test arguments."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    for package in ("carclf_core", "carclf_tui"):  # carclf_tui: the reducer's tests replay its sample run
+        shutil.copytree(ROOT / package, workdir / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (workdir / "tests").mkdir()
+    for name in ("__init__.py", "conftest.py"):
+        shutil.copy(ROOT / "tests" / name, workdir / "tests" / name)
+    tests: list[str] = []
+    for name in names:
+        for arg in MODULES[name][1]:
+            if arg.startswith("tests/") and (ROOT / arg).is_file():
+                shutil.copy(ROOT / arg, workdir / arg)
+                if arg not in tests:
+                    tests.append(arg)
+    files = [MODULES[name][0] for name in names]
+    (workdir / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["carclf_core"]\n'
+        f"only_mutate = {files!r}\n"
+        f"pytest_add_cli_args_test_selection = {tests!r}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-x"]\n'
+        'also_copy = ["carclf_tui", "tests"]\n'
+        "\n[tool.pytest.ini_options]\n"
+        'testpaths = ["tests"]\n'
+        'addopts = "-p no:xdist"\n'
+        "markers = [\"slow: end-to-end tests\"]\n",
+        encoding="utf-8",
+    )
+    return tests
+
+
+def _results(workdir: Path) -> list[tuple[str, str, str, str]]:
+    """(module, function, mutant, status) of every mutant mutmut recorded."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=workdir,
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        match = _KEY.match(line)
+        if match:
+            mutant = line.strip().split(":")[0]
+            rows.append((match["module"], match["function"].removeprefix("x_").removeprefix("xǁ"), mutant,
+                         match["status"].strip()))
+    return rows
+
+
+def _module_name(dotted: str) -> str:
+    for name, (path, _) in MODULES.items():
+        if dotted == path.removesuffix(".py").replace("/", "."):
+            return name
+    return dotted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", choices=[[], *MODULES], help="modules to mutate (default: all)")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--show-survivors", action="store_true", help="print the diff of every survivor")
+    args = parser.parse_args(argv)
+    names = args.modules or list(MODULES)
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        print("mutmut is not installed: pip install 'mutmut>=3.8,<4'", file=sys.stderr)
+        return 2
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="carclf-mutation-"))
+    _scratch(workdir, names)
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
+                         cwd=workdir, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if run.returncode != 0:
+        print(run.stdout[-3000:] + run.stderr[-3000:], file=sys.stderr)
+        return run.returncode
+    rows = _results(workdir)
+    if not rows:
+        print(f"mutmut recorded no mutant (see {workdir}):\n{run.stdout[-2000:]}", file=sys.stderr)
+        return 1
+
+    by_module: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    strict_survivors = []
+    for dotted, function, mutant, status in rows:
+        name = _module_name(dotted)
+        by_module[name][status] += 1
+        if status == "survived" and name in STRICT and STRICT[name].search(function):
+            strict_survivors.append((name, function, mutant))
+    print(f"mutmut {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s, scratch copy in {workdir}")
+    print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7}")
+    total = collections.Counter()
+    for name in names:
+        counts = by_module.get(name, collections.Counter())
+        n = sum(counts.values())
+        caught = counts["killed"] + counts["timeout"]
+        other = n - caught - counts["survived"]
+        total.update(counts)
+        score = f"{caught / n:.1%}" if n else "-"
+        print(f"{name:<10} {n:>8} {caught:>7} {counts['survived']:>9} {other:>6} {score:>7}")
+    n = sum(total.values())
+    caught = total["killed"] + total["timeout"]
+    print(f"{'all':<10} {n:>8} {caught:>7} {total['survived']:>9} {n - caught - total['survived']:>6} "
+          f"{caught / n:>7.1%}")
+    print("(other: mutants no test reached, or skipped; score: killed or timed out / all mutants)")
+    if strict_survivors:
+        print(f"\n{len(strict_survivors)} survivors where none may be:")
+        for name, function, mutant in strict_survivors:
+            print(f"  {name}: {function}  ({mutant})")
+    if args.show_survivors:
+        for _, _, mutant, status in rows:
+            if status == "survived":
+                shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=workdir,
+                                       capture_output=True, text=True)
+                print(shown.stdout)
+    return 1 if strict_survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
