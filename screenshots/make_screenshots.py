@@ -1,14 +1,21 @@
 """Regenerate ``screenshots/*.svg`` from the real dashboard (``App.save_screenshot``).
 
-Usage: ``python screenshots/make_screenshots.py [RUN_DIR]``. With a run directory (e.g. a finished
-``carclf-tui --demo --run-all`` run) the dashboard is attached to it; without one, a recorded demo run
-is written to a temporary folder first (``carclf_tui.sample_run``: the events a demo run emits, no
-TensorFlow needed). Each shot opens one tab at a fixed size once the replay is complete.
+Usage: ``python screenshots/make_screenshots.py [RUN_DIR] [--only NAME ...]``. With a run directory
+(e.g. a finished ``carclf-tui --demo --run-all`` run) the dashboard is attached to it; without one, a
+recorded demo run is written to a temporary folder first (``carclf_tui.sample_run``: the events a demo
+run emits, no TensorFlow needed). Each shot opens one tab at a fixed size once the replay is complete.
+
+Two more shots work on a copy of the run, never the run itself: ``stale`` saves a new prefilter
+threshold (``w``, confirmed) so the later stages turn stale, and ``picker`` opens the run picker over
+the copy and a few made-up runs beside it (a new one, a failed one, a damaged one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from carclf_core import config as config_mod  # noqa: E402
 from carclf_core.runs import RunDir, open_run  # noqa: E402
 from carclf_tui.app import CarclfApp  # noqa: E402
-from carclf_tui.sample_run import T0, write_sample_run  # noqa: E402
+from carclf_tui.sample_run import CLASSES, T0, make_run_dir, record_provenance, write_sample_run  # noqa: E402
+from carclf_tui.screens.confirm import ConfirmScreen  # noqa: E402
 from carclf_tui.screens.main import TABS  # noqa: E402
+from carclf_tui.screens.picker import RunPicker  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SHOTS = (  # file name, tab, terminal size, keys pressed on the tab
@@ -53,12 +62,95 @@ async def shoot(run: RunDir, name: str, tab: str, size: tuple[int, int], keys: t
     return path
 
 
+async def replayed(pilot) -> None:
+    screen = pilot.app.screen
+    while screen.state.run_status in ("pending", "running") or screen.state.revision < 10:
+        await pilot.pause(0.05)
+
+
+def save(app: CarclfApp, name: str) -> Path:
+    app.clear_notifications()
+    path = HERE / f"{name}.svg"
+    app.save_screenshot(filename=path.name, path=str(HERE))
+    return path
+
+
+async def shoot_stale(run: RunDir, size: tuple[int, int] = (100, 28)) -> Path:
+    """The stages tab after a new threshold was saved in the same dashboard: split, train and evaluate stale."""
+    app = CarclfApp(run, config_mod.Config(), clock=lambda: T0 + 100.0, poll_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await replayed(pilot)
+        screen = app.screen
+        await pilot.press("4", "plus")
+        pane = screen.panes["prefilter"]
+        while pane.trial is None or pane.trial_pending:
+            await pilot.pause(0.05)
+        await pilot.press("w")
+        while not isinstance(app.screen, ConfirmScreen):
+            await pilot.pause(0.05)
+        await pilot.press("y")
+        while screen.state.stages["evaluate"].status != "stale":
+            await pilot.pause(0.05)
+        await pilot.press("1", "down", "down")  # split: why it is stale
+        await pilot.pause(0.5)
+        return save(app, "stale")
+
+
+async def shoot_picker(run: RunDir, size: tuple[int, int] = (100, 28)) -> Path:
+    """The run picker over ``run``'s folder."""
+    app = CarclfApp(run, config_mod.Config(), clock=lambda: T0 + 3 * 86400, poll_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await replayed(pilot)
+        await pilot.press("o")
+        while not isinstance(app.screen, RunPicker) or not app.screen.listed:
+            await pilot.pause(0.05)
+        picker = app.screen
+        while len(picker.summaries) < len(picker.runs):
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        return save(app, "picker")
+
+
+def beside(run: RunDir) -> None:
+    """A few made-up runs in ``run``'s folder for the picker: new, failed, damaged."""
+    root = Path(run.path).parent
+    make_run_dir(root, "20260102-090000-carclf")
+    failed = make_run_dir(root, "20260101-180000-resnet50")
+    record_provenance(failed, ("index", "prefilter", "split"), duration_s=40.0)
+    failed.update_stage_state("train", status="failed", summary="train.backbone: unknown")
+    damaged = make_run_dir(root, "20260101-150000-carclf")
+    damaged.state_path.write_text("{torn")
+    os.utime(damaged.path, (T0 + 3 * 3600, T0 + 3 * 3600))  # its age comes from the folder
+
+
+def recorded_results(run: RunDir) -> None:
+    """What a real run's split, train and evaluate leave for the picker, matching the recorded events."""
+    for folder in ("split", "train", "evaluate"):
+        (Path(run.path) / folder).mkdir(exist_ok=True)
+    run.classes_json.write_text(json.dumps(list(CLASSES)))
+    run.train_summary.write_text(json.dumps({"val_accuracy": 0.864, "best_epoch": 8}))
+    (run.evaluate_dir / "metrics.json").write_text(json.dumps({"accuracy": 0.871, "top5": 0.99}))
+
+
 def main(argv: list[str]) -> int:
+    only = set(argv[argv.index("--only") + 1:]) if "--only" in argv else None
+    argv = argv[:argv.index("--only")] if "--only" in argv else argv
     with tempfile.TemporaryDirectory() as tmp:
         run = open_run(argv[0]) if argv else write_sample_run(Path(tmp) / "runs")
         for name, tab, size, keys in SHOTS:
-            path = asyncio.run(shoot(run, name, tab, size, keys))
-            print(f"wrote {path.relative_to(HERE.parent)}")
+            if only is None or name in only:
+                path = asyncio.run(shoot(run, name, tab, size, keys))
+                print(f"wrote {path.relative_to(HERE.parent)}")
+        copy = RunDir(Path(tmp) / "copy" / Path(run.path).name)
+        shutil.copytree(run.path, copy.path, ignore=shutil.ignore_patterns(".lock"))
+        if not any(entry.get("made") for entry in copy.read_state().get("stages", {}).values()):
+            record_provenance(copy)  # a recorded run: what a real runner would have recorded
+            recorded_results(copy)
+        for name, shot in (("stale", shoot_stale), ("picker", shoot_picker)):
+            if only is None or name in only:
+                if name == "picker":
+                    beside(copy)
+                print(f"wrote {asyncio.run(shot(copy)).relative_to(HERE.parent)}")
     return 0
 
 

@@ -16,10 +16,9 @@ import pytest
 from rich.text import Text
 
 from carclf_core import config as config_mod
-from carclf_core import provenance
 from carclf_core.runs import RunDir
 from carclf_tui.app import CarclfApp
-from carclf_tui.sample_run import T0, make_run_dir, write_sample_run
+from carclf_tui.sample_run import T0, make_run_dir, record_provenance, write_sample_run
 from carclf_tui.widgets.stages import StagesTable
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
@@ -92,15 +91,6 @@ def frozen_clock() -> float:
 def finished_run(tmp_path: Path) -> RunDir:
     """A recorded, finished run of all five stages (12 epochs of 40 batches) with stored prefilter scores."""
     return write_sample_run(tmp_path / "runs")
-
-
-def record_provenance(run: RunDir, names=STAGES) -> None:
-    """Record ``names`` as done in ``state.json`` with their provenance, as the real runner does when
-    each stage finishes (the recorded events alone say nothing of what each stage was made from)."""
-    config = run.load_config()
-    for name in names:
-        run.update_stage_state(name, status="done", duration_s=1.0, summary=f"{name} done")
-        provenance.record(run, name, config, f"{name} as recorded")
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from carclf_core import events as ev
 from carclf_core.runs import RunDir
-from carclf_tui.sample_run import make_run_dir, write_events, write_sample_run
+from carclf_tui.sample_run import make_run_dir, record_provenance, write_events, write_sample_run
 from carclf_tui.screens.main import MainScreen
 from carclf_tui.screens.picker import RunPicker
 from carclf_tui.widgets.stages import StagesTable
 
-from .conftest import STAGES, cell, frozen_clock, make_app, record_provenance, wait_until
+from .conftest import STAGES, cell, frozen_clock, make_app, wait_until
 
 
 def results(run: RunDir, val: float, test: float, classes: int) -> None:
