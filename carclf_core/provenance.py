@@ -34,8 +34,10 @@ class Lineage:
     outputs: tuple[str, ...] = ()
     """Files (relative to the run) that are the stage's result, fingerprinted when it finishes."""
 
-    def config_values(self, config: Config) -> dict[str, Any]:
-        flat = flat_config(config.to_dict())
+    def config_values(self, config: Config | dict[str, Any]) -> dict[str, Any]:
+        """The values of this stage's keys, from a config or its :func:`flat_config` form (which a
+        caller asking for several stages computes once)."""
+        flat = config if isinstance(config, dict) else flat_config(config.to_dict())
         return {
             key: value
             for key, value in flat.items()
@@ -56,7 +58,14 @@ LINEAGES: dict[str, Lineage] = {
         ("train", "input"),
         upstream=("split",),
         outputs=("train/summary.json",),
-        ignore=("train.batch_events_per_second", "train.confusion_sample", "input.decode_workers", "input.cache"),
+        ignore=(
+            "train.batch_events_per_second",
+            "train.confusion_sample",
+            "input.decode_workers",
+            "input.cache",
+            "train.worker_timeout_s",
+            "train.cluster_wait_s",
+        ),
     ),
     "evaluate": Lineage(
         ("evaluate", "input.height", "input.width", "input.resize"),
@@ -108,6 +117,7 @@ def staleness(run: RunDir, config: Config) -> dict[str, str]:
     A stage finished before provenance was recorded (an older run) is taken as fresh.
     """
     stages = run.read_state().get("stages", {})
+    flat = flat_config(config.to_dict())
     stale: dict[str, str] = {}
     for name, lineage in LINEAGES.items():
         entry = stages.get(name, {})
@@ -125,7 +135,7 @@ def staleness(run: RunDir, config: Config) -> dict[str, str]:
                 when = time.strftime("%H:%M", time.localtime(now["t"])) if now.get("t") else "since"
                 reasons.append(f"{up} changed {when}: {used.get('note') or '?'} -> {now.get('note') or 'not made'}")
         was = inputs.get("config", {})
-        for key, value in lineage.config_values(config).items():
+        for key, value in lineage.config_values(flat).items():
             if key in was and was[key] != value:
                 reasons.append(f"{key} {_describe(was[key])} -> {_describe(value)}")
         if reasons:
