@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from . import display
 from . import events as ev
 
 BATCH_POINTS = 256
 """Most batch points kept for the current epoch's curve; older points are thinned, not dropped."""
+RATE_WINDOW_S = 10.0
+"""Time constant of the smoothed training speed (seconds): intervals between batch events are weighted
+by ``exp(-age / RATE_WINDOW_S)``, so the speed follows a change within a few tens of seconds."""
+ACCURACY_KEYS = ("categorical_accuracy", "accuracy", "sparse_categorical_accuracy")
+"""Keras names the accuracy after the metric object; the usual spellings, the first found wins."""
 LOG_LINES = 2000
 """Most log lines kept (the full log stays in ``events.jsonl``)."""
 
@@ -89,7 +96,46 @@ class BatchCurve:
     last_step: int = 0
     total_steps: int | None = None
     images_per_s: float | None = None
+    """As the newest batch event reported it: images since the epoch began over the time since (the
+    first step, with its compilation, included)."""
     eta_s: float | None = None
+    started_t: float | None = None
+    """Wall-clock time the epoch began (its EpochStarted event)."""
+    last_t: float | None = None
+    """Wall-clock time of the newest batch event of the epoch."""
+    first_of_fit: bool = True
+    """The epoch is the first of a ``fit`` (the stage's first, or the first of a new phase): its first
+    step includes building and compiling the training step."""
+    images_per_step: float | None = None
+    """Images a step, from the newest batch event (its images/s times the epoch's time so far, over steps)."""
+    rate_steps: float = 0.0
+    rate_seconds: float = 0.0
+    """Exponentially weighted sums of steps and of seconds between batch events (never the first
+    event of an epoch, which carries the first step and the pipeline's warm-up; never validation,
+    which runs between the last batch event and the next epoch): their ratio is the smoothed speed."""
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Training steps a second, smoothed over the last :data:`RATE_WINDOW_S` or so; None before two
+        batch events of an epoch arrived in this run of the stage."""
+        return self.rate_steps / self.rate_seconds if self.rate_seconds > 0 else None
+
+    @property
+    def smoothed_images_per_s(self) -> float | None:
+        """:attr:`steps_per_s` in images a second (None when either part is unknown)."""
+        rate = self.steps_per_s
+        return rate * self.images_per_step if rate is not None and self.images_per_step else None
+
+    def timed(self, t: float, step: int, images_per_s: float | None) -> None:
+        """Fold the time of a batch event at ``step`` into the smoothed speed."""
+        if self.last_t is not None and step > self.last_step and t > self.last_t:
+            seconds = t - self.last_t
+            decay = math.exp(-seconds / RATE_WINDOW_S)
+            self.rate_steps = self.rate_steps * decay + (step - self.last_step)
+            self.rate_seconds = self.rate_seconds * decay + seconds
+        if images_per_s and self.started_t is not None and step > 0 and t > self.started_t:
+            self.images_per_step = images_per_s * (t - self.started_t) / step
+        self.last_t = t
 
     def add(self, step: int, loss: float, accuracy: float | None) -> None:
         self.last_step = step
@@ -174,6 +220,9 @@ class RunState:
     batch: BatchCurve = dataclasses.field(default_factory=BatchCurve)
     patience: Patience | None = None
     confusion: Confusion | None = None
+    after_steps_s: float | None = None
+    """Seconds the last finished epoch took after its last training step (validation, the epoch's
+    callbacks), for the ETAs; None until an epoch with batch events ended."""
     # prefilter
     prefilter: PrefilterView = dataclasses.field(default_factory=PrefilterView)
     # log
@@ -231,6 +280,111 @@ class RunState:
                 if row.epoch == self.patience.best_epoch:
                     return row
         return None
+
+
+STALLED_S = 10.0
+"""Seconds without a batch event in the middle of an epoch before the progress says so."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingProgress:
+    """Where a running train stage is, with its smoothed speed and ETAs (:func:`training_progress`)."""
+
+    activity: str
+    """``building the model``, ``compiling the first step``, ``starting epoch N``, ``training``,
+    ``validating``, ``ending the epoch``, or ``no batch for ...`` when the batches stopped coming."""
+    since: float | None
+    """When the activity began (wall clock), for those worth timing; None for ``training``."""
+    epoch: int
+    epochs: int
+    step: int
+    steps: int | None
+    fraction: float | None
+    """Of the whole run's epochs, the running epoch's finished steps counted in."""
+    images_per_s: float | None
+    """Smoothed over the last batch events, first steps and validation left out."""
+    epoch_eta_s: float | None
+    run_eta_s: float | None
+    """To the last planned epoch; None until a speed is known."""
+    stop_eta_s: float | None
+    """To the epoch early stopping would end on if the monitored value does not improve, when that
+    comes before the last planned epoch."""
+
+
+def training_progress(state: RunState, now: float) -> TrainingProgress | None:
+    """The running train stage's progress at wall-clock ``now``; None when training is not running.
+
+    ETAs come from the smoothed step rate (:attr:`BatchCurve.steps_per_s`) and the time the last epoch
+    spent after its last step (:attr:`RunState.after_steps_s`: validation, checkpoints), so they move
+    with every batch event and count down between them.
+    """
+    train = state.stages.get("train")
+    if train is None or train.status != RUNNING:
+        return None
+    b = state.batch
+    seen = b.started_t if b.started_t is not None else b.last_t
+    # the curve belongs to this run of the stage (a resumed run replays an earlier attempt's first)
+    current = b.epoch > 0 and seen is not None and not (train.started is not None and seen < train.started)
+    finished = state.epoch_rows[-1].epoch if state.epoch_rows else 0
+    ended = current and finished >= b.epoch
+    running = current and not ended  # an epoch whose end was not reported yet
+    steps = b.total_steps if current else None
+    step = b.last_step if running else 0
+    rate = b.steps_per_s if current else None
+    train_end = None
+    if running and rate and steps and b.last_t is not None:
+        train_end = b.last_t + max(0, steps - step) / rate  # where the epoch's last step lands
+    since: float | None = None
+    if not current:
+        activity, since = "building the model", train.started
+    elif ended:
+        activity = "ending the epoch"
+    elif step == 0:
+        activity = "compiling the first step" if b.first_of_fit else f"starting epoch {b.epoch}"
+        since = b.started_t
+    elif steps and (
+        step >= steps or (rate and train_end is not None and now >= train_end and steps - step <= rate * 0.5 + 1)
+    ):
+        # batch events are throttled (a few a second): the last may come a few steps before the end
+        activity, since = "validating", min(now, train_end) if train_end is not None else b.last_t
+    elif b.last_t is not None and now - b.last_t > STALLED_S:
+        activity, since = "no batch since", b.last_t
+    else:
+        activity = "training"
+    epochs = state.epochs
+    done = (b.epoch - 1 + min(step, steps) / steps) if running and steps else float(finished)
+    fraction = min(1.0, max(0.0, done / epochs)) if epochs else None
+    epoch_eta = run_eta = stop_eta = None
+    if rate and steps:
+        per_epoch = steps / rate + (state.after_steps_s or 0.0)
+        left = 0.0
+        if running:
+            if train_end is not None:
+                left = max(0.0, train_end + (state.after_steps_s or 0.0) - now)
+            else:  # no batch of this epoch yet: a whole epoch, less what already went by
+                left = max(0.0, per_epoch - (now - (b.started_t or now)))
+            epoch_eta = left
+        last = b.epoch if running else finished
+        if epochs:
+            run_eta = left + max(0, epochs - last) * per_epoch
+        p = state.patience
+        if p is not None and epochs and p.stop_after < epochs:
+            stop_eta = left + max(0, p.stop_after - last) * per_epoch
+    elif current and state.epoch_rows and state.epoch_rows[-1].eta_s is not None:
+        run_eta = state.epoch_rows[-1].eta_s  # the trainer's own (whole epochs) until a speed is known
+    return TrainingProgress(
+        activity,
+        since,
+        b.epoch if current else finished,
+        epochs,
+        step,
+        steps,
+        fraction,
+        b.smoothed_images_per_s if current else None,
+        epoch_eta,
+        run_eta,
+        stop_eta,
+    )
 
 
 def new_state(stage_order: Sequence[str] = ()) -> RunState:
@@ -362,6 +516,7 @@ def _reduce(s: RunState, e: ev.Event) -> None:
         b = s.batch
         if b.epoch != e.epoch:
             s.batch = b = BatchCurve(epoch=e.epoch)
+        b.timed(e.t, e.step, e.images_per_s)  # before add: it compares with the previous step
         b.add(e.step, e.loss, e.accuracy)
         b.total_steps = e.steps
         b.images_per_s = e.images_per_s
@@ -463,8 +618,20 @@ def _log(s: RunState, e: ev.LogLine) -> None:
 
 
 def _epoch_started(s: RunState, e: ev.EpochStarted) -> None:
+    old, train = s.batch, s.stages.get("train")
+    # The speed carries over from the epoch before when the same fit goes on (its sums are decayed
+    # by age as new intervals come); a new fit (the stage restarted, or warm-up turned fine-tuning)
+    # compiles again and may run at another speed, so it starts afresh.
+    same_fit = (
+        old.started_t is not None
+        and e.phase == s.phase
+        and not (train is not None and train.started is not None and old.started_t < train.started)
+    )
     s.epoch, s.epochs, s.phase = e.epoch, e.epochs, e.phase
-    s.batch = BatchCurve(epoch=e.epoch, total_steps=e.steps)
+    s.batch = BatchCurve(epoch=e.epoch, total_steps=e.steps, started_t=e.t, first_of_fit=not same_fit)
+    if same_fit:
+        s.batch.rate_steps, s.batch.rate_seconds = old.rate_steps, old.rate_seconds
+        s.batch.images_per_step = old.images_per_step
     s.rev_training += 1
 
 
@@ -476,7 +643,36 @@ def _epoch_ended(s: RunState, e: ev.EpochEnded) -> None:
         s.epoch_rows = rows = [r for r in rows if r.epoch < e.epoch]
     rows.append(EpochRow(e.epoch, e.epochs, dict(e.metrics), e.learning_rate, e.duration_s, e.images_per_s, e.eta_s))
     s.epoch, s.epochs = e.epoch, e.epochs
+    b = s.batch
+    rate = b.steps_per_s
+    if b.epoch == e.epoch and b.last_t is not None and rate and b.total_steps:
+        # the batch events are throttled: the last one may come a few steps before the epoch's end
+        s.after_steps_s = max(0.0, e.t - b.last_t - max(0, b.total_steps - b.last_step) / rate)
     s.rev_training += 1
+    _append_log(s, LogEntry(e.t, "info", epoch_line(e.epoch, e.epochs, e.metrics), stage="train"))
+
+
+def metric(metrics: dict[str, float], names: Sequence[str], prefix: str = "") -> float | None:
+    """The first of ``names`` (with ``prefix``, e.g. ``val_``) that ``metrics`` holds, as a float."""
+    for name in names:
+        value = metrics.get(prefix + name)
+        if value is not None:
+            return float(value)
+    return None
+
+
+def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
+    """``epoch 3/12  loss 0.4978  val_loss 0.7293  val_acc 0.7737``: what the log says of a finished epoch."""
+    parts = [f"epoch {epoch}/{epochs}" if epochs else f"epoch {epoch}"]
+    for label, names, prefix in (
+        ("loss", ("loss",), ""),
+        ("val_loss", ("loss",), "val_"),
+        ("val_acc", ACCURACY_KEYS, "val_"),
+    ):
+        value = metric(metrics, names, prefix)
+        if value is not None:
+            parts.append(f"{label} {display.number(value)}")
+    return "  ".join(parts)
 
 
 def _patience(s: RunState, e: ev.PatienceChanged) -> None:

@@ -119,7 +119,7 @@ BUMPS = [
     (ev.LogLine(level="info", message="hello"), {"rev_log"}),
     (ev.EpochStarted(epoch=1, epochs=2, steps=3), {"rev_training"}),
     (ev.BatchEnded(epoch=1, step=1, steps=3, loss=1.0), {"rev_training"}),
-    (ev.EpochEnded(epoch=1, epochs=2, metrics={"loss": 1.0}), {"rev_training"}),
+    (ev.EpochEnded(epoch=1, epochs=2, metrics={"loss": 1.0}), {"rev_training", "rev_log"}),  # its log line
     (ev.PatienceChanged(epoch=1, wait=0, patience=3, best=1.0, best_epoch=1), {"rev_training"}),
     (ev.ConfusionReady(epoch=1, classes=("a", "b"), matrix=((1, 0), (0, 1))), {"rev_training"}),
     (ev.StageFailed(stage="train", error="boom"), {"rev_stages", "rev_log"}),
