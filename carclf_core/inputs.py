@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import tensorflow as tf
@@ -52,7 +53,12 @@ def _orientation_of(path: tf.Tensor) -> tf.Tensor:
     return tf.reshape(turn, [])
 
 
-def read_rgb(path: tf.Tensor, orientation: tf.Tensor | None = None) -> tf.Tensor:
+Orientation: TypeAlias = "tf.Tensor | int | None"
+"""A file's EXIF orientation for the readers: a tensor, a Python int when the pipeline knows it for
+every file (1: all upright, and no op is added for it), or None to read it from the file."""
+
+
+def read_rgb(path: tf.Tensor, orientation: Orientation = None) -> tf.Tensor:
     """Read and decode one image file (JPEG, PNG, GIF, BMP, WebP) into uint8 RGB, any size, upright.
 
     Args:
@@ -64,8 +70,10 @@ def read_rgb(path: tf.Tensor, orientation: tf.Tensor | None = None) -> tf.Tensor
     if orientation is None:
         orientation = _orientation_of(path)
     data = tf.io.read_file(path)
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    return apply_orientation(tf.ensure_shape(image, [None, None, 3]), orientation)
+    image = tf.ensure_shape(
+        tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
+    )
+    return image if isinstance(orientation, int) and orientation == 1 else apply_orientation(image, orientation)
 
 
 def _resize(image: tf.Tensor, size: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
@@ -91,9 +99,7 @@ def _fit_and_pad(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
     return tf.image.pad_to_bounding_box(_resize(image, scaled, scale), pad[0], pad[1], height, width)
 
 
-def decode_image(
-    path: tf.Tensor, height: int, width: int, resize: str, orientation: tf.Tensor | None = None
-) -> tf.Tensor:
+def decode_image(path: tf.Tensor, height: int, width: int, resize: str, orientation: Orientation = None) -> tf.Tensor:
     """Read and decode one image file into float32 RGB ``height x width``, upright.
 
     ``pad`` scales to fit and pads, ``crop`` scales to cover and centre-crops, ``stretch`` scales
@@ -195,10 +201,12 @@ def make_dataset(
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    turns = orientations(paths)
+    turned = bool((turns != 1).any())  # else no orientation op at all: most collections are upright
     ds = tf.data.Dataset.from_tensor_slices(
         (
             tf.constant(list(paths), tf.string),
-            orientations(paths),
+            turns,
             tf.constant(np.asarray(labels, dtype=np.int32)),
             tf.range(len(paths), dtype=tf.int64),
         )
@@ -208,7 +216,7 @@ def make_dataset(
     keep_rows = with_rows or audit is not None
 
     def load(path, orientation, label, row):
-        image = decode_image(path, cfg.height, cfg.width, cfg.resize, orientation)
+        image = decode_image(path, cfg.height, cfg.width, cfg.resize, orientation if turned else 1)
         return (image, tf.one_hot(label, num_classes, dtype=tf.float32)) + ((row,) if keep_rows else ())
 
     def extras(applied, rest):
@@ -245,7 +253,7 @@ def make_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-def decode_prefilter_image(path: tf.Tensor, size: int, resize: str, orientation: tf.Tensor | None = None) -> tf.Tensor:
+def decode_prefilter_image(path: tf.Tensor, size: int, resize: str, orientation: Orientation = None) -> tf.Tensor:
     """Read one image into uint8 RGB ``size x size`` for an ImageNet classifier, upright.
 
     ``center_crop`` (the default) follows the classifiers' own evaluation recipe: the central square
@@ -295,10 +303,11 @@ def make_prefilter_dataset(
     """
     rows = tf.data.Dataset.range(len(paths))
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
-    turns = tf.data.Dataset.from_tensor_slices(orientations(paths))
-    ds = tf.data.Dataset.zip((files, turns, rows))
+    turns = orientations(paths)
+    turned = bool((turns != 1).any())
+    ds = tf.data.Dataset.zip((files, tf.data.Dataset.from_tensor_slices(turns), rows))
     ds = ds.map(
-        lambda path, orientation, row: (decode_prefilter_image(path, size, resize, orientation), row),
+        lambda path, orientation, row: (decode_prefilter_image(path, size, resize, orientation if turned else 1), row),
         num_parallel_calls=decode_workers or AUTOTUNE,
         deterministic=True,
     )
