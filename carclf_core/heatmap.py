@@ -19,19 +19,78 @@ SHADES = " .:-=+*#%@"
 """Light to dense; index 0 (a blank) is a clipped count of ``clip[0]`` or less."""
 
 
-def _block_max(m: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group rows and columns into ``blocks`` contiguous groups and keep each block's largest count.
+SHARE_EDGES = (0.02, 0.05, 0.10, 0.25, 0.50)
+"""Upper ends of the colour levels 1..5 of a row share (level 6: above 50 %). Fixed, so a colour means
+the same share on every run: a confusion of 3 % of a class is as visible as one of 40 %."""
+COUNT_FRACTIONS = (0.02, 0.05, 0.10, 0.25, 0.50)
+"""Upper ends of the count levels as fractions of the largest count shown (rounded up to whole counts)."""
 
-    The maximum, not the sum: summed blocks of a 300-class matrix saturate any clip range, while
-    the largest single count keeps the same scale as an unaggregated cell.
 
-    Returns:
-        (blocks x blocks matrix, first class index of each group).
+def group_starts(n: int, groups: int) -> np.ndarray:
+    """First index of each of ``groups`` contiguous, near-equal groups of ``n`` items (``groups <= n``)."""
+    return (np.arange(groups) * n) // groups
+
+
+def block_max(m: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray) -> np.ndarray:
+    """The largest value of each block when rows start groups at ``row_starts`` and columns at ``col_starts``.
+
+    The maximum, not the sum: summed blocks of a 300-class matrix saturate any scale, while the
+    largest single value keeps the same scale as an unaggregated cell.
     """
-    n = m.shape[0]
-    starts = (np.arange(blocks) * n) // blocks
-    rows = np.maximum.reduceat(m, starts, axis=0)
-    return np.maximum.reduceat(rows, starts, axis=1), starts
+    rows = np.maximum.reduceat(m, row_starts, axis=0)
+    return np.maximum.reduceat(rows, col_starts, axis=1)
+
+
+def _block_max(m: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns grouped alike into ``blocks`` groups; (blocks x blocks maxima, group starts)."""
+    starts = group_starts(m.shape[0], blocks)
+    return block_max(m, starts, starts), starts
+
+
+def row_shares(matrix) -> np.ndarray:
+    """Each count as a share of its row (of the true class's images); 0 in a row without images."""
+    m = as_matrix(matrix).astype(np.float64)
+    totals = m.sum(axis=1, keepdims=True)
+    return np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+
+
+def count_edges(high: int) -> tuple[int, ...]:
+    """Upper ends of the count levels for counts up to ``high``: :data:`COUNT_FRACTIONS` of it, rounded
+    up to whole counts, without repeats (a small ``high`` gets fewer levels, one count each)."""
+    edges = sorted({int(np.ceil(high * f)) for f in COUNT_FRACTIONS} - {0})
+    return tuple(e for e in edges if e < high)
+
+
+def levels(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """Colour level of each value: 0 for nothing (zero or less), else 1 + how many ``edges`` lie below it.
+
+    A value equal to an edge belongs to that edge's level, so level ``k`` holds ``(edges[k-2], edges[k-1]]``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    ranks = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left") + 1
+    return np.where(values > 0, ranks, 0).astype(np.int64)
+
+
+def level_names(edges: Sequence[float], share: bool, high: float | None = None) -> list[str]:
+    """What each nonzero level holds, for a legend: ``≤2%``, ``2-5%``, ... ``>50%``; or ``1``, ``2``,
+    ``3-4``, ... ``21-40`` for counts (``high`` the largest count: the last level's upper end)."""
+    if share:
+        names = [f"≤{edges[0]:.0%}"] if edges else []
+        names += [f"{a * 100:.0f}-{b:.0%}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        return [*names, f">{edges[-1]:.0%}" if edges else ">0%"]
+    names, low = [], 1
+    for top in [*edges, high if high is not None else (edges[-1] + 1 if edges else 1)]:
+        top = int(top)
+        names.append(str(low) if top <= low else f"{low}-{top}")
+        low = top + 1
+    return names
+
+
+def level_shades(count: int) -> str:
+    """``count + 1`` characters of :data:`SHADES` spread from blank to densest: level ``k`` is drawn with
+    the ``k``-th (for terminals without colour)."""
+    picks = np.round(np.linspace(0, len(SHADES) - 1, count + 1)).astype(int)
+    return "".join(SHADES[i] for i in picks)
 
 
 def _shade(values: np.ndarray, clip: tuple[int, int]) -> np.ndarray:

@@ -319,6 +319,9 @@ def run_app(config: Config, run: RunDir | None, pick: bool = False) -> int:
         run = create_run(config)
     several = pick and len(list_runs(Path(run.path).parent)) > 1
     app = CarclfApp(run, config, pick_run=several)
+    from .widgets.pictures import probe_terminal
+
+    probe_terminal()  # the terminal's picture protocols, asked while its answers still reach us
     app.run()
     # Textual sets the return code to 1 when an exception escaped (and prints it); never report 0 then.
     code = app.return_code or 0

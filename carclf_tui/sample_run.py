@@ -178,3 +178,97 @@ def record_provenance(run: RunDir, names: tuple[str, ...] = ("index", "prefilter
     for name in names:
         run.update_stage_state(name, status="done", duration_s=duration_s, summary=f"{name} done")
         provenance.record(run, name, config, f"{name} as recorded")
+
+
+def write_picture_run(root: Path, name: str = "20260101-140000-pictures", classes: int = 300, per_class: int = 2,
+                      threshold: float = 0.1, seed: int = 2) -> RunDir:
+    """A finished recorded run whose files are real pictures, for the views that show them.
+
+    Beside the run folder, ``<name>-data/`` holds ``classes x per_class`` small JPEGs with 17-field names
+    (:mod:`carclf_core.synthetic`'s pictures; the first is stored sideways with an EXIF orientation,
+    as cameras do), and the run's config names that folder as ``data.dir``. The run has the index's
+    ``index.csv`` (labels), the prefilter's ``scores.csv`` over every file, the evaluate stage's
+    ``predictions.csv`` (every file a test image: mostly right, every third class's first picture
+    taken for the next class) and its events: a test confusion matrix and the evaluate result with
+    accuracy, balanced accuracy and the baselines.
+    """
+    import dataclasses
+    import io
+
+    from PIL import Image
+
+    from carclf_core import metrics, synthetic
+    from carclf_core.prefilter import rule
+
+    data = Path(root) / f"{name}-data"
+    data.mkdir(parents=True, exist_ok=True)
+    base = config_mod.Config()
+    config = dataclasses.replace(base, data=dataclasses.replace(base.data, dir=str(data.resolve())))
+    run = make_run_dir(Path(root), name, config)
+    labels = [f"{make}_{model}" for make, model in map(synthetic.class_name, range(classes))]
+    files = [(synthetic.file_name(c * per_class + k, c), c) for c in range(classes) for k in range(per_class)]
+    for i, (file, c) in enumerate(files):
+        picture = synthetic.picture(i, c)
+        if i == 0:  # stored rotated a quarter turn, upright only with its EXIF orientation (6) applied
+            image = Image.open(io.BytesIO(picture)).transpose(Image.Transpose.ROTATE_90)
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85, exif=exif)
+            picture = buffer.getvalue()
+        (data / file).write_bytes(picture)
+    Path(run.index_csv).parent.mkdir(parents=True, exist_ok=True)
+    Path(run.index_csv).write_text("path,label,status\n" + "".join(f"{f},{labels[c]},ok\n" for f, c in files),
+                                   encoding="utf-8")
+    rng = random.Random(seed)
+    probs = [round(rng.betavariate(5, 1) if i % 5 else rng.betavariate(1, 6), 6) for i in range(len(files))]
+    folder = Path(run.path) / "prefilter"
+    folder.mkdir(parents=True, exist_ok=True)
+    top = ",".join(str(k) for k in range(656, 666))
+    (folder / "scores.csv").write_text(
+        "path,status,reason,car_prob,top5," + ",".join(f"k{i}" for i in range(1, 11)) + "\n"
+        + "".join(f"{f},scored,,{p},656,{top}\n" for (f, _), p in zip(files, probs, strict=True)), encoding="utf-8")
+    predicted = [(c + 1) % classes if k == 0 and c % 3 == 0 else c
+                 for c in range(classes) for k in range(per_class)]
+    true = [c for _, c in files]
+    evaluate_dir = Path(run.path) / "evaluate"
+    evaluate_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["path,label,predicted,probability,correct,top5"]
+    for (file, c), p in zip(files, predicted, strict=True):
+        top5 = " | ".join(labels[(p + j) % classes] for j in range(5))
+        lines.append(f"{file},{labels[c]},{labels[p]},{0.55 + 0.4 * rng.random():.4f},{c == p},{top5}")
+    (evaluate_dir / "predictions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    import numpy as np
+
+    matrix = metrics.confusion_matrix(np.array(true), np.array(predicted), classes)
+    result = {**metrics.summary_metrics(matrix), "top5": 0.99, "images": len(files), "classes": classes,
+              **metrics.baselines(np.array(true), classes, 5)}
+    clock = _Clock()
+    stages = ("index", "prefilter", "split", "train", "evaluate")
+    events: list[ev.Event] = [ev.RunStarted(t=clock(), run_dir=str(run.path), stages=stages, pid=4242)]
+    for stage, summary in (("index", f"{len(files):,} images in {classes} classes, 0 rejected"),
+                           ("prefilter", ""), ("split", "as recorded")):
+        events.append(ev.StageStarted(t=clock(0.01), stage=stage))
+        if stage == "prefilter":
+            kept = sum(p > threshold for p in probs)
+            edges, counts = rule.histogram(np.array(probs))
+            above, below = rule.examples([f for f, _ in files], np.array(probs), threshold)
+            events += [ev.PrefilterHistogram(t=clock(), edges=tuple(map(float, edges)), counts=tuple(map(int, counts)),
+                                             threshold=threshold, kept=kept, scored=len(files)),
+                       ev.PrefilterExamples(t=clock(), kept=tuple(above), rejected=tuple(below))]
+            summary = f"{kept:,} / {len(files):,} kept"
+        events.append(ev.StageFinished(t=clock(0.5), stage=stage, duration_s=0.5, summary=summary))
+    events.append(ev.StageStarted(t=clock(0.01), stage="train", total=2))
+    # the train stage's validation matrices left out: at 300 classes each is a 300x300 event
+    events += [e for e in training_events(clock, 2, 4) if not isinstance(e, ev.ConfusionReady)]
+    events += [ev.StageFinished(t=clock(0.1), stage="train", duration_s=5.0, summary="2 epochs"),
+               ev.StageStarted(t=clock(0.01), stage="evaluate"),
+               ev.ConfusionReady(t=clock(), epoch=2, classes=tuple(labels),
+                                 matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()), split="test",
+                                 sample=len(files)),
+               ev.StageFinished(t=clock(2.0), stage="evaluate", duration_s=2.0, result=result,
+                                summary=f"test accuracy {result['accuracy']:.3f}"),
+               ev.RunFinished(t=clock(), status="done")]
+    write_events(run, events)
+    return run

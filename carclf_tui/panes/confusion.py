@@ -1,32 +1,84 @@
-"""The confusion pane: the newest confusion matrix, and ``v`` to switch between its views."""
+"""The confusion pane: the newest confusion matrix as a colour heatmap with a cell cursor, the
+most-confused pairs or per-class metrics (``v``), the colour scale (``c``), and the test images of a
+cell (Enter)."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.widget import Widget
 
+from carclf_core.display import printable
 from carclf_core.runstate import RunState
 
-from ..widgets.confusion import ConfusionView
+from ..widgets.confusion import ConfusionHeatmap, ConfusionView
+from ..widgets.pictures import ThumbnailCache
 from .base import Pane
 
 
 class ConfusionPane(Pane):
-    """Heatmap, most-confused pairs or per-class metrics of the newest matrix the train stage sent."""
+    """The newest matrix the train stage (validation sample) or the evaluate stage (test split) sent."""
 
     TAB = "confusion"
     LABEL = "3 Confusion"
-    BINDINGS = [Binding("v", "cycle_view", "Next view", id="cycle-view")]
+    HELP = "arrows move the cell cursor"
+    BINDINGS = [
+        Binding("v", "cycle_view", "View", id="cycle-view", tooltip="heatmap, most confused, per class"),
+        Binding("c", "toggle_scale", "Colour", id="colour-scale", tooltip="colour by row share or by count"),
+        Binding("enter", "open", "Zoom into a block, or list a cell's test images", show=False, id="open-cell"),
+        Binding("escape,backspace", "zoom_out", "Zoom back out", show=False, id="zoom-out"),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.thumbnails = ThumbnailCache()
+        """Pictures of the cells opened, kept while the dashboard runs (reopening a cell decodes nothing)."""
+        self.predictions = None
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="confusion-box"):
-            yield ConfusionView(id="confusion-view")
+        yield ConfusionView(id="confusion-view")
+
+    @property
+    def view(self) -> ConfusionView:
+        return self.query_one(ConfusionView)
+
+    def focus_target(self) -> Widget | None:
+        return self.view.main_widget()
 
     def show(self, state: RunState) -> None:
-        self.query_one(ConfusionView).show(state)  # redraws only for a new matrix, mode or size
+        self.view.show(state)  # redraws only for a new matrix, mode or size
 
     def action_cycle_view(self) -> None:
-        """Switch to the next view of the matrix."""
-        mode = self.query_one(ConfusionView).cycle()
-        self.notify(f"confusion: {mode}", timeout=2)
+        """Switch to the next view of the matrix (the header shows which)."""
+        self.view.cycle()
+        self.view.main_widget().focus()
+
+    def action_toggle_scale(self) -> None:
+        """Colour the heatmap by the share of the true class's images, or by count."""
+        self.view.toggle_scale()
+
+    def action_open(self) -> None:
+        """Zoom into the block under the cursor, or list the cell's test images."""
+        if self.view.mode == "heatmap":
+            self.view.heatmap.action_open()
+
+    def action_zoom_out(self) -> None:
+        if self.view.mode == "heatmap":
+            self.view.heatmap.action_zoom_out()
+
+    def on_confusion_heatmap_cell_chosen(self, message: ConfusionHeatmap.CellChosen) -> None:
+        message.stop()
+        from ..screens.pairs import PairScreen, Predictions
+
+        confusion = self.view.confusion
+        if confusion is None:
+            return
+        if not self.view.can_open:
+            self.notify("images are listed for the test split's matrix, which the evaluate stage sends; this is "
+                        f"the {printable(confusion.split)} sample's", severity="information", timeout=4, markup=False)
+            return
+        if self.predictions is None:
+            self.predictions = Predictions()
+        classes = confusion.classes
+        self.app.push_screen(PairScreen(self.app.run_dir, classes[message.true], classes[message.predicted],
+                                        (message.true, message.predicted), self.predictions, self.thumbnails))

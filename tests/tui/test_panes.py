@@ -11,7 +11,7 @@ from carclf_tui.panes import PANES, ConfigPane, ConfusionPane, LogPane, Prefilte
 from carclf_tui.screens.help import HelpScreen, describe
 from carclf_tui.screens.main import MainScreen
 from carclf_tui.widgets.config_view import ConfigView
-from carclf_tui.widgets.confusion import ConfusionView
+from carclf_tui.widgets.confusion import ConfusionHeatmap, ConfusionView
 from carclf_tui.widgets.logview import LogView
 from carclf_tui.widgets.stages import StagesTable
 from carclf_tui.widgets.training import EpochTable
@@ -36,7 +36,8 @@ async def test_each_tab_holds_one_pane_and_focuses_its_main_widget(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.state.run_status == "done")
-        expected = {"1": (StagesPane, StagesTable), "2": (TrainingPane, EpochTable), "3": (ConfusionPane, Tabs),
+        expected = {"1": (StagesPane, StagesTable), "2": (TrainingPane, EpochTable),
+                    "3": (ConfusionPane, ConfusionHeatmap),
                     "4": (PrefilterPane, Tabs), "5": (LogPane, LogView), "6": (ConfigPane, ConfigView)}
         for key, (pane, focused) in expected.items():
             await show_tab(pilot, key)
@@ -58,10 +59,10 @@ async def test_footer_keys_per_tab(finished_run) -> None:
         for key in "125":
             await show_tab(pilot, key)
             assert footer(screen) == FOOTER_KEYS
-        await show_tab(pilot, "3")
-        assert footer(screen) == ["r", "a", "s", "n", "v", "question_mark", "q"]
-        await show_tab(pilot, "4")
-        assert footer(screen) == ["r", "a", "s", "n", "plus", "minus", "w", "question_mark", "q"]
+        await show_tab(pilot, "3")  # focus is in the heatmap: the tab's own keys come first
+        assert footer(screen) == ["v", "c", "r", "a", "s", "n", "question_mark", "q"]
+        await show_tab(pilot, "4")  # + and - share one entry ("+/-"), so ? and q fit at 80 columns
+        assert footer(screen) == ["r", "a", "s", "n", "plus", "w", "question_mark", "q"]
 
 
 async def test_plus_on_the_prefilter_tab_moves_the_panes_trial_threshold(finished_run) -> None:

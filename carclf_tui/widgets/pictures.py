@@ -1,0 +1,281 @@
+"""Pictures in the terminal: thumbnails of the run's images, decoded off the UI thread and cached.
+
+``textual-image`` draws a picture with Kitty's graphics protocol or Sixel where the terminal speaks
+one (through SSH and tmux too), with coloured half blocks elsewhere; without colour (NO_COLOR) the
+cards use its grey shading characters instead, which read where colour is off. The package asks the
+terminal what it speaks when it is first imported, and that query must be answered before Textual
+owns the terminal's input: :func:`probe_terminal` is called before the dashboard starts.
+
+A :class:`PictureStrip` lays out as many :class:`PictureCard` s as its width holds and fills them from
+a :class:`ThumbnailCache`: files are read with :func:`carclf_core.images.read_image` (EXIF orientation
+applied, the reader every pipeline uses) in a thread worker, shrunk to :data:`THUMB_PX`, and kept in an
+LRU, so moving a threshold back and forth or reopening a cell never decodes a file twice, and no key
+waits on a decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Container, Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from carclf_core.display import printable
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+THUMB_PX = 256
+"""Longest side of a cached thumbnail in pixels: sharp enough for a card of 25 cells in Sixel or Kitty
+graphics (10 pixels a cell), 200 KB of RGB at most."""
+CACHE_SIZE = 256
+"""Thumbnails kept (about 50 MB at most); the least recently shown goes first."""
+
+
+def probe_terminal() -> None:
+    """Let ``textual-image`` ask the terminal for its cell size and graphics protocols now, while the
+    terminal still answers us: once Textual reads the keyboard, it would swallow the answers (a
+    missing package only means no pictures, never a dashboard that does not start)."""
+    try:
+        import textual_image.widget  # noqa: F401  (the import itself queries the terminal)
+    except ImportError:
+        pass
+
+
+def decode_thumbnail(path: Path, side: int = THUMB_PX) -> PILImage.Image:
+    """The picture at ``path`` upright (EXIF applied) and shrunk to fit ``side`` x ``side`` pixels.
+
+    Raises:
+        carclf_core.images.ImageError: the file is refused (the reason as the index words it).
+        OSError: the file cannot be read.
+    """
+    from PIL import Image as PILImage  # Pillow and numpy: loaded with the first picture
+
+    from carclf_core.images import read_image
+
+    image = PILImage.fromarray(read_image(path))
+    image.thumbnail((side, side), PILImage.Resampling.LANCZOS)
+    return image
+
+
+class ThumbnailCache:
+    """A thread-safe LRU of decoded thumbnails, keyed by file and its size and modification time (a
+    file replaced under the same name is decoded again)."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, PILImage.Image] = OrderedDict()
+        self._lock = threading.Lock()
+        self.decoded = 0
+        """Files decoded so far (the tests' and benchmarks' measure of what the cache saved)."""
+
+    def load(self, path: Path) -> PILImage.Image:
+        """The thumbnail of ``path``, decoded on a miss (call from a worker thread).
+
+        Raises:
+            carclf_core.images.ImageError, OSError: as :func:`decode_thumbnail`.
+        """
+        stat = os.stat(path)
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        image = decode_thumbnail(path)
+        with self._lock:
+            self.decoded += 1
+            self._items[key] = image
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return image
+
+
+@dataclasses.dataclass(frozen=True)
+class Picture:
+    """One card's content: the file to show (None: a card without a picture) and its caption."""
+
+    path: Path | None
+    caption: Text
+
+
+class ThumbnailReady(Message):
+    """A strip's worker decoded (or failed to decode) the picture of card ``index``."""
+
+    def __init__(self, index: int, path: Path, image: PILImage.Image | None, error: str = "") -> None:
+        super().__init__()
+        self.index = index
+        self.path = path
+        self.image = image
+        self.error = error
+
+
+def image_widget(no_color: bool) -> Widget:
+    """An empty ``textual-image`` widget: the best protocol the terminal spoke, grey shading without colour."""
+    from textual_image.widget import Image, UnicodeImage
+
+    return UnicodeImage() if no_color else Image()
+
+
+class PictureCard(Vertical):
+    """A picture above its caption; says why when the file cannot be shown."""
+
+    DEFAULT_CSS = """
+    PictureCard {
+        width: 1fr;
+        height: auto;
+        padding: 0 1 0 0;
+    }
+    PictureCard > .picture-box {
+        width: 100%;
+        height: 6;
+        align: center middle;
+    }
+    PictureCard > .picture-box > * {
+        width: auto;
+        height: auto;
+    }
+    PictureCard > .picture-caption {
+        width: 100%;
+        height: 2;
+    }
+    """
+
+    def __init__(self, image_rows: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.image_rows = image_rows
+        self.path: Path | None = None
+
+    def compose(self) -> ComposeResult:
+        with Container(classes="picture-box") as box:
+            box.styles.height = self.image_rows
+            yield image_widget(self.app.no_color)
+        yield Static(classes="picture-caption")
+
+    def show(self, picture: Picture) -> None:
+        """Show ``picture``'s caption now and an empty box until its thumbnail arrives."""
+        if picture.path != self.path:
+            self.path = picture.path
+            self._image.image = None
+            self._box.query(".picture-note").remove()
+        self.query_one(".picture-caption", Static).update(picture.caption)
+
+    def set_image(self, image: PILImage.Image | None, error: str = "") -> None:
+        """The decoded thumbnail, or why there is none (shown in the picture's place)."""
+        self._image.image = image
+        self._box.query(".picture-note").remove()
+        if error:
+            self._box.mount(Static(Text(printable(error), style="dim italic"), classes="picture-note"))
+
+    @property
+    def _box(self) -> Container:
+        return self.query_one(".picture-box", Container)
+
+    @property
+    def _image(self):
+        return self._box.children[0]
+
+
+def card_width(image_rows: int) -> int:
+    """Columns of a card whose picture is ``image_rows`` high: a 4:3 photo's width (cells are about
+    1:2), and never under 18, so the caption has room for a make and a probability."""
+    return max(18, round(image_rows * 8 / 3) + 1)
+
+
+class PictureStrip(Horizontal):
+    """A row of picture cards, as many as fit (see :func:`card_width`); pictures decoded in a thread.
+
+    Args:
+        cache: where thumbnails are kept (shared by the strips of one pane).
+        image_rows: the pictures' height in rows.
+    """
+
+    DEFAULT_CSS = """
+    PictureStrip {
+        width: 1fr;
+        height: auto;
+    }
+    """
+
+    def __init__(self, cache: ThumbnailCache, image_rows: int = 6, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cache = cache
+        self.card_width = card_width(image_rows)
+        self.image_rows = image_rows
+        self.pictures: list[Picture] = []
+        self._shown: list[Picture] | None = None
+
+    def show(self, pictures: Sequence[Picture]) -> None:
+        """Show the first of ``pictures`` that fit; the rest wait for a wider terminal."""
+        self.pictures = list(pictures)
+        self._layout()
+
+    def set_rows(self, image_rows: int) -> None:
+        """Make the pictures ``image_rows`` rows high (the pane gives them what the terminal has), and
+        the cards as wide as a 4:3 photo of that height (a terminal cell is about twice as high as wide)."""
+        if image_rows != self.image_rows:
+            self.image_rows = image_rows
+            self.card_width = card_width(image_rows)
+            self._shown = None
+            self.remove_children()
+            self._layout()
+
+    def capacity(self) -> int:
+        """How many cards fit the strip's width."""
+        return max(1, (self.size.width or self.card_width) // self.card_width)
+
+    def on_resize(self) -> None:
+        self._layout()
+
+    def _layout(self) -> None:
+        shown = self.pictures[: self.capacity()]
+        if shown == self._shown and len(self.children) == len(shown):
+            return
+        self._shown = shown
+        cards = list(self.query_children(PictureCard))
+        if len(cards) != len(shown):
+            self.remove_children()
+            cards = [PictureCard(self.image_rows) for _ in shown]
+            self.mount_all(cards)
+            self.call_after_refresh(self._fill, shown)  # the cards' own children exist after mounting
+        else:
+            self._fill(shown)
+
+    def _fill(self, shown: list[Picture]) -> None:
+        if shown != self._shown:
+            return  # a newer layout is on its way
+        cards = list(self.query_children(PictureCard))
+        for card, picture in zip(cards, shown, strict=False):
+            card.show(picture)
+        self._decode([(i, p.path) for i, p in enumerate(shown) if p.path is not None])
+
+    @work(thread=True, exclusive=True, group="thumbnails", name="decode pictures", exit_on_error=False)
+    def _decode(self, wanted: list[tuple[int, Path]]) -> None:
+        from carclf_core.errors import CarclfError
+
+        worker = get_current_worker()
+        for index, path in wanted:
+            if worker.is_cancelled:  # a newer set of pictures replaced these
+                return
+            try:
+                image, error = self.cache.load(path), ""
+            except (CarclfError, OSError, ValueError) as exc:
+                image, error = None, f"cannot show it: {exc}"
+            self.post_message(ThumbnailReady(index, path, image, error))
+
+    def on_thumbnail_ready(self, message: ThumbnailReady) -> None:
+        message.stop()
+        cards = list(self.query_children(PictureCard))
+        if message.index < len(cards) and cards[message.index].path == message.path:
+            cards[message.index].set_image(message.image, message.error)
