@@ -34,7 +34,8 @@ def reference_dataset(paths, labels, num_classes, cfg):
     """The reference's pipeline shape: sequential map, shuffle buffer 32, prefetch 10."""
     ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int32)))
     ds = ds.shuffle(32)
-    ds = ds.map(lambda p, l: (inputs.decode_image(p, cfg.height, cfg.width, cfg.resize),
+    # orientation 1: the reference ignored EXIF (and the demo's pictures are upright), so no per-image read
+    ds = ds.map(lambda p, l: (inputs.decode_image(p, cfg.height, cfg.width, cfg.resize, 1),
                               tf.one_hot(l, num_classes)))
     ds = ds.map(lambda image, l: (inputs.maybe_augment(image, cfg)[0], l))
     return ds.batch(cfg.batch_size).prefetch(10)
