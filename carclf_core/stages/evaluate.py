@@ -38,8 +38,9 @@ def _export(ctx: StageContext, model, classes: list[str], metrics: dict, ds) -> 
         check = np.concatenate([np.asarray(batch[0]) for batch in ds.take(1)])[:32]
     contract = make_contract(ctx.run, ctx.config, classes, metrics)
     try:
-        write_export(model, ctx.run, contract, savedmodel=ecfg.export_savedmodel, tflite=ecfg.export_tflite,
-                     check_images=check)
+        write_export(
+            model, ctx.run, contract, savedmodel=ecfg.export_savedmodel, tflite=ecfg.export_tflite, check_images=check
+        )
     except CarclfError:
         raise
     except Exception as exc:  # a backend without TensorFlow, or an export limitation
