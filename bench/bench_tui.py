@@ -157,7 +157,10 @@ def bench_memory() -> None:
     print(f"memory: log lines kept after 50,000 warnings: {len(logs.log):,} (bound {rs.LOG_LINES:,})")
 
 
-def bench_first_frame(root: Path) -> None:
+def first_frame(run_path: Path, size: tuple[int, int] = (100, 30), repeats: int = 3) -> tuple[float, float, bool]:
+    """The dashboard's first frame on ``run_path`` in fresh processes, best of ``repeats``: (seconds from
+    the first import to the first frame, seconds including the interpreter's start, whether TensorFlow
+    was imported)."""
     script = (
         "import asyncio, sys, time\nfrom pathlib import Path\n"
         "t0 = time.perf_counter()\n"
@@ -166,22 +169,213 @@ def bench_first_frame(root: Path) -> None:
         "from carclf_tui.app import CarclfApp\n"
         "async def main():\n"
         "    app = CarclfApp(RunDir(Path(sys.argv[1])), config_mod.Config())\n"
-        "    async with app.run_test(size=(100, 30)) as pilot:\n"
+        "    async with app.run_test(size=(int(sys.argv[2]), int(sys.argv[3]))) as pilot:\n"
         "        await pilot.pause()\n"
         "        print(time.perf_counter() - t0, 'tensorflow' in sys.modules)\n"
         "asyncio.run(main())\n")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", script, str(run_path), *map(str, size)], capture_output=True,
+                             text=True, check=True).stdout.split()
+        total = time.perf_counter() - start
+        times.append((float(out[0]), total, out[1] == "True"))
+    return min(times)
+
+
+def bench_first_frame(root: Path) -> None:
     run = make_run_dir(root, "bench-first")
     write_events(run, run_events(epochs=12, steps=40))
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", script, str(run.path)], capture_output=True, text=True,
-                             check=True).stdout.split()
-        total = time.perf_counter() - start
-        times.append((float(out[0]), total, out[1]))
-    best = min(times)
+    best = first_frame(run.path)
     print(f"first frame: {best[0]:.3f} s after the first import ({best[1]:.3f} s including interpreter start), "
           f"tensorflow imported: {best[2]}  (target well under 1 s)")
+
+
+LIVE_WRITER = """
+import os, sys, time
+from pathlib import Path
+from carclf_core import events as ev
+from carclf_core.eventlog import JsonlSink
+from carclf_core.runs import RunDir
+run, seconds = RunDir(Path(sys.argv[1])), float(sys.argv[2])
+steps, per_event, epoch_s = 200, 5, 10.0  # 4 batch events a second, as train.batch_events_per_second
+epochs = 100
+with run.lock():
+    sink = JsonlSink(run.events_path)
+    sink(ev.RunStarted(run_dir=str(run.path), stages=("train",), pid=os.getpid()))
+    sink(ev.LogLine(level="info", message="bench-log-marker: a live run streams", stage="train"))
+    sink(ev.StageStarted(stage="train", total=epochs))
+    sink.flush()
+    start = time.time()
+    epoch = 0
+    best = None
+    while time.time() - start < seconds:
+        epoch += 1
+        t0 = time.time()
+        sink(ev.EpochStarted(epoch=epoch, epochs=epochs, steps=steps))
+        sink.flush()
+        for step in range(per_event, steps + 1, per_event):
+            time.sleep(epoch_s / (steps / per_event))
+            loss = 2.0 / (1 + epoch + step / steps)
+            sink(ev.BatchEnded(epoch=epoch, step=step, steps=steps, loss=loss, accuracy=1 - loss / 2.2,
+                               images_per_s=32 * step / (time.time() - t0), eta_s=(steps - step) * 0.05))
+            sink.flush()
+        loss = 2.0 / (1 + epoch)
+        val = loss + 0.1
+        best = val if best is None or val < best else best
+        sink(ev.EpochEnded(epoch=epoch, epochs=epochs, learning_rate=1e-4, duration_s=time.time() - t0,
+                           images_per_s=640.0, eta_s=(epochs - epoch) * epoch_s,
+                           metrics={"loss": loss, "categorical_accuracy": 1 - loss / 2.2, "top5": 0.99,
+                                    "val_loss": val, "val_categorical_accuracy": 1 - val / 2.2, "val_top5": 0.98}))
+        sink(ev.PatienceChanged(epoch=epoch, wait=0, patience=12, best=best, best_epoch=epoch, monitor="val_loss"))
+        classes = tuple(f"class {i}" for i in range(8))
+        sink(ev.ConfusionReady(epoch=epoch, classes=classes, split="val", sample=64,
+                               matrix=tuple(tuple(8 if i == j else 0 for j in range(8)) for i in range(8))))
+        sink.flush()
+    sink(ev.StageInterrupted(stage="train", reason="SIGINT"))
+    sink(ev.RunFinished(status="interrupted"))
+    sink.close()
+"""
+
+
+class Terminal:
+    """The dashboard in a real pseudo-terminal: every byte it writes is read from the master side and
+    counted with its arrival time, as a terminal (or sshd) would receive it."""
+
+    def __init__(self, run_path: Path, size: tuple[int, int], no_color: bool = True) -> None:
+        import fcntl
+        import os
+        import struct
+        import termios
+        import threading
+
+        self.master, slave = os.openpty()
+        columns, rows = size
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        env = {**os.environ, "TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)}
+        if no_color:
+            env["NO_COLOR"] = "1"
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "carclf_tui.cli", "--attach", str(run_path)],
+                                        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+                                        cwd=Path(__file__).resolve().parents[1])
+        os.close(slave)
+        self.chunks: list[tuple[float, bytes]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        import os
+
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._lock:
+                self.chunks.append((time.perf_counter(), data))
+
+    def output(self, since: float = 0.0) -> bytes:
+        with self._lock:
+            return b"".join(data for t, data in self.chunks if t >= since)
+
+    def wait_for(self, text: bytes, since: float, timeout: float = 10.0) -> float:
+        """Seconds from ``since`` until ``text`` arrived (in output after ``since``); inf on timeout."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            with self._lock:
+                seen = b""
+                for t, data in self.chunks:
+                    if t < since:
+                        continue
+                    seen += data
+                    if text in seen:
+                        return t - since
+            time.sleep(0.002)
+        return float("inf")
+
+    def press(self, key: str) -> float:
+        import os
+
+        now = time.perf_counter()
+        os.write(self.master, key.encode())
+        return now
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+    def close(self) -> None:
+        import os
+
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+def bench_terminal(root: Path, size: tuple[int, int] = (80, 24), tabs: str = "2", seconds: float = 20.0,
+                   no_color: bool = True) -> dict[str, float]:
+    """The dashboard attached to a live run streaming at the real trainer's rate, in a real pty.
+
+    A writer process holds the run's lock and writes what a training runner writes: 4 batch events a
+    second and an epoch's events every 10 s. For each tab in ``tabs`` (number keys), the bytes the app
+    writes to the terminal and its CPU time are counted over ``seconds``; a key's latency is the time
+    from writing it to the pty until the tab's own text arrives. Before that, the first frame: seconds
+    from starting the process until the tab bar has been drawn.
+    """
+    run = make_run_dir(root, f"bench-terminal-{size[0]}x{size[1]}-{tabs}")
+    total = 8.0 + len(tabs) * (seconds + 4.0)
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(run.path), str(total)])
+    time.sleep(1.0)  # the run is live before the dashboard opens, as when attaching to a training run
+    terminal = Terminal(run.path, size, no_color)
+    figures: dict[str, float] = {}
+    try:
+        figures["first_frame_s"] = terminal.wait_for(b"Training", terminal.started, timeout=30)
+        time.sleep(3.0)  # the replay and the follower settle
+        marks = {"1": b"stage", "2": b"patience", "5": b"bench-log-marker"}
+        latencies = []
+        for tab in tabs:
+            for key in ("5" if tab != "5" else "1", tab):
+                latencies.append(terminal.wait_for(marks[key], terminal.press(key)))
+                time.sleep(1.0)
+            time.sleep(2.0)
+            t0, cpu0 = time.perf_counter(), terminal.cpu_seconds()
+            time.sleep(seconds)
+            t1, cpu1 = time.perf_counter(), terminal.cpu_seconds()
+            sent = len(terminal.output(t0)) - len(terminal.output(t1))
+            figures[f"tab{tab}_bytes_per_s"] = sent / (t1 - t0)
+            figures[f"tab{tab}_cpu_percent"] = 100.0 * (cpu1 - cpu0) / (t1 - t0)
+        figures["key_latency_max_s"] = max(latencies)
+        figures["key_latency_median_s"] = statistics.median(latencies)
+    finally:
+        terminal.close()
+        writer.kill()
+        writer.wait()
+    return figures
+
+
+def report_terminal(root: Path) -> None:
+    for size, tabs in (((80, 24), "2"), ((200, 60), "2")):
+        for no_color in (True, False):
+            f = bench_terminal(root, size, tabs, no_color=no_color)
+            colour = "NO_COLOR" if no_color else "colour"
+            print(f"terminal {size[0]}x{size[1]} {colour}, live run at the trainer's rate: first frame "
+                  f"{f['first_frame_s']:.2f} s from process start (target < 0.5 s: {f['first_frame_s'] / 0.5:.2f}x); "
+                  f"key latency median {1000 * f['key_latency_median_s']:.0f} ms, max "
+                  f"{1000 * f['key_latency_max_s']:.0f} ms (target < 100 ms)")
+            for tab in tabs:
+                rate, cpu = f[f"tab{tab}_bytes_per_s"], f[f"tab{tab}_cpu_percent"]
+                print(f"  tab {tab}: {rate / 1000:.2f} KB/s to the terminal (target < 3 KB/s at 80x24: "
+                      f"{rate / 3000:.2f}x), CPU {cpu:.1f} % of a core (target < 10 %: {cpu / 10:.2f}x)")
 
 
 def main() -> None:
