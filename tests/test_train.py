@@ -195,7 +195,9 @@ def test_exported_model_gives_the_same_predictions(trained):
     assert [classes[i] for i in probs.argmax(1)] == list(predictions["predicted"][:16])
     np.testing.assert_allclose(probs.max(1), predictions["probability"][:16], rtol=1e-4, atol=1e-5)
     served = tf.saved_model.load(str(folder / "export" / "savedmodel"))
-    np.testing.assert_allclose(served.serve(tf.constant(images)).numpy(), probs, rtol=1e-4, atol=1e-5)
+    serving = served.signatures["serving_default"]  # what TF Serving calls: raw pixels named "image"
+    np.testing.assert_allclose(serving(image=tf.constant(images))["probabilities"].numpy(), probs, rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
