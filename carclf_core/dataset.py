@@ -657,7 +657,7 @@ def stratified_split(frame: pd.DataFrame, classes: Sequence[str], cfg: SplitConf
     split = np.full(len(frame), "", dtype=object)
     class_of = np.full(len(frame), -1, dtype=np.int64)
     for class_index, label in enumerate(classes):
-        rows = positions.get(label, np.zeros(0, dtype=np.intp))
+        rows = np.asarray(positions.get(label, ()), dtype=np.intp)
         mixed = rows[conflict_all[rows]]
         if cfg.conflicts == "train" and len(mixed):
             split[mixed], class_of[mixed] = "train", class_index
