@@ -229,6 +229,8 @@ class EventFollower:
         """Why the log cannot be read now (None while it can)."""
         self.behind = False
         """The last call stopped at :attr:`max_read`: more is there to read at once."""
+        self.bytes_read = 0
+        """Bytes read from the file so far (each byte once, however long a line stays unfinished)."""
         self._tail = b""  # bytes after ``offset`` already read: the start of an unfinished line
         self._long_line = False  # the line at ``offset`` is over ``max_line``: skip to its newline
         self._read_to = 0  # file position read up to
@@ -255,6 +257,7 @@ class EventFollower:
             handle.seek(self._read_to)
             data = handle.read(self.max_read)
         self._read_to += len(data)
+        self.bytes_read += len(data)
         self.behind = self._read_to < size
         return data
 
