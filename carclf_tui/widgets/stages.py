@@ -70,25 +70,27 @@ class StagesTable(DataTable):
 
     def show(self, state: rs.RunState, now: float) -> None:
         """Redraw from ``state``; rows are updated in place so the cursor stays put."""
+        train = training_line(state, now)
         if state.stage_order != self._order:
             row = self.cursor_row
             self.clear()
             self._order = list(state.stage_order)
             for name in self._order:
-                self.add_row(*self._cells(state.stages[name], now), key=name)
+                self.add_row(*self._cells(state.stages[name], now, train), key=name)
             if self._order:
                 self.move_cursor(row=min(max(row, 0), len(self._order) - 1))
             return
         for name in self._order:
-            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now), strict=True):
+            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now, train), strict=True):
                 if self.get_cell(name, column) != value:
                     self.update_cell(name, column, value, update_width=True)
 
     @staticmethod
-    def _cells(stage: rs.StageState, now: float) -> tuple:
+    def _cells(stage: rs.StageState, now: float, train: str = "") -> tuple:
         # Text, not str: a DataTable parses str cells as markup, and a summary holds paths from outside
+        progress = train if stage.name == "train" and train else progress_line(stage)
         return (fmt.safe(stage.name), status_text(stage), stage_duration(stage, now),
-                fmt.safe(stage.summary or progress_line(stage)))
+                fmt.safe(stage.summary or progress))
 
     def _update_column_widths(self, updated_cells: set) -> None:
         # DataTable measures updated cells when idle, but keeps rows it rendered before then cached
@@ -97,6 +99,21 @@ class StagesTable(DataTable):
         # cursor changed. Drop the render caches once the widths are known.
         super()._update_column_widths(updated_cells)
         self.notify_style_update()
+
+
+def training_line(state: rs.RunState, now: float) -> str:
+    """``epoch 7/12 · 58 % · ETA 1:10`` (or ``building the model 12.0s``) while training runs, else empty."""
+    p = rs.training_progress(state, now)
+    if p is None:
+        return ""
+    parts = [f"epoch {p.epoch}/{p.epochs or '-'}"] if p.epoch else []
+    if p.activity != "training":
+        parts.append(p.activity + (f" {fmt.duration(max(0.0, now - p.since))}" if p.since is not None else ""))
+    if p.fraction is not None:
+        parts.append(f"{100 * p.fraction:.0f} %")
+    if p.run_eta_s is not None:
+        parts.append(f"ETA {fmt.duration(p.run_eta_s)}")
+    return " · ".join(parts)
 
 
 def progress_line(stage: rs.StageState) -> str:

@@ -56,9 +56,11 @@ async def test_footer_keys_per_tab(finished_run) -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         screen = app.screen
         await wait_until(pilot, lambda: screen.state.run_status == "done")
-        for key in "125":
+        for key in "12":
             await show_tab(pilot, key)
             assert footer(screen) == FOOTER_KEYS
+        await show_tab(pilot, "5")  # focus is in the log: its filter key comes first
+        assert footer(screen) == ["f", *FOOTER_KEYS]
         await show_tab(pilot, "3")  # focus is in the heatmap: the tab's own keys come first
         assert footer(screen) == ["v", "c", "r", "a", "s", "n", "question_mark", "q"]
         await show_tab(pilot, "4")  # + and - share one entry ("+/-"), so ? and q fit at 80 columns
