@@ -234,6 +234,7 @@ class EventFollower:
         self._tail = b""  # bytes after ``offset`` already read: the start of an unfinished line
         self._long_line = False  # the line at ``offset`` is over ``max_line``: skip to its newline
         self._read_to = 0  # file position read up to
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file being followed
 
     def _read(self) -> bytes | None:
         try:
@@ -245,9 +246,14 @@ class EventFollower:
             self.problem = str(exc) if isinstance(exc, RunError) else f"{self.path}: cannot read ({exc.strerror})"
             return None
         with os.fdopen(fd, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size < self._read_to:
-                self.problem = f"{self.path}: shrank from {self._read_to:,} to {size:,} bytes; following its new end"
+            stat = os.fstat(handle.fileno())
+            size, identity = stat.st_size, (stat.st_dev, stat.st_ino)
+            changed = self._identity is not None and identity != self._identity
+            self._identity = identity
+            if size < self._read_to or changed:
+                # not the log that was being read: what was folded stays, the rest of this one is new
+                what = "was replaced by another file" if changed else f"shrank from {self._read_to:,} to {size:,} bytes"
+                self.problem = f"{self.path}: {what}; following its end"
                 self.offset = self._read_to = size
                 self._tail, self._long_line = b"", False
                 return None

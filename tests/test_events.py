@@ -140,6 +140,22 @@ def test_an_event_log_that_is_not_a_plain_file_is_refused(tmp_path, kind) -> Non
     assert target.read_text().count("\n") == 1  # nothing was written through the link
 
 
+def test_a_log_replaced_or_cut_while_followed_is_followed_from_its_end(tmp_path) -> None:
+    path = tmp_path / "events.jsonl"
+    line = ev.to_json(ev.LogLine(level="info", message="one")).encode() + b"\n"
+    _append(path, line * 3)
+    follower = EventFollower(path)
+    assert len(follower.read_new()[0]) == 3
+    replacement = tmp_path / "other.jsonl"
+    replacement.write_bytes(line * 5)
+    os.replace(replacement, path)  # another file under the name: its old lines are not events of this run
+    assert follower.read_new() == ([], []) and "was replaced by another file" in follower.problem
+    _append(path, line)
+    assert len(follower.read_new()[0]) == 1 and follower.problem is None
+    path.write_bytes(b"")
+    assert follower.read_new() == ([], []) and "shrank from" in follower.problem
+
+
 def test_the_reducer_survives_an_event_that_raises() -> None:
     """Validation keeps such events out of the log; one made in-process bypasses it, and the reducer's
     safety net still costs only that event."""
