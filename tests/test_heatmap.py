@@ -122,3 +122,36 @@ def test_a_block_shows_its_largest_count_not_its_sum():
     assert grid[200 * cells // n][10 * cells // n] == alone(1)
     assert grid[100 * cells // n][250 * cells // n] == alone(4)
     assert all(grid[i][i] == alone(2) for i in range(cells))
+
+
+def test_levels_put_each_value_in_its_bin_and_nothing_in_level_zero():
+    edges = heatmap.SHARE_EDGES
+    values = np.array([0.0, 0.001, 0.02, 0.021, 0.05, 0.3, 0.5, 0.51, 1.0, -1.0])
+    assert heatmap.levels(values, edges).tolist() == [0, 1, 1, 2, 2, 5, 5, 6, 6, 0]
+    assert heatmap.level_names(edges, share=True) == ["≤2%", "2-5%", "5-10%", "10-25%", "25-50%", ">50%"]
+
+
+def test_count_levels_scale_with_the_largest_count():
+    assert heatmap.count_edges(40) == (1, 2, 4, 10, 20)
+    assert heatmap.level_names((1, 2, 4, 10, 20), share=False, high=40) == ["1", "2", "3-4", "5-10", "11-20",
+                                                                              "21-40"]
+    assert heatmap.count_edges(3) == (1, 2)  # few counts: one level each
+    assert heatmap.level_names((1, 2), share=False, high=3) == ["1", "2", "3"]
+    assert heatmap.count_edges(1) == () and heatmap.levels(np.array([0, 1]), ()).tolist() == [0, 1]
+
+
+def test_row_shares_and_rectangular_blocks():
+    m = np.array([[3, 1, 0], [0, 0, 0], [1, 1, 2]])
+    shares = heatmap.row_shares(m)
+    assert shares[0].tolist() == [0.75, 0.25, 0.0] and shares[1].tolist() == [0.0, 0.0, 0.0]
+    starts = heatmap.group_starts(7, 3)
+    assert starts.tolist() == [0, 2, 4]
+    big = np.arange(49).reshape(7, 7)
+    assert heatmap.block_max(big, starts, np.array([0, 5])).tolist() == [[11, 13], [25, 27], [46, 48]]
+
+
+def test_level_shades_run_from_blank_to_densest():
+    for count in (1, 3, 6, 9):
+        shades = heatmap.level_shades(count)
+        assert len(shades) == count + 1 and shades[0] == " " and shades[-1] == heatmap.SHADES[-1]
+        assert len(set(shades)) == count + 1

@@ -296,7 +296,10 @@ def legend_text(scale: Scale, grid: Grid | None, no_color: bool, width: int) -> 
     styles = level_styles(scale.top)
     shades = heatmap.level_shades(scale.top)
     for level, name in enumerate(scale.names, start=1):
-        swatch = Text(shades[level] * 2, style="bold") if no_color else Text("  ", style=styles[level])
+        # drawn, not blank: a swatch of coloured spaces would be taken for a separator and dropped at a
+        # line's start
+        swatch = (Text(shades[level] * 2, style="bold") if no_color
+                  else Text("██", style=Style(color=styles[level].bgcolor)))
         pieces.append(Text(" ") + swatch + Text(f" {name}"))
     if grid is not None and grid.cell_w >= MIN_COUNT_W:
         pieces.append(Text(" · numbers: images", style="dim"))

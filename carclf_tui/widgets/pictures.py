@@ -146,6 +146,9 @@ class PictureCard(Vertical):
         width: auto;
         height: auto;
     }
+    PictureCard > .picture-box > .picture-note {
+        width: 100%;
+    }
     PictureCard > .picture-caption {
         width: 100%;
         height: 2;
@@ -156,6 +159,10 @@ class PictureCard(Vertical):
         super().__init__(**kwargs)
         self.image_rows = image_rows
         self.path: Path | None = None
+        self.image: PILImage.Image | None = None
+        """The thumbnail shown (None until it is decoded)."""
+        self.note = ""
+        """Why there is no picture (a file that cannot be read), shown in its place."""
 
     def compose(self) -> ComposeResult:
         with Container(classes="picture-box") as box:
@@ -166,13 +173,14 @@ class PictureCard(Vertical):
     def show(self, picture: Picture) -> None:
         """Show ``picture``'s caption now and an empty box until its thumbnail arrives."""
         if picture.path != self.path:
-            self.path = picture.path
+            self.path, self.image, self.note = picture.path, None, ""
             self._image.image = None
             self._box.query(".picture-note").remove()
         self.query_one(".picture-caption", Static).update(picture.caption)
 
     def set_image(self, image: PILImage.Image | None, error: str = "") -> None:
         """The decoded thumbnail, or why there is none (shown in the picture's place)."""
+        self.image, self.note = image, error
         self._image.image = image
         self._box.query(".picture-note").remove()
         if error:
@@ -231,6 +239,14 @@ class PictureStrip(Horizontal):
             self.remove_children()
             self._layout()
 
+    @property
+    def settled(self) -> bool:
+        """Every card the strip's width holds is there and shows its picture, or why it has none."""
+        cards = list(self.query_children(PictureCard))
+        wanted = self.pictures[: self.capacity()]
+        return (len(cards) == len(wanted) and [c.path for c in cards] == [p.path for p in wanted]
+                and all(c.image is not None or c.note or c.path is None for c in cards))
+
     def capacity(self) -> int:
         """How many cards fit the strip's width."""
         return max(1, (self.size.width or self.card_width) // self.card_width)
@@ -239,6 +255,9 @@ class PictureStrip(Horizontal):
         self._layout()
 
     def _layout(self) -> None:
+        # the strip's height is set before any picture arrives: the widgets around it keep their size
+        # while the pictures are decoded, instead of jumping when they land
+        self.styles.height = self.image_rows + 2 if self.pictures else 0
         shown = self.pictures[: self.capacity()]
         if shown == self._shown and len(self.children) == len(shown):
             return
@@ -270,6 +289,8 @@ class PictureStrip(Horizontal):
                 return
             try:
                 image, error = self.cache.load(path), ""
+            except FileNotFoundError:
+                image, error = None, "file not found (moved since the run?)"
             except (CarclfError, OSError, ValueError) as exc:
                 image, error = None, f"cannot show it: {exc}"
             self.post_message(ThumbnailReady(index, path, image, error))

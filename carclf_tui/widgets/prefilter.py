@@ -145,8 +145,8 @@ class ExamplesView(Vertical):
         yield PictureStrip(self.cache, image_rows=self._rows())
 
     def _rows(self) -> int:
-        # a fifth of the terminal's height: 4 rows at 24 lines (the histogram keeps its share), 12 at 60
-        return min(12, max(3, self.app.size.height // 5))
+        # a fifth of the terminal's height: 4 rows at 24 lines (the histogram keeps its share), 10 from 50
+        return min(10, max(3, self.app.size.height // 5))
 
     def on_resize(self) -> None:
         self.query_one(PictureStrip).set_rows(self._rows())

@@ -18,7 +18,7 @@ from rich.text import Text
 from carclf_core import config as config_mod
 from carclf_core.runs import RunDir
 from carclf_tui.app import CarclfApp
-from carclf_tui.sample_run import T0, make_run_dir, record_provenance, write_sample_run
+from carclf_tui.sample_run import T0, make_run_dir, record_provenance, write_picture_run, write_sample_run
 from carclf_tui.widgets.stages import StagesTable
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
@@ -118,3 +118,20 @@ def reap():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.fixture(scope="session")
+def picture_run(tmp_path_factory) -> RunDir:
+    """A finished recorded run of 300 classes with real pictures (:func:`write_picture_run`): index
+    labels, prefilter scores, a test confusion matrix with the evaluate stage's numbers and its
+    predictions.csv. Shared by the tests that only read it."""
+    return write_picture_run(tmp_path_factory.mktemp("pictures"))
+
+
+def pictures_done(node) -> bool:
+    """Every picture strip under ``node`` holds the cards its width has room for, each showing its
+    picture or saying why it cannot."""
+    from carclf_tui.widgets.pictures import PictureStrip
+
+    strips = list(node.query(PictureStrip))
+    return bool(strips) and any(strip.pictures for strip in strips) and all(strip.settled for strip in strips)

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from carclf_core import events as ev
+from carclf_tui.panes import PrefilterPane
 from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_sample_run, write_scores
+from carclf_tui.screens.pairs import PairScreen
 
-from .conftest import frozen_clock, make_app, wait_until
+from .conftest import frozen_clock, make_app, pictures_done, wait_until
 
 
 def settle(tab: str, ready=lambda state: state.run_status == "done"):
@@ -38,7 +40,9 @@ def recorded(tmp_path: Path):
                                       ("prefilter", (100, 30))])
 def test_finished_run(snap_compare, recorded, tab, size) -> None:
     app = make_app(recorded, clock=frozen_clock)
-    assert snap_compare(app, terminal_size=size, run_before=settle(tab))
+    # the prefilter tab's pictures (here: notes that the files are not there) come from a worker
+    before = pictures_settled(tab) if tab == "prefilter" else settle(tab)
+    assert snap_compare(app, terminal_size=size, run_before=before)
 
 
 def test_training_in_progress(snap_compare, tmp_path) -> None:
@@ -53,3 +57,42 @@ def test_training_in_progress(snap_compare, tmp_path) -> None:
     with run.lock():
         assert snap_compare(app, terminal_size=(120, 36), run_before=settle(
             "training", ready=lambda state: state.batch.epoch == 6 and state.batch.last_step == 20))
+
+
+# --- the confusion and prefilter tabs of a 300-class run with real pictures, in colour and without ---------
+def pictures_settled(tab: str, keys: tuple[str, ...] = ()):
+    """A ``run_before`` that opens ``tab``, presses ``keys`` and waits until every picture shown is decoded."""
+
+    async def run_before(pilot) -> None:
+        await settle(tab)(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause(0.2)
+        screen = pilot.app.screen
+        if tab == "prefilter" and not keys:
+            pane = screen.query_one(PrefilterPane)
+            await wait_until(pilot, lambda: pane.examples_threshold is not None and pictures_done(pane))
+        elif isinstance(screen, PairScreen):
+            await wait_until(pilot, lambda: screen.rows is not None and pictures_done(screen))
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+@pytest.mark.parametrize("colour", ["colour", "no_color"])
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+@pytest.mark.parametrize("tab", ["confusion", "prefilter"])
+def test_pictures_run(snap_compare, picture_run, monkeypatch, tab, size, colour) -> None:
+    if colour == "no_color":
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(picture_run, clock=frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=pictures_settled(tab))
+
+
+@pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
+def test_a_confusion_cells_images(snap_compare, picture_run) -> None:
+    """Enter zooms into the first block, right moves to the confused cell, Enter lists its test image."""
+    app = make_app(picture_run, clock=frozen_clock)
+    assert snap_compare(app, terminal_size=(80, 24),
+                        run_before=pictures_settled("confusion", keys=("enter", "right", "enter")))
