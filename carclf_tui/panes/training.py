@@ -78,6 +78,6 @@ class TrainingPane(Pane):
     def tick(self, state: RunState) -> None:
         self._watch_runner(state)
         # Elapsed times and ETAs move with the clock alone; plots catch up on batches they held back.
-        self.query_one(TrainingStats).show(state, force=rs.training_progress(state, self.app.clock()) is not None)
+        self.query_one(TrainingStats).show(state, clock=rs.training_progress(state, self.app.clock()) is not None)
         for plot in self.query(CurvePlot):
             plot.show(state)

@@ -48,6 +48,17 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def timer(seconds: float | None) -> str:
+    """A time that ticks on screen (elapsed, an ETA) in whole seconds: ``8s``, ``3:05``, ``1:02:03``;
+    ``-`` for None, ``NaN``/``inf`` as such. Tenths would change every redraw for nothing."""
+    if seconds is None:
+        return "-"
+    special = _nonfinite(float(seconds))
+    if special is not None:
+        return special
+    return f"{max(0, int(round(seconds)))}s" if seconds < 59.5 else duration(seconds)
+
+
 def rate(value: float | None, unit: str = "img/s") -> str:
     if value is None:
         return "-"

@@ -93,9 +93,15 @@ def _cells(line: Text) -> list[tuple[str, str]]:
     return list(zip(line.plain, styles, strict=True))
 
 
+REGION_GAP = 8
+"""Unchanged cells between two changes of a line above which they are sent as two regions (each region
+costs a cursor move, about as many bytes as a few cells)."""
+
+
 def changed_regions(old: Sequence[Text], new: Sequence[Text], width: int) -> list[Region] | None:
-    """The cells that differ between two drawings of the same size, one region a changed line (from its
-    first to its last changed cell); None when the sizes differ (everything is new)."""
+    """The cells that differ between two drawings of the same size: on each changed line, runs of
+    changed cells (runs closer than :data:`REGION_GAP` joined); None when the sizes differ (everything
+    is new)."""
     if len(old) != len(new):
         return None
     regions = []
@@ -109,9 +115,16 @@ def changed_regions(old: Sequence[Text], new: Sequence[Text], width: int) -> lis
         size = max(len(ca), len(cb))
         ca += [(" ", "")] * (size - len(ca))
         cb += [(" ", "")] * (size - len(cb))
-        diff = [x for x in range(size) if ca[x] != cb[x]]
-        if diff:
-            regions.append(Region(diff[0], y, diff[-1] - diff[0] + 1, 1))
+        start = end = -1
+        for x in (x for x in range(size) if ca[x] != cb[x]):
+            if start >= 0 and x - end > REGION_GAP:
+                regions.append(Region(start, y, end - start + 1, 1))
+                start = -1
+            if start < 0:
+                start = x
+            end = x
+        if start >= 0:
+            regions.append(Region(start, y, end - start + 1, 1))
     return regions
 
 
@@ -119,12 +132,15 @@ class TextLines(Widget):
     """Shows lines of text it is handed, repainting only the cells that changed since the last ones.
 
     Subclasses build their lines for the widget's current size in :meth:`draw` and hand them to
-    :meth:`set_lines`; a resize draws again.
+    :meth:`set_lines`; a resize draws again. With ``height: auto`` the widget keeps the most lines it
+    had since the last resize (fewer are padded with blank ones): a height that follows the text would
+    move everything under it, and a moved widget is sent to the terminal whole.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._lines: list[Text] = []
+        self._most_lines = 0
 
     @property
     def lines(self) -> list[Text]:
@@ -138,12 +154,17 @@ class TextLines(Widget):
         """Build the lines for the current size and :meth:`set_lines` them."""
 
     def on_resize(self) -> None:
+        self._most_lines = 0
         self.draw()
 
     def set_lines(self, lines: list[Text]) -> None:
         width = self.content_size.width
+        auto = self.styles.height is not None and self.styles.height.is_auto
+        if auto:
+            self._most_lines = max(self._most_lines, len(lines))
+            lines = lines + [Text(end="") for _ in range(self._most_lines - len(lines))]
         regions = changed_regions(self._lines, lines, width) if self._lines else None
-        layout = len(lines) != len(self._lines) and self.styles.height is not None and self.styles.height.is_auto
+        layout = auto and len(lines) != len(self._lines)
         self._lines = lines
         if regions is None or layout:
             self.refresh(layout=layout)
@@ -368,12 +389,13 @@ class CurvePlot(SafeDrawing):
         """Draw ``state``'s curves: at once for a new epoch or best, paced for new batches alone."""
         best = state.patience.best_epoch if state.patience else None
         epoch_key = (len(state.epoch_rows), state.epoch_rows[-1].epoch if state.epoch_rows else 0, best)
-        key = (state.rev_training, epoch_key)
+        train = state.stages.get("train")
+        key = (state.rev_training, train.status if train else "", epoch_key)  # the status: the empty plot's words
         if self._drawn and key == self._drawn:
             return
-        if self._drawn and epoch_key == self._drawn[1] and not self.pacer.due(output_backlog(self.app)):
+        if self._drawn and key[1:] == self._drawn[1:] and not self.pacer.due(output_backlog(self.app)):
             return
-        if not self._drawn or epoch_key != self._drawn[1]:
+        if not self._drawn or key[1:] != self._drawn[1:]:
             self.pacer.drawn()
         self._state, self._drawn = state, key
         self.draw()

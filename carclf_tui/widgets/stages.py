@@ -102,17 +102,17 @@ class StagesTable(DataTable):
 
 
 def training_line(state: rs.RunState, now: float) -> str:
-    """``epoch 7/12 · 58 % · ETA 1:10`` (or ``building the model 12.0s``) while training runs, else empty."""
+    """``epoch 7/12 · 58 % · ETA 1:10`` (or ``building the model 12s``) while training runs, else empty."""
     p = rs.training_progress(state, now)
     if p is None:
         return ""
     parts = [f"epoch {p.epoch}/{p.epochs or '-'}"] if p.epoch else []
     if p.activity != "training":
-        parts.append(p.activity + (f" {fmt.duration(max(0.0, now - p.since))}" if p.since is not None else ""))
+        parts.append(p.activity + (f" {fmt.timer(max(0.0, now - p.since))}" if p.since is not None else ""))
     if p.fraction is not None:
         parts.append(f"{100 * p.fraction:.0f} %")
     if p.run_eta_s is not None:
-        parts.append(f"ETA {fmt.duration(p.run_eta_s)}")
+        parts.append(f"ETA {fmt.timer(p.run_eta_s)}")
     return " · ".join(parts)
 
 

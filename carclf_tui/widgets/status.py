@@ -21,6 +21,8 @@ class StatusLine(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(self, run_name: str, state: rs.RunState, busy: bool) -> None:
         text = Text()
         text.append("carclf ", style="bold")
@@ -48,4 +50,6 @@ class StatusLine(Static):
             text.append(f"  {skipped} event line{'s' if skipped != 1 else ''} skipped", style="yellow")
         if state.reader_problem:
             text.append("  ✗ event log unreadable (see log)", style="bold red")
-        self.update(text)
+        if text != self._shown:  # the same line again would be sent to the terminal again, in full
+            self._shown = text
+            self.update(text)

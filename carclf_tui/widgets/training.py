@@ -85,8 +85,8 @@ def patience_items(state: rs.RunState, stop_eta_s: float | None = None, running:
         stop = Text(f"stops after epoch {p.stop_after} unless {monitor} improves")
         short = Text(f"stops after {p.stop_after}")
         if stop_eta_s is not None:
-            stop.append(f" (in {fmt.duration(stop_eta_s)})")
-            short.append(f" (in {fmt.duration(stop_eta_s)})")
+            stop.append(f" (in {fmt.timer(stop_eta_s)})")
+            short.append(f" (in {fmt.timer(stop_eta_s)})")
         items.append((stop, short))
     else:
         items.append((Text(f"runs to the last epoch ({state.epochs}) unless {monitor} stalls"), None))
@@ -102,8 +102,9 @@ def progress_items(state: rs.RunState, progress: rs.TrainingProgress | None, now
         status = train.status if train is not None else rs.PENDING
         symbol, style = STATUS_STYLE.get(status, ("·", ""))
         if last is None:
-            return [Text(f"{symbol} training has not {'started' if status == rs.PENDING else 'run an epoch'}",
-                         style=style or "dim")]
+            ended = {rs.INTERRUPTED: "stopped", rs.FAILED: "failed"}.get(status)
+            words = f"training {ended} before an epoch ended" if ended else "training has not started"
+            return [Text(f"{symbol} {words}", style=style or "dim")]
         head = Text(f"{symbol} ", style=style)
         head.append(f"epoch {last.epoch}/{last.epochs or state.epochs or '-'}")
         head.append_text(phase)
@@ -127,7 +128,7 @@ def progress_items(state: rs.RunState, progress: rs.TrainingProgress | None, now
             wait_style = "bold yellow" if progress.activity == "no batch since" else ""
             text.append(progress.activity, style=wait_style)
             if progress.since is not None:
-                text.append(f" {fmt.duration(max(0.0, now - progress.since))}", style=wait_style)
+                text.append(f" {fmt.timer(max(0.0, now - progress.since))}", style=wait_style)
         return text
 
     items: list[Item] = [(head(True), head(False))]
@@ -138,9 +139,9 @@ def progress_items(state: rs.RunState, progress: rs.TrainingProgress | None, now
         items.append((bar, step))
     items.append(Text(fmt.rate(progress.images_per_s) if progress.images_per_s is not None else "- img/s"))
     if progress.epoch_eta_s is not None:
-        eta = fmt.duration(progress.epoch_eta_s)
+        eta = fmt.timer(progress.epoch_eta_s)
         items.append((Text(f"epoch ETA {eta}"), Text(f"ETA {eta}")))
-    run_eta = fmt.duration(progress.run_eta_s) if progress.run_eta_s is not None else "-"
+    run_eta = fmt.timer(progress.run_eta_s)
     items.append((Text(f"run ETA {run_eta}"), Text(f"run {run_eta}")))
     return items
 
@@ -174,15 +175,18 @@ class TrainingStats(TextLines):
         self._state: rs.RunState | None = None
         self._key: tuple = ()
 
-    def show(self, state: rs.RunState, force: bool = False) -> None:
-        """Draw ``state`` (``force``: also when only time moved, for the ticking ETAs)."""
+    def show(self, state: rs.RunState, clock: bool = False) -> None:
+        """Draw ``state``: at once when what training does changed, else paced; ``clock``: the time moved
+        (elapsed times and ETAs tick on even without new events)."""
         progress = rs.training_progress(state, self.clock())
         key = (progress.activity if progress else "", progress.epoch if progress else 0, state.rev_stages,
                len(state.epoch_rows), state.patience)
-        if not force and self._state is not None and key == self._key and (
-                state.rev_training == self._state.rev_training or not self.pacer.due(output_backlog(self.app))):
-            return
-        if key != self._key:
+        if key == self._key and self._state is not None:
+            if not clock and state.rev_training == self._state.rev_training:
+                return
+            if not self.pacer.due(output_backlog(self.app)):
+                return
+        else:
             self.pacer.drawn()
         self._state, self._key = state, key
         self.draw()

@@ -3,10 +3,23 @@ the plots' marks and ticks, and the tab at 80x24 and 200x60 (with NO_COLOR)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from rich.color import ColorSystem
+from rich.style import Style
+from rich.text import Text
 
 from carclf_core import events as ev
 from carclf_core import runstate as rs
+from carclf_tui.sample_run import T0, write_events
+from carclf_tui.widgets import plots
+from carclf_tui.widgets.devices import DeviceLine
+from carclf_tui.widgets.stages import StagesTable
+from carclf_tui.widgets.training import COLUMNS, EpochTable, TrainingStats, fitting_columns
+
+from .conftest import cell, launch, make_app, wait_until
+from .test_app import show_tab
 
 T = 1_000_000.0
 
@@ -101,3 +114,188 @@ def test_each_finished_epoch_is_a_log_line() -> None:
     state = replay([ev.StageStarted(stage="train", t=T), *epoch_events(1, T)])
     (line,) = [e for e in state.log if e.stage == "train"]
     assert (line.level, line.message) == ("info", "epoch 1/10  loss 0.5000  val_loss 0.6000  val_acc 0.7500")
+
+
+# --- the plots' drawing, without an app ------------------------------------------------------------------
+
+
+def test_epoch_ticks_are_whole_numbers_spaced_to_fit() -> None:
+    assert plots.integer_ticks(1, 12, dots=140, label_width=2) == list(range(1, 13))
+    for high, dots, width in ((12, 40, 2), (300, 70, 3), (37, 60, 2), (5000, 150, 4)):
+        ticks = plots.integer_ticks(1, high, dots=dots, label_width=width)
+        cells = [(t - 1) * dots / 2 / (high - 1) for t in ticks]
+        assert ticks[0] == 1 and ticks[-1] > high * 0.7 and all(isinstance(t, int) for t in ticks)
+        assert min(b - a for a, b in zip(cells, cells[1:], strict=False)) >= width + 1  # labels never touch
+
+
+def test_the_value_axis_stays_put_for_a_small_change() -> None:
+    assert plots.y_range([0.16, 1.75], rows=7) == plots.y_range([0.17, 1.71], rows=7) == (0.0, 2.0, 0.5)
+    low, high, step = plots.y_range([0.5, 0.5], rows=5)  # one value: a range around it, never zero wide
+    assert low < 0.5 < high and step > 0
+
+
+def test_only_changed_cells_are_repainted() -> None:
+    old = [Text("epoch 3/12 · step 10/200 · 612 img/s"), Text("patience ░░░░ 0/4")]
+    new = [Text("epoch 3/12 · step 15/200 · 612 img/s"), Text("patience ░░░░ 0/4")]
+    (region,) = plots.changed_regions(old, new, 40)
+    assert (region.x, region.y, region.width, region.height) == (19, 0, 1, 1)
+    far = [Text("epoch 3/12 · step 15/200 · 613 img/s"), old[1]]
+    assert len(plots.changed_regions(old, far, 40)) == 2  # two changes far apart: two small regions
+    styled = [Text(old[0].plain, style="bold"), old[1]]
+    assert plots.changed_regions(old, styled, 40)[0].width == len(old[0].plain)  # a new style repaints
+    assert plots.changed_regions(old, old[:1], 40) is None  # another size: everything is new
+
+
+def test_the_pacer_backs_off_while_the_terminal_falls_behind() -> None:
+    now = [0.0]
+    pacer = plots.Pacer(base=1.0, most=8.0, clock=lambda: now[0])
+    assert pacer.due(backlog=0)
+    now[0] = 0.5
+    assert not pacer.due(backlog=0)
+    intervals = []
+    for _ in range(5):  # frames stay queued for the terminal: each redraw waits twice as long, up to 8 s
+        now[0] += pacer.interval
+        assert pacer.due(backlog=3)
+        intervals.append(pacer.interval)
+    assert intervals == [2.0, 4.0, 8.0, 8.0, 8.0]
+    now[0] += pacer.interval
+    assert pacer.due(backlog=0) and pacer.interval == 4.0  # the queue emptied: back towards 1 s
+
+
+def test_the_marks_are_palette_colours_of_their_own() -> None:
+    """Train, val and the best-epoch (threshold) line use named colours of the 16-colour palette, none
+    black or white, all different: they survive 256 and 16 colours (a theme colour was drawn as the
+    background), and the terminal's own palette decides how they look."""
+    numbers = [Style.parse(style).color.downgrade(ColorSystem.STANDARD).number
+               for style in (plots.TRAIN_STYLE, plots.VAL_STYLE, plots.MARK_STYLE, plots.BATCH_STYLE)]
+    assert len(set(numbers)) == 4 and not set(numbers) & {0, 7, 8, 15}
+
+
+def test_the_table_drops_top5_and_the_learning_rate_before_validation_accuracy() -> None:
+    keys = [[c.key for c in fitting_columns(width)] for width in (200, 78, 60, 30, 10)]
+    assert keys[0] == [c.key for c in COLUMNS]
+    assert "top5" not in keys[1] and "val_acc" in keys[1] and "val_loss" in keys[1]
+    assert "lr" not in keys[2] and "val_acc" in keys[2]
+    assert keys[4] == ["epoch", "val_acc"]  # never fewer
+
+
+# --- the tab in the app ------------------------------------------------------------------------------------
+
+
+class Clock:
+    """A wall clock the test moves."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def plot_lines(screen, metric: str) -> list[str]:
+    return [line.plain for line in screen.query_one(f"#{'loss' if metric == 'loss' else 'acc'}-plot").lines]
+
+
+def stats(screen) -> str:
+    return "\n".join(line.plain for line in screen.query_one(TrainingStats).lines)
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+async def test_a_finished_run_at_80x24(finished_run, monkeypatch, no_color) -> None:
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(finished_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await show_tab(pilot, "2")
+        assert app.no_color == no_color
+        table = screen.query_one(EpochTable)
+        shown = [c.key for c in table.columns_shown]
+        assert "val_acc" in shown and "top5" not in shown
+        assert table.virtual_size.width <= table.size.width  # nothing to scroll sideways to
+        assert table.get_row("9")[0].plain == "9*"  # the best epoch, marked by a character
+        assert "run ETA finished" in stats(screen) and "best val_loss 0.4529 at epoch 9" in stats(screen)
+        for metric in ("loss", "accuracy"):
+            legend, *body, axis, ticks = plot_lines(screen, metric)
+            assert "train" in legend and "val" in legend and "best 9" in legend  # the legend: a line of its own
+            assert not any("train" in line or "val" in line for line in body)
+            assert ticks.split() == [str(e) for e in range(1, 13)]  # whole epochs
+            assert sum(line.count(plots.VAL_MARK) for line in body) >= 10  # val is marked, train is not
+            column = {line.index(plots.BEST_LINE) for line in body if plots.BEST_LINE in line}
+            assert len(column) == 1 and axis[column.pop()] == "┬"  # the best epoch's line sits on its tick
+
+
+async def test_200x60_gives_the_room_to_the_curves_and_all_columns(finished_run) -> None:
+    app = make_app(finished_run)
+    async with app.run_test(size=(200, 60)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await show_tab(pilot, "2")
+        assert [c.key for c in screen.query_one(EpochTable).columns_shown] == [c.key for c in COLUMNS]
+        loss = plot_lines(screen, "loss")
+        assert len(loss) >= 25 and max(map(len, loss)) >= 95
+        assert len(screen.query_one(TrainingStats).lines) <= 3
+
+
+async def test_the_tab_says_what_happens_before_the_first_batch_and_clears_when_it_stops(empty_run) -> None:
+    clock = Clock(T0)
+    app = make_app(empty_run, clock=clock)
+    with empty_run.lock():  # as a runner does: a run whose lock nobody holds has a lost runner
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await show_tab(pilot, "2")
+            write_events(empty_run, [ev.RunStarted(t=T0, run_dir=str(empty_run.path), stages=("train",)),
+                                     ev.StageStarted(t=T0, stage="train")])
+            await wait_until(pilot, lambda: screen.state.running_stage() == "train")
+            clock.t = T0 + 12
+            await wait_until(pilot, lambda: "building the model 12s" in stats(screen))
+            assert "waiting for the first batch" in "\n".join(plot_lines(screen, "loss"))
+            epoch = epoch_events(1, T0 + 15, steps=200, step_s=0.1, first_step_s=6.0)
+            write_events(empty_run, epoch[:1])
+            clock.t = T0 + 18
+            await wait_until(pilot, lambda: "epoch 1/10 (finetune): compiling the first step 3s" in stats(screen))
+            write_events(empty_run, epoch[1:21])  # 96 steps: 6 s for the first, then 10 steps a second
+            clock.t = epoch[20].t
+            await wait_until(pilot, lambda: "step 95/200" in stats(screen))
+            text = stats(screen)
+            assert "320 img/s" in text  # 32 images a step, 10 steps a second: the first step left out
+            assert re.search(r"epoch ETA 1[01]s", text) and "run ETA " in text  # 105 steps at 10 a second
+            await show_tab(pilot, "1")
+            row = cell(screen.query_one(StagesTable), "train", "result")
+            assert re.fullmatch(r"epoch 1/10 · 5 % · ETA [0-9:]+", row), row
+            await show_tab(pilot, "2")
+            write_events(empty_run, [ev.StageInterrupted(t=clock.t, stage="train", reason="SIGINT")])
+            await wait_until(pilot, lambda: "training stopped before an epoch ended" in stats(screen))
+            assert "ETA" not in stats(screen) and "img/s" not in stats(screen)
+
+
+async def test_the_device_line_shows_each_gpu_through_nvml(finished_run, monkeypatch) -> None:
+    """This machine has no NVIDIA driver: NVML is the stand-in of test_devices, loaded by the worker."""
+    from carclf_tui import devices as devices_mod
+
+    from .test_devices import H100, fake_nvml
+
+    monkeypatch.setattr(devices_mod, "load_nvml", lambda: (fake_nvml([H100, {**H100, "util": 3}]), ""))
+    app = make_app(finished_run)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await show_tab(pilot, "2")
+        line = screen.query_one(DeviceLine)
+        await wait_until(pilot, lambda: line.report is not None)
+        text = "\n".join(t.plain for t in line.lines)
+        assert "GPU0 NVIDIA H100 80GB HBM3  87 %" in text and "41.0/80.0 GiB 63 °C 310 W" in text
+        assert "GPU1 NVIDIA H100 80GB HBM3   3 %" in text
+
+
+async def test_without_a_gpu_the_device_line_follows_the_runner(empty_run, reap) -> None:
+    """The fake runner (a real child process) runs 'train': the line samples its CPU and memory."""
+    app = make_app(empty_run, mode="hang")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await launch(pilot, reap, "down", "down", "down", "r")
+        await show_tab(pilot, "2")
+        line = screen.query_one(DeviceLine)
+        pid = app.runner.process.pid
+        await wait_until(pilot, lambda: any(f"runner pid {pid}" in t.plain for t in line.lines))
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.runner.poll() is not None)
