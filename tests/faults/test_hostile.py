@@ -518,6 +518,16 @@ class Tmux:
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t")
 
+    def press_until(self, key: str, text: str, tries: int = 6) -> str:
+        """Press ``key`` until ``text`` shows (a key sent while the program still starts can be lost)."""
+        for _ in range(tries):
+            self.tmux("send-keys", "-t", "t", key)
+            try:
+                return self.wait_for(text, timeout=5)
+            except AssertionError:
+                continue
+        return self.wait_for(text, timeout=1)
+
     def wait_for(self, text: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -543,8 +553,7 @@ def test_a_real_terminal_gets_no_title_clipboard_or_clear_from_names(tmp_path):
     term = Tmux(f"cd {tmp_path} && script -q -f -c '{inner}' {typescript}")
     try:
         term.wait_for("warnings")  # the status line: the dashboard is up
-        term.tmux("send-keys", "-t", "t", "5")
-        log = term.wait_for("not markup")  # the log tab, drawn
+        log = term.press_until("5", "not markup")  # the log tab, drawn
         for key in "24631":  # every other tab (the confusion tab's keys last: its grid takes focus)
             term.tmux("send-keys", "-t", "t", key)
             time.sleep(1.0)
