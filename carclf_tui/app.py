@@ -26,6 +26,7 @@ from textual.binding import Binding
 
 from carclf_core.config import Config
 from carclf_core.display import printable
+from carclf_core.errors import CarclfError
 from carclf_core.registry import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run, list_runs
 
@@ -113,7 +114,10 @@ def leaving_message(leaving: Leaving) -> str:
 
 def _stage_running_on_disk(run: RunDir) -> str:
     """The stage ``state.json`` calls running (the real runner records it), or empty."""
-    stages = run.read_state().get("stages", {})
+    try:
+        stages = run.read_state().get("stages", {})
+    except CarclfError:  # a damaged state.json: the exit message still goes out, without the stage
+        return ""
     if not isinstance(stages, dict):
         return ""
     return next((str(name) for name, entry in stages.items()
@@ -315,13 +319,18 @@ def run_app(config: Config, run: RunDir | None, pick: bool = False) -> int:
         0 on a normal quit; 1 when the dashboard crashed (Textual printed the traceback); 143, 129 or
         130 after SIGTERM, SIGHUP or SIGINT.
     """
+    from .widgets.pictures import start_probe
+
+    # the terminal's picture protocols, asked while its answers still reach us (before Textual reads
+    # the keyboard), beside the work below
+    probe = start_probe()
+    from .screens import main  # noqa: F401  (the first frame needs it anyway: imported beside the probe)
+
     if run is None:
         run = create_run(config)
     several = pick and len(list_runs(Path(run.path).parent)) > 1
     app = CarclfApp(run, config, pick_run=several)
-    from .widgets.pictures import probe_terminal
-
-    probe_terminal()  # the terminal's picture protocols, asked while its answers still reach us
+    probe.join()
     app.run()
     # Textual sets the return code to 1 when an exception escaped (and prints it); never report 0 then.
     code = app.return_code or 0

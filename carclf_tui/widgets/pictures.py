@@ -46,12 +46,23 @@ CACHE_SIZE = 256
 
 def probe_terminal() -> None:
     """Let ``textual-image`` ask the terminal for its cell size and graphics protocols now, while the
-    terminal still answers us: once Textual reads the keyboard, it would swallow the answers (a
-    missing package only means no pictures, never a dashboard that does not start)."""
+    terminal still answers us: once Textual reads the keyboard, it would swallow the answers. Only on
+    a terminal both ways (it reads the answers from stdin); a failure only means no pictures, never a
+    dashboard that does not start."""
+    if not (os.isatty(0) and os.isatty(1)):
+        return
     try:
         import textual_image.widget  # noqa: F401  (the import itself queries the terminal)
-    except ImportError:
+    except Exception:  # the package missing, or a terminal that answers nonsense
         pass
+
+
+def start_probe() -> threading.Thread:
+    """:func:`probe_terminal` in a thread (most of it is waiting for answers and one 0.1 s timeout, so
+    it overlaps the dashboard's own start); join it before the app runs."""
+    thread = threading.Thread(target=probe_terminal, name="probe terminal graphics", daemon=True)
+    thread.start()
+    return thread
 
 
 def decode_thumbnail(path: Path, side: int = THUMB_PX) -> PILImage.Image:
@@ -122,9 +133,12 @@ class ThumbnailReady(Message):
 
 
 def image_widget(no_color: bool) -> Widget:
-    """An empty ``textual-image`` widget: the best protocol the terminal spoke, grey shading without colour."""
-    from textual_image.widget import Image, UnicodeImage
-
+    """An empty ``textual-image`` widget: the best protocol the terminal spoke, grey shading without
+    colour; a note in its place when the package cannot be loaded."""
+    try:
+        from textual_image.widget import Image, UnicodeImage
+    except Exception as exc:  # missing, or its terminal query failed: the rest of the tab still works
+        return Static(Text(f"no pictures: textual-image unavailable ({type(exc).__name__})", style="dim"))
     return UnicodeImage() if no_color else Image()
 
 

@@ -65,7 +65,9 @@ class PrefilterSummary(Static):
         if message:
             text.append("\n")
             text.append_text(fmt.safe(message, style="yellow"))
-        self.update(text)
+        if text != getattr(self, "_text", None):  # every state arrives here: send the terminal only changes
+            self._text = text
+            self.update(text)
 
     def on_resize(self) -> None:
         if getattr(self, "_args", None) is not None:
