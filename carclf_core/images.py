@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatasetError
+from .files import nonregular_reason
 
 OK = "ok"
 REJECTED = "rejected"
@@ -203,6 +204,9 @@ def _open_checked(path: Path, data: bytes | None, pixels: bool) -> tuple[ImageCh
     exactly what a full decode refuses (on 300 damaged JPEGs: flipped bytes, cuts, zero fills, the
     two agreed on every one), at about 60 % of the cost (``bench/bench_index.py``).
     """
+    odd = None if data is not None else nonregular_reason(path)
+    if odd is not None and odd.startswith("not a regular file"):  # a FIFO would block the open forever
+        return ImageCheck(REJECTED, odd), None
     try:
         size = len(data) if data is not None else path.stat().st_size
     except OSError as exc:
