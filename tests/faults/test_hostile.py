@@ -225,7 +225,7 @@ def _events(run: Path) -> list[ev.Event]:
     return read_events(run / "events.jsonl").events if (run / "events.jsonl").is_file() else []
 
 
-@pytest.mark.slow
+@pytest.mark.extra
 def test_a_diverging_training_fails_naming_the_step_and_keeps_the_last_good_epoch(tmp_path):
     """Learning rate 1e15: the warm-up epoch (base frozen) stays finite, the first fine-tuning steps
     overflow the backbone's batch statistics and the loss becomes NaN. The stage fails saying where
@@ -301,7 +301,7 @@ def test_the_prefilter_rejects_a_file_that_became_a_fifo_instead_of_hanging(tmp_
     assert "named pipe (FIFO)" in rejected.loc[victim.name, "reason"]
 
 
-@pytest.mark.slow
+@pytest.mark.extra
 def test_a_second_ctrl_c_ends_a_runner_blocked_in_a_read(tmp_path):
     """Every training image becomes a FIFO after epoch 1, so epoch 2's tf.data read blocks in C, where
     no Python signal handler runs and no batch ends. The first Ctrl-C cannot land; the second ends the
@@ -468,6 +468,7 @@ def test_the_monitor_survives_a_symlinked_log_and_an_endless_line(tmp_path):
 # No shrinking: each example starts the dashboard and draws six tabs (a few seconds on a loaded
 # 2-core machine), and shrinking a failure would take minutes; a failure is reported as found. Each
 # example is drawn at one of the two sizes, so both are covered at half the cost.
+@pytest.mark.extra
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
           phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(st.lists(st.one_of(event_dicts(), consistent_events()), min_size=1, max_size=20),
