@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rich.cells import cell_len, set_cell_size
 from rich.color import Color
 from rich.style import Style
 from rich.text import Span, Text
@@ -121,7 +122,7 @@ def plan_grid(window: Window, names: Sequence[str], width: int, height: int) -> 
     (r0, r1), (c0, c1) = window.rows, window.cols
     n_rows, n_cols = r1 - r0, c1 - c0
     number_w = len(str(max(r1, c1)))
-    longest = max((len(names[i]) for i in range(r0, r1)), default=0)
+    longest = max((cell_len(names[i]) for i in range(r0, r1)), default=0)  # wide characters take two
     grid_h = max(1, height - 1)
     min_grid = min(n_cols * MIN_COUNT_W, max(width // 2, 8))
     label_w = max(0, min(longest, width - number_w - 3 - min_grid))
@@ -248,8 +249,8 @@ def render_grid(grid: Grid, cells: Cells, names: Sequence[str], top: int, cursor
             label = f"{first + 1:>{grid.number_w}} " if middle else " " * (grid.number_w + 1)
             if grid.label_w:
                 name = names[first] + ("…" if stop - first > 1 else "") if middle else ""
-                cut = name[: grid.label_w - 1] + "…" if len(name) > grid.label_w else name
-                label += cut.ljust(grid.label_w) + " "
+                cut = set_cell_size(name, grid.label_w - 1) + "…" if cell_len(name) > grid.label_w else name
+                label += set_cell_size(cut, grid.label_w) + " "
             add(label, "reverse bold" if i == cur_r else None)
             add("│", "dim")
             run, run_style = [], None  # consecutive cells of one style: one span

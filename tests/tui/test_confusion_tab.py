@@ -290,3 +290,17 @@ def test_the_run_writer_made_what_the_tab_reads(picture_run):
         matrix[names.index(r["label"]), names.index(r["predicted"])] += 1
     assert matrix.tolist() == [list(row) for row in confusion[-1].matrix]
     assert dataclasses.asdict(confusion[-1])["split"] == "test"
+
+
+def test_wide_characters_in_class_names_keep_the_grid_aligned():
+    """Names in scripts whose characters take two columns are measured and cut by columns, not characters."""
+    from rich.cells import cell_len
+
+    names = ["丰田_卡罗拉 (Toyota Corolla)", "Audi_A4", "本田_雅阁"]
+    counts = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 2]])
+    scale = cg.make_scale(counts, "count")
+    for width in (30, 80):
+        grid = cg.plan_grid(cg.Window((0, 3), (0, 3)), names, width, 8)
+        lines = cg.render_grid(grid, cg.grid_cells(grid, counts, scale), names, scale.top, None, False).plain
+        assert len({cell_len(line) for line in lines.split("\n")}) == 1
+        assert len({cell_len(line[: line.index("│")]) for line in lines.split("\n")}) == 1  # one column
