@@ -154,6 +154,23 @@ def test_reapply_decides_as_the_whole_table_did(tmp_path, store_probs):
     assert reasons["img_00003.jpg"] == "broken file: truncated image"
 
 
+@pytest.mark.parametrize("odd", [None, -0.0, -1e-3, np.inf])
+def test_top_k_by_counting_equals_the_partial_sort(odd):
+    """Fewer than k classes above the best car class == the best car class reaches the k-th largest,
+    on float16 rows compared as integers and, with a value that rules that out, as floats."""
+    probs = _probabilities(300, seed=1)
+    probs[10:20, CARS[:3]] = probs[10:20, [0, 1, 2]]  # car classes tied with others
+    if odd is not None:
+        probs[7, 99] = odd
+    for k in (1, 2, 5, 11, 50, 999, 1000):
+        p = probs.astype(np.float32)
+        kth = np.partition(p, rule.NUM_CLASSES - k, axis=1)[:, rule.NUM_CLASSES - k]
+        best = p[:, CARS].max(axis=1)
+        expected = (best >= kth) & (best > 0)
+        assert (rule.top_k_hits(probs, CARS, k) == expected).all(), k
+        assert (rule.top_k_hits(p, CARS, k) == expected).all(), k
+
+
 def test_without_stored_probabilities_a_large_top_k_says_what_to_do(tmp_path):
     run, _ = _stored_run(tmp_path, store_probs=False)
     assert not (run.prefilter_dir / store.PROBS).exists() and (run.prefilter_dir / store.RULE_INPUTS).is_file()
