@@ -256,3 +256,35 @@ def test_an_event_the_reducer_cannot_fold_is_skipped_counted_and_logged() -> Non
     assert [(e.t, e.level) for e in state.log] == [(0.0, "error"), (state.log[1].t, "info")]
     assert state.log[0].message.startswith("events.jsonl: a stage_progress event could not be folded (TypeError: ")
     assert state.log[0].message.endswith("); skipped") and state.log[1].message == "after"
+
+
+def test_stage_bookkeeping_across_starts_ends_and_reports() -> None:
+    state = replay([ev.StageStarted(stage="index", total=12, t=3.0)])
+    index = state.stages["index"]
+    assert (index.name, index.status, index.started, index.total) == ("index", "running", 3.0, 12)
+    assert (state.current_stage, state.run_status) == ("index", "running")
+    # a late end of another stage does not clear the one running now
+    other = rs.apply(state, ev.StageFinished(stage="split", duration_s=1.0, summary="ok"))
+    assert other.current_stage == "index"
+    # a resumed run reports an epoch again: the newest report replaces it, nothing is duplicated
+    def epoch(n: int, loss: float) -> ev.EpochEnded:
+        return ev.EpochEnded(epoch=n, epochs=5, metrics={"loss": loss}, t=100.0 + n)
+
+    rows = replay([epoch(1, 3.0), epoch(2, 2.0), epoch(3, 1.0), epoch(3, 0.9)])
+    assert [(r.epoch, r.metrics["loss"]) for r in rows.epoch_rows] == [(1, 3.0), (2, 2.0), (3, 0.9)]
+    # each finished epoch is also a log line of the train stage, at the epoch's time
+    assert [(e.t, e.level, e.stage, e.message) for e in rows.log][-1] == (
+        103.0, "info", "train", rs.epoch_line(3, 5, {"loss": 0.9}))
+    assert rs.epoch_line(3, 5, {"loss": 0.9}).startswith("epoch 3/5")
+
+
+def test_reader_notes_lost_runners_and_errors_are_counted_exactly() -> None:
+    state = replay([ev.RunStarted(run_dir="r", stages=("train",)), ev.StageStarted(stage="train")])
+    noted = rs.note(state, "warning", "runner exited with code 1", t=7.0)
+    assert [(e.t, e.level, e.message) for e in noted.log][-1] == (7.0, "warning", "runner exited with code 1")
+    lost = rs.runner_lost(noted, "gone", t=8.0)
+    assert (lost.revision - noted.revision, lost.rev_stages - noted.rev_stages) == (1, 1)
+    twice = rs.fold(rs.new_state(), [ev.StageFailed(stage="a", error="x"), ev.StageFailed(stage="b", error="y"),
+                                     ev.StageProgress(stage="a", done=1, info=5),  # type: ignore[arg-type]
+                                     ev.StageProgress(stage="b", done=1, info=6)])  # type: ignore[arg-type]
+    assert (twice.errors, twice.fold_errors) == (4, 2)
