@@ -157,11 +157,14 @@ def test_reapply_decides_as_the_whole_table_did(tmp_path, store_probs):
 @pytest.mark.parametrize("odd", [None, -0.0, -1e-3, np.inf])
 def test_top_k_by_counting_equals_the_partial_sort(odd):
     """Fewer than k classes above the best car class == the best car class reaches the k-th largest,
-    on float16 rows compared as integers and, with a value that rules that out, as floats."""
+    on float16 rows compared as integers and, with a value that rules that out, as floats; and the
+    stored top-10 indices are the float sort's, ties in index order."""
     probs = _probabilities(300, seed=1)
     probs[10:20, CARS[:3]] = probs[10:20, [0, 1, 2]]  # car classes tied with others
     if odd is not None:
         probs[7, 99] = odd
+    reference = np.argsort(-probs.astype(np.float32), axis=1, kind="stable")[:, : rule.TOP_STORED]
+    assert (rule.top_indices(probs) == reference).all()
     for k in (1, 2, 5, 11, 50, 999, 1000):
         p = probs.astype(np.float32)
         kth = np.partition(p, rule.NUM_CLASSES - k, axis=1)[:, rule.NUM_CLASSES - k]

@@ -28,10 +28,29 @@ def car_probability(probs: np.ndarray, car_classes: Sequence[int]) -> np.ndarray
     return np.asarray(np.asarray(probs)[:, list(car_classes)], dtype=np.float64).sum(axis=1)
 
 
+def _ordered_bits(probs: np.ndarray) -> np.ndarray | None:
+    """float16 probabilities as unsigned 16-bit integers that order as the numbers do, or None when
+    they would not (not float16, or holding -0.0, a negative number, inf or NaN).
+
+    Non-negative finite float16 numbers order as their bit patterns, so stored probabilities sort and
+    compare as integers: a radix sort, and no conversion (which takes most of the time otherwise).
+    """
+    if probs.dtype != np.float16:
+        return None
+    bits = probs.view(np.uint16)
+    if (bits & 0x8000).any() or ((bits & 0x7C00) == 0x7C00).any():
+        return None
+    return bits
+
+
 def top_indices(probs: np.ndarray, k: int = TOP_STORED) -> np.ndarray:
     """Indices of the ``k`` largest probabilities per row, largest first (ties: lower index first)."""
-    probs = np.asarray(probs, dtype=np.float32)
-    order = np.argsort(-probs, axis=1, kind="stable")
+    probs = np.asarray(probs)
+    bits = _ordered_bits(probs)
+    if bits is not None:
+        order = np.argsort(np.uint16(0xFFFF) - bits, axis=1, kind="stable")  # descending, stable
+    else:
+        order = np.argsort(-probs.astype(np.float32), axis=1, kind="stable")
     return order[:, :k].astype(np.int16)
 
 
@@ -49,15 +68,8 @@ def top_k_hits(probs: np.ndarray, car_classes: Sequence[int], top_k: int) -> np.
     every row costs several times more).
     """
     probs = np.asarray(probs)
-    if probs.dtype == np.float16:
-        bits = probs.view(np.uint16)
-        # non-negative finite float16 numbers order as their bit patterns do, so stored probabilities
-        # compare as integers, without a conversion that takes most of the time (-0.0, negatives,
-        # inf and NaN, should a model give them, take the float path)
-        if not ((bits & 0x8000).any() or ((bits & 0x7C00) == 0x7C00).any()):
-            probs = bits
-    if probs.dtype != np.uint16:
-        probs = probs.astype(np.float32)
+    bits = _ordered_bits(probs)
+    probs = bits if bits is not None else probs.astype(np.float32)
     best_car = probs[:, [int(c) for c in car_classes]].max(axis=1)
     above = np.count_nonzero(probs > best_car[:, None], axis=1)
     return (above < top_k) & (best_car > 0)
