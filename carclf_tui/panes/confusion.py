@@ -24,7 +24,8 @@ class ConfusionPane(Pane):
     HELP = "arrows move the cell cursor"
     BINDINGS = [
         Binding("v", "cycle_view", "View", id="cycle-view", tooltip="heatmap, most confused, per class"),
-        Binding("c", "toggle_scale", "Colour", id="colour-scale", tooltip="colour by row share or by count"),
+        # out of the footer (the legend under the heatmap starts with "(c)"): at 80 columns ? and q need the room
+        Binding("c", "toggle_scale", "Colour by row share or by count", show=False, id="colour-scale"),
         Binding("enter", "open", "Zoom into a block, or list a cell's test images", show=False, id="open-cell"),
         Binding("escape,backspace", "zoom_out", "Zoom back out", show=False, id="zoom-out"),
     ]

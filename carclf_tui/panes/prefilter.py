@@ -104,7 +104,15 @@ class PrefilterPane(Pane):
         self._state = state
         if self.threshold is None and state.prefilter.threshold is not None:
             self.threshold = state.prefilter.threshold
+            self.refresh_bindings()  # the threshold keys appear with the first threshold
         self._draw()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("threshold", "save_threshold"):
+            # nothing to move or save before the stage reports a threshold: the keys stay out of the
+            # footer (at 80 columns it has no room to spare)
+            return self.threshold is not None
+        return True
 
     def _draw(self) -> None:
         state = self._state

@@ -134,7 +134,7 @@ class ConfusionHeatmap(Widget, can_focus=True):
     def render(self) -> Text:
         grid = self.grid
         if grid is None or self._cells is None:
-            return Text("no confusion matrix yet (the train stage sends one after each epoch)", style="dim")
+            return Text()  # the header above says there is no matrix yet
         from .confusion_grid import render_grid
 
         try:

@@ -32,7 +32,9 @@ def progress_text(state: rs.RunState) -> Text:
     if stage.total:
         text.append(f"  {stage.done:,} / {stage.total:,}  ")
         text.append(fmt.bar(stage.done / stage.total, 30))
-    text.append(f"\nspeed {fmt.rate(stage.rate)}")
+    text.append("\n")
+    if stage.rate is not None:
+        text.append(f"speed {fmt.rate(stage.rate)}")
     if stage.status == rs.RUNNING and stage.eta_s is not None:
         text.append(f"  eta {fmt.duration(stage.eta_s)}")
     kept, scored = stage.info.get("kept"), stage.info.get("scored")
@@ -40,7 +42,7 @@ def progress_text(state: rs.RunState) -> Text:
         kept, scored = state.prefilter.kept, state.prefilter.scored
     # ``info`` is free-form in the event log: only counts are shown as counts
     if _is_count(kept) and _is_count(scored) and scored:
-        text.append(f"   kept {kept:,} / {scored:,} ({fmt.share(kept, scored)})")
+        text.append(f"{'   ' if stage.rate is not None else ''}kept {kept:,} / {scored:,} ({fmt.share(kept, scored)})")
     return text
 
 

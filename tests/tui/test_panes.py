@@ -62,7 +62,7 @@ async def test_footer_keys_per_tab(finished_run) -> None:
         await show_tab(pilot, "5")  # focus is in the log: its filter key comes first
         assert footer(screen) == ["f", *FOOTER_KEYS]
         await show_tab(pilot, "3")  # focus is in the heatmap: the tab's own keys come first
-        assert footer(screen) == ["v", "c", "r", "a", "s", "n", "question_mark", "q"]
+        assert footer(screen) == ["v", "r", "a", "s", "n", "question_mark", "q"]  # c: named by the legend
         await show_tab(pilot, "4")  # + and - share one entry ("+/-"), so ? and q fit at 80 columns
         assert footer(screen) == ["r", "a", "s", "n", "plus", "w", "question_mark", "q"]
 

@@ -161,3 +161,15 @@ async def test_at_80x24_the_threshold_line_fits_and_the_footer_keeps_help_and_qu
         for view in pane.query(ExamplesView):
             assert view.region.bottom <= 23  # above the footer
             assert list(view.query(PictureCard))  # at least one picture a side
+
+
+async def test_on_a_new_run_the_footer_keeps_help_and_quit(empty_run):
+    """Before the prefilter reports a threshold its keys stay out of the footer, and the colour-scale
+    key is named by the heatmap's legend: with u (resume) shown too, ? and q still fit 80 columns."""
+    app = make_app(empty_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for tab in "34":
+            await show_tab(pilot, tab)
+            keys = {key.key: key for key in app.screen.query_one(Footer).query("FooterKey")}
+            assert {"u", "question_mark", "q"} <= set(keys) and not {"plus", "w", "c"} & set(keys)
+            assert all(key.region.right <= 80 and key.region.width > 0 for key in keys.values())
