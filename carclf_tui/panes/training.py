@@ -21,8 +21,9 @@ from .base import Pane
 class TrainingPane(Pane):
     """The training monitor; the epoch table has focus, so arrows and page keys scroll it.
 
-    While the pane is mounted a thread worker samples the devices about once a second (the GPUs
-    through NVML, else the runner's process); the pane tells it which runner to watch.
+    From the first time the tab is shown, a thread worker samples the devices about once a second (the
+    GPUs through NVML, else the runner's process); the pane tells it which runner to watch. Not before:
+    loading NVML has no place in the dashboard's first frame.
     """
 
     TAB = "training"
@@ -32,6 +33,7 @@ class TrainingPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._stop_sampling = threading.Event()
+        self._sampling = False
         self._runner_pid: int | None = None
         self._training = False
 
@@ -43,7 +45,10 @@ class TrainingPane(Pane):
             yield CurvePlot("accuracy", id="acc-plot")
         yield EpochTable(id="epoch-table")
 
-    def on_mount(self) -> None:
+    def _start_sampling(self) -> None:
+        if self._sampling:
+            return
+        self._sampling = True
         post = self.post_message  # thread-safe: the worker hands each report over without waiting
         self.run_worker(partial(sample_devices, self._sampling_target, lambda report: post(DevicesSampled(report)),
                                 self._stop_sampling), thread=True, name="sample devices", group="devices",
@@ -70,6 +75,7 @@ class TrainingPane(Pane):
 
     def show(self, state: RunState) -> None:
         self._watch_runner(state)
+        self._start_sampling()
         self.query_one(TrainingStats).show(state)
         for plot in self.query(CurvePlot):
             plot.show(state)

@@ -28,8 +28,8 @@ KEY_NAMES = {
     "home": "Home", "end": "End",
 }
 MOVING = [
-    ("← →", "previous / next tab (tab bar focused)"),
-    ("Tab Shift+Tab", "focus: the tab's table, the tab bar"),
+    ("← →", "switch tab (tab bar focused)"),
+    ("Tab Shift+Tab", "focus the table / the tab bar"),
     ("↑ ↓ PgUp PgDn", "select a row, scroll"),
     ("Home End", "first / last row"),
 ]
@@ -64,9 +64,8 @@ def merged(bindings: Sequence[Binding]) -> list[tuple[str, str]]:
     tabs = [b for b in bindings if b.action.startswith("tab(")]
     for binding in bindings:
         if binding in tabs:
-            if binding is tabs[0]:
-                names = " ".join(b.description.removesuffix(" tab") for b in tabs)
-                rows["tab"] = (f"{tabs[0].key}-{tabs[-1].key}", f"tabs: {names}")
+            if binding is tabs[0]:  # the tab bar shows their names
+                rows["tab"] = (f"{tabs[0].key}-{tabs[-1].key}", "switch to that tab")
             continue
         keys = " ".join(key_name(k) for k in binding.key.split(","))
         if binding.action in rows:
@@ -82,12 +81,13 @@ Section = tuple[str, str, list[tuple[str, str]]]
 def keys_table(sections: Sequence[Section]) -> Group:
     parts: list[Text | Table] = []
     for title, note, keys in sections:
-        head = Text(title, style="bold underline")
+        head = Text()
+        head.append(title, style="bold underline")
         if note:
             head.append(f"  {note}", style="dim")
         parts.append(head)
         table = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1))
-        table.add_column("key", style="bold", max_width=10)  # several keys wrap between keys
+        table.add_column("key", style="bold", max_width=13)  # several keys wrap between keys
         table.add_column("does")
         for key, description in keys:
             table.add_row(Text(key), Text(description))

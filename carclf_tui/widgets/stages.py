@@ -33,7 +33,8 @@ def status_text(stage: rs.StageState) -> Text:
 
 def stage_duration(stage: rs.StageState, now: float) -> str:
     if stage.status == rs.RUNNING and stage.started is not None:
-        return fmt.duration(max(0.0, now - stage.started))
+        # whole seconds: tenths would change (and send the row again) at every event
+        return fmt.timer(max(0.0, now - stage.started))
     return fmt.duration(stage.duration_s)
 
 

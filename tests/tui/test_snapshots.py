@@ -96,3 +96,73 @@ def test_a_confusion_cells_images(snap_compare, picture_run) -> None:
     app = make_app(picture_run, clock=frozen_clock)
     assert snap_compare(app, terminal_size=(80, 24),
                         run_before=pictures_settled("confusion", keys=("enter", "right", "enter")))
+
+
+# --- the training, log and help tabs at 80x24 and 200x60, in colour and with NO_COLOR ---------------------
+
+
+@pytest.fixture
+def steady(monkeypatch):
+    """Drawings that do not depend on this machine: log times in UTC, no NVIDIA GPU found."""
+    import time
+
+    from carclf_tui import devices
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(devices, "load_nvml", lambda: (None, "no NVIDIA GPU (snapshot)"))
+    yield monkeypatch
+    monkeypatch.undo()
+    time.tzset()  # the zone the process had
+
+
+SIZES = [(80, 24), (200, 60)]
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
+def test_training_tab(snap_compare, recorded, steady, size, no_color) -> None:
+    if no_color:
+        steady.setenv("NO_COLOR", "1")
+    app = make_app(recorded, clock=frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=settle("training"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
+def test_training_tab_while_an_epoch_runs(snap_compare, tmp_path, steady, size) -> None:
+    """Epoch 6 of 12 half done at 10 steps a second after a slow first step; the clock 0.5 s after the
+    newest batch: step, smoothed speed, ETAs, the batch curve, the early-stop ETA."""
+    run = make_run_dir(tmp_path / "runs", "20260101-120000-demo")
+    write_events(run, run_events(epochs=5, steps=40, planned=12, finished=False, scores=write_scores(run)))
+    start = T0 + 60
+    write_events(run, [ev.EpochStarted(t=start, epoch=6, epochs=12, steps=40)] +
+                 [ev.BatchEnded(t=start + 3 + (s - 1) * 0.1, epoch=6, step=s, steps=40, loss=0.5 - s / 200,
+                                accuracy=0.7 + s / 400, images_per_s=32 * s / (3 + (s - 1) * 0.1), eta_s=None)
+                  for s in (1, 5, 10, 15, 20)])
+    app = make_app(run, clock=lambda: start + 3 + 1.9 + 0.5)
+    with run.lock():
+        assert snap_compare(app, terminal_size=size, run_before=settle(
+            "training", ready=lambda state: state.batch.epoch == 6 and state.batch.last_step == 20))
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
+def test_log_tab(snap_compare, recorded, steady, size, no_color) -> None:
+    if no_color:
+        steady.setenv("NO_COLOR", "1")
+    long_name = "Audi_A4_2019_" + "x" * 90 + ".jpg"  # wraps, never cut
+    write_events(recorded, [ev.LogLine(t=T0 + 50, level="warning", stage="index", file=long_name,
+                                       message="rejected: file name: expected 17 fields, found 4")])
+    app = make_app(recorded, clock=frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=settle("log"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
+def test_help(snap_compare, recorded, steady, size) -> None:
+    async def run_before(pilot) -> None:
+        await settle("training")(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    app = make_app(recorded, clock=frozen_clock)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
