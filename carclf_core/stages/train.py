@@ -237,8 +237,11 @@ class _Training:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
-            self.ctx.log("warning", "train.tensorboard: the tensorboard package is not installed, so no TensorBoard "
-                                    "logs are written (pip install tensorboard, or set it to false)")
+            self.ctx.log(
+                "warning",
+                "train.tensorboard: the tensorboard package is not installed, so no TensorBoard "
+                "logs are written (pip install tensorboard, or set it to false)",
+            )
             return []
         from .. import tensorboard_log
 
