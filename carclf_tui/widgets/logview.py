@@ -81,7 +81,7 @@ class LogView(RichLog):
             self.redraw()  # the placeholder goes
             return
         for entry in entries:
-            self.write(entry_text(entry))
+            self._write(entry_text(entry))
         self._matching += len(entries)
         self._shown = state.log_total
 
@@ -100,19 +100,25 @@ class LogView(RichLog):
         levels = FILTERS[self.filter]
         entries = [e for e in state.log if wanted(e, levels)]
         for entry in entries:
-            self.write(entry_text(entry))
+            self._write(entry_text(entry))
         self._matching, self._shown = len(entries), state.log_total
         if not entries:
-            self.write(Text(self.placeholder(state), style="dim italic"))
+            self._write(Text(self.placeholder(state), style="dim italic"))
+
+    def _write(self, text: Text) -> None:
+        # The width to wrap at, given: RichLog would measure against the console's width, which is
+        # not the panel's (and not updated by a resize in every driver).
+        self.write(text, width=self._width or None)
 
     def placeholder(self, state: rs.RunState) -> str:
         if not state.log_total:
             return "no log lines yet: warnings, errors, rejected files and each finished epoch show here"
-        return f"no {FILTER_WORDS[self.filter]} among the {len(state.log):,} lines kept (f shows all)"
+        nothing = "no errors" if self.filter == "errors" else "no warnings or errors"
+        return f"{nothing} among the {len(state.log):,} lines kept (f again shows more)"
 
     def on_resize(self) -> None:
         # Lines were wrapped for the old width: wrap them again (the view keeps no more than the state).
-        width = self.scrollable_content_region.width
+        width = max(self.scrollable_content_region.width, self.min_width)
         if width != self._width:
             self._width = width
             if self._state is not None:
