@@ -88,3 +88,22 @@ def test_examples_are_the_closest_to_the_threshold_on_each_side():
     assert rejected == [("7.jpg", 0.09)]
     kept, rejected = rule.examples(paths, np.array([0.123456, 0.05] + [0.0] * 7), 0.1, n=2)
     assert kept == [("0.jpg", 0.1235)] and rejected == [("1.jpg", 0.05), ("2.jpg", 0.0)]
+
+
+def test_top_indices_rank_a_float16_store_like_float32_ties_by_lower_index():
+    """The stored probabilities are float16 in the newest store: they must rank exactly as the same
+    numbers in float32 do, ties (frequent at float16's precision) by the lower class index."""
+    rng = np.random.default_rng(3)
+    probs = rng.choice(np.array([0.0, 0.001, 0.25, 0.5]), size=(20, rule.NUM_CLASSES)).astype(np.float16)
+    expected = np.array([sorted(range(rule.NUM_CLASSES), key=lambda j, r=row: (-float(r[j]), j))[:10] for row in probs])
+    assert (rule.top_indices(probs) == expected).all()
+    assert (rule.top_indices(probs.astype(np.float32)) == expected).all()
+    odd = np.array([[-0.0, 0.5, np.inf, -1.0, 0.25, 0.0]], dtype=np.float16)  # what no softmax gives, still ranked
+    assert rule.top_indices(odd, k=6).tolist() == rule.top_indices(odd.astype(np.float32), k=6).tolist()
+    assert rule.top_indices(odd, k=6)[0].tolist() == [2, 1, 4, 0, 5, 3]
+
+
+def test_histogram_bins_span_zero_to_one_whatever_the_values():
+    edges, counts = rule.histogram(np.array([0.25, 0.35, 0.65]), bins=10)
+    assert edges.tolist() == pytest.approx(np.linspace(0, 1, 11).tolist())
+    assert counts.tolist() == [0, 0, 1, 1, 0, 0, 1, 0, 0, 0]
