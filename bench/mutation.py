@@ -32,14 +32,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 MODULES: dict[str, tuple[str, list[str]]] = {
-    # name: (module file, pytest arguments that select its fast tests)
+    # name: (module file, pytest arguments that select its fast tests: no TensorFlow model runs, since
+    # every mutant of a function reruns each test that reaches it)
     "dataset": ("carclf_core/dataset.py", ["tests/test_dataset.py"]),
     "runs": ("carclf_core/runs.py", ["tests/test_runs.py", "tests/test_atomic_writes.py"]),
     "runstate": ("carclf_core/runstate.py", ["tests/test_runstate.py"]),
     "metrics": ("carclf_core/metrics.py", ["tests/test_metrics.py", "tests/test_heatmap.py"]),
     "heatmap": ("carclf_core/heatmap.py", ["tests/test_heatmap.py"]),
-    "rule": ("carclf_core/prefilter/rule.py", ["tests/test_prefilter.py"]),
-    "scores": ("carclf_core/prefilter/scores.py", ["tests/test_prefilter.py"]),
+    "rule": ("carclf_core/prefilter/rule.py", ["tests/test_rule.py", "tests/test_prefilter.py", "-k",
+                                                "prob_sum or top_k or top_indices or car_probability or apply_rule "
+                                                "or histogram or examples"]),
+    "scores": ("carclf_core/prefilter/scores.py",
+               ["tests/test_scale.py", "-k", "reapply or probability_file or without_stored"]),
     "config": ("carclf_core/config.py", ["tests/test_config.py"]),
 }
 
@@ -55,38 +59,28 @@ STRICT = {
 _KEY = re.compile(r"^\s*(?P<module>[\w.]+)\.(?P<function>x.+?|[^.]+)__mutmut_\d+: (?P<status>.+)$")
 
 
-def _scratch(workdir: Path, names: list[str]) -> list[str]:
-    """Copy the package and the tests of ``names`` into ``workdir``; returns the test arguments."""
+def _scratch(workdir: Path, name: str) -> None:
+    """Copy the package and the tests of module ``name`` into ``workdir`` with mutmut settings for it."""
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     for package in ("carclf_core", "carclf_tui"):  # carclf_tui: the reducer's tests replay its sample run
         shutil.copytree(ROOT / package, workdir / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (workdir / "tests").mkdir()
-    for name in ("__init__.py", "conftest.py"):
-        shutil.copy(ROOT / "tests" / name, workdir / "tests" / name)
-    tests: list[str] = []
-    for name in names:
-        for arg in MODULES[name][1]:
-            if arg.startswith("tests/") and (ROOT / arg).is_file():
-                shutil.copy(ROOT / arg, workdir / arg)
-                if arg not in tests:
-                    tests.append(arg)
-    files = [MODULES[name][0] for name in names]
+    shutil.copytree(ROOT / "tests", workdir / "tests", ignore=shutil.ignore_patterns("__pycache__", "tui", "faults"))
+    path, selection = MODULES[name]
     (workdir / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["carclf_core"]\n'
-        f"only_mutate = {files!r}\n"
-        f"pytest_add_cli_args_test_selection = {tests!r}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-x"]\n'
+        f"only_mutate = {[path]!r}\n"
+        f"pytest_add_cli_args_test_selection = {selection!r}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
         'also_copy = ["carclf_tui", "tests"]\n'
         "\n[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
         'addopts = "-p no:xdist"\n'
-        "markers = [\"slow: end-to-end tests\"]\n",
+        'markers = ["slow: end-to-end tests"]\n',
         encoding="utf-8",
     )
-    return tests
 
 
 def _results(workdir: Path) -> list[tuple[str, str, str, str]]:
@@ -123,29 +117,35 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("mutmut is not installed: pip install 'mutmut>=3.8,<4'", file=sys.stderr)
         return 2
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="carclf-mutation-"))
-    _scratch(workdir, names)
-    started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
-                         cwd=workdir, capture_output=True, text=True)
-    elapsed = time.monotonic() - started
-    if run.returncode != 0:
-        print(run.stdout[-3000:] + run.stderr[-3000:], file=sys.stderr)
-        return run.returncode
-    rows = _results(workdir)
-    if not rows:
-        print(f"mutmut recorded no mutant (see {workdir}):\n{run.stdout[-2000:]}", file=sys.stderr)
-        return 1
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="carclf-mutation-"))
+    rows: list[tuple[str, str, str, str, str]] = []
+    seconds: dict[str, float] = {}
+    for name in names:
+        workdir = base / name
+        _scratch(workdir, name)
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
+                             cwd=workdir, capture_output=True, text=True)
+        seconds[name] = time.monotonic() - started
+        if run.returncode != 0:
+            print(f"{name}: mutmut failed\n" + run.stdout[-3000:] + run.stderr[-3000:], file=sys.stderr)
+            return run.returncode
+        found = _results(workdir)
+        if not found:
+            print(f"{name}: mutmut recorded no mutant (see {workdir}):\n{run.stdout[-2000:]}", file=sys.stderr)
+            return 1
+        rows += [(*row, str(workdir)) for row in found]
+        print(f"{name}: {len(found)} mutants in {seconds[name]:.0f} s", file=sys.stderr, flush=True)
 
     by_module: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     strict_survivors = []
-    for dotted, function, mutant, status in rows:
+    for dotted, function, mutant, status, _ in rows:
         name = _module_name(dotted)
         by_module[name][status] += 1
         if status == "survived" and name in STRICT and STRICT[name].search(function):
             strict_survivors.append((name, function, mutant))
-    print(f"mutmut {time.strftime('%Y-%m-%d')}, {elapsed:.0f} s, scratch copy in {workdir}")
-    print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7}")
+    print(f"mutmut {time.strftime('%Y-%m-%d')}, scratch copies in {base}")
+    print(f"{'module':<10} {'mutants':>8} {'killed':>7} {'survived':>9} {'other':>6} {'score':>7} {'time':>6}")
     total = collections.Counter()
     for name in names:
         counts = by_module.get(name, collections.Counter())
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         other = n - caught - counts["survived"]
         total.update(counts)
         score = f"{caught / n:.1%}" if n else "-"
-        print(f"{name:<10} {n:>8} {caught:>7} {counts['survived']:>9} {other:>6} {score:>7}")
+        print(f"{name:<10} {n:>8} {caught:>7} {counts['survived']:>9} {other:>6} {score:>7} {seconds[name]:>5.0f}s")
     n = sum(total.values())
     caught = total["killed"] + total["timeout"]
     print(f"{'all':<10} {n:>8} {caught:>7} {total['survived']:>9} {n - caught - total['survived']:>6} "
@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, function, mutant in strict_survivors:
             print(f"  {name}: {function}  ({mutant})")
     if args.show_survivors:
-        for _, _, mutant, status in rows:
+        for _, _, mutant, status, where in rows:
             if status == "survived":
-                shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=workdir,
+                shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=where,
                                        capture_output=True, text=True)
                 print(shown.stdout)
     return 1 if strict_survivors else 0
