@@ -251,7 +251,8 @@ class Terminal:
     """The dashboard in a real pseudo-terminal: every byte it writes is read from the master side and
     counted with its arrival time, as a terminal (or sshd) would receive it."""
 
-    def __init__(self, run_path: Path, size: tuple[int, int], no_color: bool = True, source: Path = REPO) -> None:
+    def __init__(self, run_path: Path, size: tuple[int, int], no_color: bool = True, source: Path = REPO,
+                 link_bytes_per_s: float | None = None) -> None:
         import fcntl
         import os
         import struct
@@ -272,6 +273,9 @@ class Terminal:
                                         cwd=source)
         os.close(slave)
         self.chunks: list[tuple[float, bytes]] = []
+        self.link_bytes_per_s = link_bytes_per_s
+        """Read no faster than this, as a slow SSH link would (the app's writes block once the pty's
+        buffer is full); None reads as fast as the app writes."""
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -279,15 +283,18 @@ class Terminal:
     def _read(self) -> None:
         import os
 
+        link = self.link_bytes_per_s
         while True:
             try:
-                data = os.read(self.master, 65536)
+                data = os.read(self.master, 512 if link else 65536)
             except OSError:
                 return
             if not data:
                 return
             with self._lock:
                 self.chunks.append((time.perf_counter(), data))
+            if link:
+                time.sleep(len(data) / link)
 
     def output(self, since: float = 0.0) -> bytes:
         with self._lock:
@@ -379,6 +386,25 @@ def bench_terminal(root: Path, size: tuple[int, int] = (80, 24), tabs: str = "2"
     return figures
 
 
+def bench_slow_link(root: Path, link: float = 5 * 1024, seconds: float = 30.0, source: Path = REPO) -> float:
+    """Seconds until the log tab shows after its key, on the training tab at 80x24 behind a link of
+    ``link`` bytes a second, after ``seconds`` of a live run: a dashboard that sends more than the
+    link carries falls further behind the longer it runs."""
+    run = make_run_dir(root, f"bench-link-{time.time_ns()}")
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(run.path), str(seconds + 40)])
+    time.sleep(1.0)
+    terminal = Terminal(run.path, (80, 24), True, source, link_bytes_per_s=link)
+    try:
+        terminal.wait_for(b"Training", terminal.started, timeout=60)
+        terminal.press("2")
+        time.sleep(seconds)
+        return terminal.wait_for(b"bench-log-marker", terminal.press("5"), timeout=60)
+    finally:
+        terminal.close()
+        writer.kill()
+        writer.wait()
+
+
 def report_terminal(root: Path, baseline: Path | None = None,
                     cases: tuple = (((80, 24), "2", True), ((80, 24), "2", False), ((200, 60), "2", True),
                                     ((80, 24), "13456", True))) -> None:
@@ -417,6 +443,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         report_terminal(root, args.baseline)
+        for source in ([args.baseline] if args.baseline else []) + [REPO]:
+            late = bench_slow_link(root, source=source)
+            print(f"a 5 KiB/s link, 80x24, after 30 s of training: the log tab answers its key after {late:.1f} s "
+                  f"({'baseline' if source != REPO else 'this tree'}; target < 0.1 s plus the link's own delay)")
         if args.terminal:
             return
         bench_first_frame(root)

@@ -114,7 +114,10 @@ class MainScreen(Screen):
     def _focus(self, pane: Pane) -> None:
         # The pane's main widget, so arrows and page keys act on what is shown; without one, the tab
         # bar (left/right switch tabs): focus left behind in a hidden pane would switch back to it.
-        (pane.focus_target() or self.query_one(Tabs)).focus()
+        # Now, not with Widget.focus (which waits for the next turn of the loop): focus that lands after
+        # another tab was chosen switches back to its own tab, and two such switches chased each other
+        # for ever (a tab key pressed while the first frame settled redrew the screen 10-30 times a second).
+        self.app.set_focus(pane.focus_target() or self.query_one(Tabs))
 
     # --- following the run -----------------------------------------------------------------------
     def _follow(self) -> None:
@@ -156,8 +159,8 @@ class MainScreen(Screen):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         pane = self.panes.get(event.pane.id or "")
-        if pane is None:
-            return
+        if pane is None or pane is not self.active_pane:
+            return  # another tab was chosen since: focusing this one's widget would switch back
         self._focus(pane)
         self.refresh_bindings()
         self.show(self.state)

@@ -46,11 +46,12 @@ def sample_devices(target: Callable[[], tuple[int | None, bool]], post: Callable
         stop.wait(every)
 
 
-def gpu_item(gpu: devices.GpuSample) -> Text:
-    """``GPU0 NVIDIA H100 87 % ████░ 41.0/80.0 GiB 63 °C 310 W``."""
+def gpu_item(gpu: devices.GpuSample) -> Item:
+    """``GPU0 NVIDIA H100 87 % ████░ 41.0/80.0 GiB 63 °C 310 W``, and ``GPU0 87 % 41/80 GiB`` where
+    several GPUs share narrow lines."""
+    style = "yellow" if gpu.utilisation <= devices.IDLE_UTILISATION else ""
     text = Text(f"GPU{gpu.index} ", style="bold")
     text.append_text(fmt.safe(gpu.name))  # from the driver: shown escaped like any outside text
-    style = "yellow" if gpu.utilisation <= devices.IDLE_UTILISATION else ""
     text.append(f" {gpu.utilisation:3d} % ", style=style)
     text.append(fmt.bar(gpu.utilisation / 100, 5))
     text.append(f" {gpu.memory_used / 2**30:.1f}/{gpu.memory_total / 2**30:.1f} GiB")
@@ -58,7 +59,10 @@ def gpu_item(gpu: devices.GpuSample) -> Text:
         text.append(f" {gpu.temperature} °C")
     if gpu.power is not None:
         text.append(f" {gpu.power:.0f} W")
-    return text
+    short = Text(f"GPU{gpu.index} ", style="bold")
+    short.append(f"{gpu.utilisation} %", style=style)
+    short.append(f" {gpu.memory_used / 2**30:.0f}/{gpu.memory_total / 2**30:.0f} GiB")
+    return text, short
 
 
 def report_items(report: devices.DeviceReport | None, training: bool) -> list[list[Item]]:

@@ -129,7 +129,7 @@ async def test_run_keys_work_from_every_tab_on_the_stage_selected_in_the_stages_
         await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
         await pilot.press("down", "down", "down")  # train
         await show_tab(pilot, "5")
-        assert footer(screen) == ["r", "a", "u", "s", "n", "question_mark", "q"]  # u: stages still to run
+        assert footer(screen) == ["f", "r", "a", "u", "s", "n", "question_mark", "q"]  # u: stages still to run
         screen = await launch(pilot, reap, "a")
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "train evaluate"
