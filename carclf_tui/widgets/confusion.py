@@ -32,7 +32,8 @@ from carclf_core.display import printable
 if TYPE_CHECKING:
     from .confusion_grid import Cells, Grid, Window
 
-MODES = ("heatmap", "most confused", "per class")
+from .fmt import CONFUSION_VIEWS as MODES  # noqa: E402  (shared with confusion_grid without a cycle)
+
 SCALES = ("row share", "count")
 
 

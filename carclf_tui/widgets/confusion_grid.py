@@ -20,7 +20,7 @@ from carclf_core import heatmap
 from carclf_core import runstate as rs
 from carclf_core.display import number, printable
 
-from .confusion import MODES
+from .fmt import CONFUSION_VIEWS as MODES
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (38, 52, 150),

@@ -102,3 +102,7 @@ def age(then: float | None, now: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+CONFUSION_VIEWS = ("heatmap", "most confused", "per class")
+"""The confusion tab's views, in the order `v` cycles through them."""
