@@ -318,8 +318,22 @@ class TrainConfig:
     """`balanced`: n_samples / (n_classes * n_class) from the training split; `none`. Default balanced."""
     mixed_precision: Literal["auto", "on", "off"] = _field("auto")
     """bfloat16/float16 mixed precision: `auto` turns it on when a GPU is present. Default auto."""
-    distribute: Literal["auto", "none", "mirrored"] = _field("auto")
-    """`mirrored` uses tf.distribute.MirroredStrategy; `auto` does when several GPUs are visible."""
+    distribute: Literal["auto", "none", "mirrored", "multi_worker"] = _field("auto")
+    """`mirrored`: tf.distribute.MirroredStrategy over this machine's GPUs; `multi_worker`:
+    MultiWorkerMirroredStrategy over the machines the TF_CONFIG environment variable names (README:
+    Training on several machines); `auto`: multi_worker when TF_CONFIG names more than one machine,
+    else mirrored when several GPUs are visible. Default auto."""
+    lr_scaling: Literal["sqrt", "linear", "none"] = _field("sqrt")
+    """On several machines the global batch is input.batch_size x machines; the learning rate is
+    train.learning_rate x sqrt(machines) (`sqrt`, the rule for Adam), x machines (`linear`, the rule
+    for SGD) or unchanged (`none`). One machine: unchanged. Default sqrt."""
+    worker_timeout_s: float = _field(600.0, positive)
+    """Several machines: seconds a training step waits for another machine before the stage fails
+    (a killed or lost machine is noticed sooner, in about 10 s, by TensorFlow's heartbeats). Above
+    the chief's checkpoint time. Default 600."""
+    cluster_wait_s: float = _field(1800.0, positive)
+    """Several machines: seconds they wait for each other to start, and at the start of the train
+    stage (the workers for the chief to finish the stages before it). Default 1800."""
     batch_events_per_second: float = _field(4.0, positive)
     """Most batch events a second sent to the event log. Default 4."""
     confusion_sample: int = _field(2000, non_negative)

@@ -200,6 +200,25 @@ class EpochEnded(Event):
 
 @_register
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkersReport(Event):
+    """The machines a multi-worker train stage runs on: once when they are all ready, then at each epoch end."""
+
+    kind: ClassVar[str] = "workers"
+    workers: tuple[str, ...]
+    """``host:port`` of each machine, the chief first."""
+    images_per_s: tuple[float | None, ...] = ()
+    """Each machine's own training throughput in the epoch, in the order of ``workers``; empty before
+    the first epoch ends."""
+    epoch: int = 0
+    """The 1-based epoch the throughputs are of; 0 before the first."""
+    global_batch: int = 0
+    """Images a step over all machines (``input.batch_size`` x machines)."""
+    learning_rate: float | None = None
+    """The learning rate used, scaled for the global batch by ``train.lr_scaling``."""
+
+
+@_register
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PatienceChanged(Event):
     kind: ClassVar[str] = "patience"
     epoch: int

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cluster import Shard
 from .config import Config
 from .events import LogLine, Sink, StageProgress
 from .runs import RunDir
@@ -28,6 +29,9 @@ class StageResult:
     """One line for the stages panel."""
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Figures for ``state.json`` and the ``stage_finished`` event (JSON values)."""
+    complete: bool = True
+    """False when this runner did its share of the stage (a prefilter shard) but the stage is not
+    finished: it stays running, and the runner that does the last share finishes it."""
 
 
 @dataclasses.dataclass
@@ -38,6 +42,8 @@ class StageContext:
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancel_reason: str = "stop requested"
     stage: str = ""
+    shard: Shard | None = None
+    """This runner's share of a stage other runners share (``--shard I/N``); None: all of it."""
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

@@ -18,7 +18,16 @@ from collections.abc import Callable, Sequence
 
 from .config import Config
 from .errors import CarclfError
-from .events import RunFinished, RunStarted, StageFailed, StageFinished, StageInterrupted, StagesStale, StageStarted
+from .events import (
+    RunFinished,
+    RunStarted,
+    StageFailed,
+    StageFinished,
+    StageInterrupted,
+    StagesStale,
+    StageStarted,
+    StageUpdated,
+)
 from .events import StageStatus as Status
 from .pipeline import StageCancelled, StageContext, StageResult
 from .provenance import record, staleness
@@ -82,43 +91,58 @@ def stale_stages(run: RunDir, config: Config) -> dict[str, str]:
     return staleness(run, config)
 
 
-def run_stage(ctx: StageContext, name: str) -> Status:
+def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
     """Run one stage, recording its outcome and provenance in events and ``state.json``.
 
     A stage that is done already starts fresh: its earlier results are set aside under
     ``previous/`` first (see :attr:`Stage.set_aside`). Any other stage continues what it finished
     (chunks, epochs).
 
+    Args:
+        ctx: the stage context.
+        name: the stage.
+        owner: False for a helper of the runner that owns the run (a training worker on another
+            machine): the outcome is only emitted (to the helper's own log); nothing is set aside and
+            nothing goes to ``state.json``.
+
     Returns:
-        DONE, FAILED or INTERRUPTED.
+        DONE, FAILED or INTERRUPTED; RUNNING when this runner did its share of the stage (a shard)
+        and others still work on theirs.
     """
     stage = STAGE_BY_NAME[name]
     ctx.stage = name
-    if stage.set_aside and ctx.run.read_state().get("stages", {}).get(name, {}).get("status") == Status.DONE:
+    state = ctx.run.update_stage_state if owner else (lambda stage, **fields: None)
+    if owner and stage.set_aside and ctx.run.read_state().get("stages", {}).get(name, {}).get("status") == Status.DONE:
         kept = ctx.run.set_aside(name)
         if kept is not None:
             ctx.log("info", f"{name} was done: starting it fresh; its earlier results are kept in {kept}")
     started = time.monotonic()
-    ctx.run.update_stage_state(name, status=Status.RUNNING, started=time.time())
+    state(name, status=Status.RUNNING, started=time.time())
     ctx.emit(StageStarted(stage=name))
     try:
         result = stage.resolve()(ctx)
     except (StageCancelled, KeyboardInterrupt) as exc:
         reason = str(exc) or ctx.cancel_reason
         ctx.emit(StageInterrupted(stage=name, reason=reason))
-        ctx.run.update_stage_state(name, status=Status.INTERRUPTED, finished=time.time(), summary=reason)
+        state(name, status=Status.INTERRUPTED, finished=time.time(), summary=reason)
         return Status.INTERRUPTED
     except Exception as exc:  # a stage failure is reported, never re-raised into the runner
         message = failure_message(exc)
         ctx.emit(StageFailed(stage=name, error=message, traceback=traceback.format_exc()))
-        ctx.run.update_stage_state(name, status=Status.FAILED, finished=time.time(), summary=message)
+        state(name, status=Status.FAILED, finished=time.time(), summary=message)
         return Status.FAILED
+    if not result.complete:
+        # state.json keeps "running": a runner that finished its share must not overwrite what the
+        # one finishing the stage writes at the same time
+        ctx.emit(StageUpdated(stage=name, summary=result.summary, result=result.data))
+        return Status.RUNNING
     duration = time.monotonic() - started
     ctx.emit(StageFinished(stage=name, duration_s=duration, summary=result.summary, result=result.data))
-    ctx.run.update_stage_state(
+    state(
         name, status=Status.DONE, finished=time.time(), duration_s=duration, summary=result.summary, result=result.data
     )
-    record(ctx.run, name, ctx.config, result.summary)
+    if owner:
+        record(ctx.run, name, ctx.config, result.summary)
     return Status.DONE
 
 
@@ -146,7 +170,8 @@ def run_all(ctx: StageContext, names: Sequence[str] | None = None, skip_fresh: b
             bringing a run up to date re-runs only what its changed inputs reach).
 
     Returns:
-        DONE, FAILED or INTERRUPTED for the run as a whole.
+        DONE, FAILED or INTERRUPTED for the run as a whole; RUNNING when this runner did its share
+        of a stage that other runners finish (its run goes on there, so no RunFinished).
     """
     names = list(names) if names is not None else list(STAGE_NAMES)
     ctx.emit(RunStarted(run_dir=str(ctx.run.path), stages=tuple(names), pid=os.getpid()))
@@ -163,5 +188,6 @@ def run_all(ctx: StageContext, names: Sequence[str] | None = None, skip_fresh: b
             break
         stale = stale_stages(ctx.run, ctx.config)
         ctx.emit(StagesStale(stale=stale))
-    ctx.emit(RunFinished(status=status))
+    if status != Status.RUNNING:
+        ctx.emit(RunFinished(status=status))
     return status

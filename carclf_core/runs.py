@@ -275,21 +275,33 @@ class RunDir:
             raise RunError(f"{self.path / LOCK_FILE}: cannot open the run's lock ({exc.strerror})") from exc
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the run's lock for the block; a second runner on the same run fails with RunError."""
+    def lock(self, shared: bool = False) -> Iterator[None]:
+        """Hold the run's lock for the block; a second runner on the same run fails with RunError.
+
+        Args:
+            shared: for the runners of a stage shared between machines (``--shard I/N``): any number
+                of them hold the lock together, each writing only its own files and files every one
+                would write alike; a runner of the whole run is refused while they do, and they while
+                it does. (A training worker on another machine takes no lock: the chief holds it.)
+        """
         fd = self._open_lock()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunError(f"{self.path}: another runner is working on this run") from exc
+                raise RunError(
+                    f"{self.path}: another runner is working on this run"
+                    + (" (not one of a --shard I/N set)" if shared else "")
+                ) from exc
             raise
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if not shared:  # one pid: the runner; shards are several (and their temporaries live)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._check_writable()
-            remove_stale_temp_files(self.path)
+            if not shared:
+                remove_stale_temp_files(self.path)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -167,6 +167,19 @@ class Patience:
 
 
 @dataclasses.dataclass
+class Workers:
+    """The machines a training on several machines runs on, as the last WorkersReport said."""
+
+    addresses: tuple[str, ...]
+    """``host:port`` of each, the chief first."""
+    images_per_s: tuple[float | None, ...]
+    """Each one's own training throughput in :attr:`epoch`; empty before the first epoch ends."""
+    epoch: int
+    global_batch: int
+    learning_rate: float | None
+
+
+@dataclasses.dataclass
 class Confusion:
     epoch: int
     classes: tuple[str, ...]
@@ -220,6 +233,8 @@ class RunState:
     batch: BatchCurve = dataclasses.field(default_factory=BatchCurve)
     patience: Patience | None = None
     confusion: Confusion | None = None
+    workers: Workers | None = None
+    """The machines of a multi-worker training; None when it runs on one."""
     after_steps_s: float | None = None
     """Seconds the last finished epoch took after its last training step (validation, the epoch's
     callbacks), for the ETAs; None until an epoch with batch events ended."""
@@ -560,6 +575,9 @@ def _stage_started(s: RunState, e: ev.StageStarted) -> None:
     if e.stage == "prefilter":
         s.prefilter = PrefilterView()
         s.rev_prefilter += 1
+    if e.stage == "train" and s.workers is not None:
+        s.workers = None  # a new attempt says again what it runs on
+        s.rev_training += 1
     s.rev_stages += 1
 
 
@@ -680,6 +698,11 @@ def _patience(s: RunState, e: ev.PatienceChanged) -> None:
     s.rev_training += 1
 
 
+def _workers(s: RunState, e: ev.WorkersReport) -> None:
+    s.workers = Workers(tuple(e.workers), tuple(e.images_per_s), e.epoch, e.global_batch, e.learning_rate)
+    s.rev_training += 1
+
+
 def _confusion(s: RunState, e: ev.ConfusionReady) -> None:
     s.confusion = Confusion(e.epoch, e.classes, e.matrix, e.split, e.sample)
     s.rev_training += 1
@@ -711,6 +734,7 @@ _HANDLERS: dict[str, Callable[[RunState, Any], None]] = {
     "epoch_ended": _epoch_ended,
     "patience": _patience,
     "confusion": _confusion,
+    "workers": _workers,
     "prefilter_histogram": _prefilter_histogram,
     "prefilter_examples": _prefilter_examples,
 }

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from carclf_core import config as config_mod
+from carclf_core.cluster import Cluster, Shard, cluster_from_env, multi_worker_wanted
 from carclf_core.display import printable
-from carclf_core.errors import RunError
+from carclf_core.errors import CarclfError, RunError
 from carclf_core.eventlog import JsonlSink
 from carclf_core.events import ConfigChanged, LogLine
 from carclf_core.registry import STAGE_NAMES
@@ -48,7 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "or those named by --stage")
     parser.add_argument("--attach", metavar="RUN", help="open the dashboard on RUN (running or finished)")
     parser.add_argument("--plain", action="store_true", help="headless output as plain lines even on a terminal")
+    parser.add_argument("--shard", type=_shard, metavar="I/N",
+                        help="with --resume RUN --stage prefilter: score share I of N (1-based) into RUN, "
+                             "beside the other shards on other machines; the last to finish writes the decision")
     return parser
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def resolve_config(args: argparse.Namespace) -> config_mod.Config:
@@ -178,6 +189,13 @@ def run_headless(args: argparse.Namespace) -> int:
     from carclf_core.pipeline import StageContext
     from carclf_core.registry import pending_stages, run_all
 
+    if args.shard is not None and (not args.resume or args.stage != ["prefilter"] or args.overrides):
+        _say("--shard I/N shares the prefilter of a run between machines: use it with --resume RUN "
+             "--stage prefilter (and no --set: every shard reads the run's config)")
+        return EXIT_USAGE
+    cluster = cluster_from_env()
+    if cluster is not None and not cluster.chief:
+        return _run_worker(args, cluster)
     changed_config = None
     if args.resume:
         run = open_run(args.resume, root=config_mod.load(args.config, args.overrides).run.root)
@@ -195,11 +213,13 @@ def run_headless(args: argparse.Namespace) -> int:
 
     console = ConsoleRenderer(interactive=False if args.plain else None)
     try:
-        with run.lock():
+        with run.lock(shared=args.shard is not None):
             jsonl = JsonlSink(run.events_path)
 
             def emit(event) -> None:
                 jsonl(event)
+                if args.shard is not None:
+                    jsonl.flush()  # other shards append to the same log: whole lines, one write each
                 console(event)
 
             if jsonl.torn_line is not None:
@@ -212,7 +232,7 @@ def run_headless(args: argparse.Namespace) -> int:
                     emit(ConfigChanged(changes=changes, source="--set on resume"))
                     _say(f"{run.name}: config changed: "
                          + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()))
-            ctx = StageContext(config=config, run=run, emit=emit)
+            ctx = StageContext(config=config, run=run, emit=emit, shard=args.shard)
             skip_fresh = names is None
             names = names if names is not None else pending_stages(run, config)
             try:
@@ -221,13 +241,74 @@ def run_headless(args: argparse.Namespace) -> int:
                     status = "done"
                 else:
                     with _SignalStop(ctx, functools.partial(_record_abort, run, jsonl, ctx)) as stop:
-                        status = run_all(ctx, names, skip_fresh=skip_fresh)
+                        joined = _start_multi_worker(config, cluster, names, emit)
+                        status = run_all(ctx, names, skip_fresh=skip_fresh) if joined else "failed"
             finally:
                 jsonl.close()
                 console.close()
     except RunError as exc:
         _say(exc)
         return EXIT_USAGE
+    if status == "interrupted":
+        return SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
+    # running: this shard did its share, another finishes the stage
+    return EXIT_OK if status in ("done", "running") else EXIT_FAILED
+
+
+def _start_multi_worker(config: config_mod.Config, cluster: Cluster | None, names: Sequence[str], emit) -> bool:
+    """On the chief of several machines, join them before the first stage: TensorFlow sets up the
+    collectives of multi-machine training once a process, before any other TensorFlow work (an
+    earlier stage's, such as the prefilter's). The workers wait for the chief at the start of the
+    train stage. Returns False, having said why, when the machines could not be joined."""
+    if "train" in names[1:] and cluster is not None and multi_worker_wanted(config.train.distribute, cluster):
+        from carclf_core.keras_env import distribution
+
+        try:
+            distribution(config.train, cluster)
+        except CarclfError as exc:
+            emit(LogLine(level="error", message=f"train: {exc}", stage="train"))
+            return False
+    return True
+
+
+def _run_worker(args: argparse.Namespace, cluster: Cluster) -> int:
+    """A training worker (a ``TF_CONFIG`` task other than the chief): it trains together with the
+    chief, which owns the run (lock, events, state, checkpoints); the worker takes no lock and writes
+    only ``<run>/worker-<rank>.log`` (its events, as JSON lines)."""
+    from carclf_core.cluster import WORKER_LOG_LEAVES_OUT, worker_log_path
+    from carclf_core.pipeline import StageContext
+    from carclf_core.registry import run_stage
+
+    from .console import ConsoleRenderer
+
+    if not args.resume or (args.stage or ["train"]) != ["train"] or args.overrides or args.demo:
+        _say(f"TF_CONFIG makes this process {cluster.name()}: a worker only trains, with the chief; run "
+             "`carclf-tui --resume RUN --stage train` (the chief runs the other stages and takes --set)")
+        return EXIT_USAGE
+    run = open_run(args.resume, root=config_mod.load(args.config).run.root)
+    config = run.load_config()
+    if not multi_worker_wanted(config.train.distribute, cluster):
+        raise config_mod.ConfigError("train.distribute", f"{config.train.distribute}: this run does not train on "
+                                     f"several machines, but TF_CONFIG makes this process {cluster.name()}",
+                                     "set it to auto or multi_worker on the chief (--set), or unset TF_CONFIG")
+    log = JsonlSink(worker_log_path(run.path, cluster.rank))
+    console = ConsoleRenderer(interactive=False if args.plain else None)
+
+    def emit(event) -> None:
+        if event.kind not in WORKER_LOG_LEAVES_OUT:
+            log(event)
+        console(event)
+
+    def record_abort(reason: str) -> None:
+        log.append_last([LogLine(level="error", message=f"{cluster.name()}: {reason}", stage="train")])
+
+    ctx = StageContext(config=config, run=run, emit=emit)
+    try:
+        with _SignalStop(ctx, record_abort) as stop:
+            status = run_stage(ctx, "train", owner=False)
+    finally:
+        log.close()
+        console.close()
     if status == "interrupted":
         return SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
     return EXIT_OK if status == "done" else EXIT_FAILED

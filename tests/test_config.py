@@ -90,7 +90,8 @@ def _float_keys() -> list[str]:
 def test_float_keys_are_the_ones_expected():
     assert _float_keys() == [
         "prefilter.threshold", "split.train", "split.val", "split.test", "input.augment_share",
-        "input.brightness", "input.contrast", "train.learning_rate", "train.batch_events_per_second"]
+        "input.brightness", "input.contrast", "train.learning_rate", "train.worker_timeout_s", "train.cluster_wait_s",
+        "train.batch_events_per_second"]
 
 
 @pytest.mark.parametrize("key", _float_keys())

@@ -5,16 +5,24 @@ car names. Every usable image of the index is scored once, in chunks (the unit o
 chunks are reused on a re-run); the rule is then applied to the stored scores, so a new threshold
 costs milliseconds, not a model run (:func:`carclf_core.prefilter.scores.reapply`). The files it
 writes are described in :mod:`carclf_core.prefilter.scores`.
+
+Several machines can share the scoring (``--shard I/N``, :class:`carclf_core.cluster.Shard`): each
+scores the chunks numbered I-1 modulo N into the same run folder, and whichever finds every chunk
+there when it has done its own writes the scores and the decision (the same files one machine would);
+a shard run again redoes only its chunks that are missing.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .. import dataset
+from ..cluster import Shard
 from ..errors import StageError
 from ..events import PrefilterExamples, PrefilterHistogram
 from ..files import nonregular_reason
@@ -26,6 +34,7 @@ from ..prefilter.rule import NUM_CLASSES, apply_rule, examples, histogram
 from .index import load_index
 
 PROGRESS_INTERVAL_S = 0.25
+_CHUNK_FILE = re.compile(r"chunk-(\d{5})\.npz")
 
 
 class _Tally:
@@ -42,6 +51,8 @@ class _Tally:
         self.kept = self.scored = self.done = 0
         self.reused = 0
         """Images in chunks reused from an earlier attempt (done, but not worked on now)."""
+        self.elsewhere = 0
+        """Images in chunks other shards (``--shard``) have scored so far: done, by others."""
         self.started = time.monotonic()
         self._last_progress = 0.0
 
@@ -77,10 +88,10 @@ class _Tally:
             return
         self._last_progress = now
         self.ctx.progress(
-            done,
+            done + self.elsewhere,
             self.total,
             self.started,
-            skipped=self.reused,
+            skipped=self.reused + self.elsewhere,
             kept=self.kept,
             scored=self.scored,
             chunk=chunk + 1,
@@ -115,6 +126,31 @@ def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, numbe
     return store.Chunk(np.array(part, dtype=str), probs, reasons.astype(str))
 
 
+def _scored_elsewhere(chunk_dir: Path, shard: Shard, n_chunks: int, total: int, chunk_size: int) -> int:
+    """Images in the chunk files other shards have written so far (for the progress of the whole)."""
+    numbers = {int(m.group(1)) for name in os.listdir(chunk_dir) if (m := _CHUNK_FILE.fullmatch(name))}
+    return sum(min(chunk_size, total - n * chunk_size) for n in numbers if n < n_chunks and not shard.owns(n))
+
+
+def _all_shares(ctx: StageContext, chunk_dir: Path, rel_paths: list[str], n_chunks: int) -> _Tally | list[int]:
+    """Every chunk, in order, once all shards have scored theirs; else the numbers still missing.
+
+    A chunk counts when its file holds exactly the files the index puts in it now (an old or torn
+    file is the shard's that owns it to redo).
+    """
+    size = ctx.config.prefilter.chunk_size
+    tally = _Tally(ctx, len(rel_paths), n_chunks)
+    missing = []
+    for number in range(n_chunks):
+        path = store.chunk_path(chunk_dir, number)
+        chunk = store.read_chunk(path) if path.is_file() else None
+        if chunk is None or chunk.paths.tolist() != rel_paths[number * size : (number + 1) * size]:
+            missing.append(number)
+        elif not missing:
+            tally.add(chunk, reused=True)
+    return missing or tally
+
+
 def run(ctx: StageContext) -> StageResult:
     """Score every usable index image in chunks, then write the scores and the decision."""
     cfg = ctx.config.prefilter
@@ -142,6 +178,8 @@ def run(ctx: StageContext) -> StageResult:
     model = None
     for number in range(n_chunks):
         ctx.check_cancelled()
+        if ctx.shard is not None and not ctx.shard.owns(number):
+            continue  # another machine's share: read once every share is there
         part = rel_paths[number * cfg.chunk_size : (number + 1) * cfg.chunk_size]
         path = store.chunk_path(chunk_dir, number)
         existing = store.read_chunk(path) if path.is_file() else None
@@ -166,8 +204,25 @@ def run(ctx: StageContext) -> StageResult:
         chunk = _score_chunk(ctx, model, part, tally, number)
         store.write_chunk(path, chunk)
         tally.add(chunk)
+        if ctx.shard is not None:
+            tally.elsewhere = _scored_elsewhere(chunk_dir, ctx.shard, n_chunks, total, cfg.chunk_size)
         tally.report_chunks()
         tally.progress(tally.done, number, force=True)
+
+    computed = tally.done - tally.reused
+    if ctx.shard is not None:
+        everything = _all_shares(ctx, chunk_dir, rel_paths, n_chunks)
+        if isinstance(everything, list):
+            mine = len(range(ctx.shard.index - 1, n_chunks, ctx.shard.count))
+            ctx.log(
+                "info",
+                f"prefilter shard {ctx.shard}: its {mine} of {n_chunks} chunks are scored; "
+                f"{len(everything)} chunk(s) of other shards still missing: the shard that scores the last "
+                "one writes the decision",
+            )
+            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {len(everything)} chunk(s)"
+            return StageResult(summary, {"shard": str(ctx.shard), "computed": computed}, complete=False)
+        tally = everything
 
     labels = getattr(model, "labels", None) or imagenet_labels(
         Path(cfg.model) if cfg.model.endswith(".tflite") else None
@@ -177,6 +232,8 @@ def run(ctx: StageContext) -> StageResult:
     tally.report_chunks()
     tally.progress(total, n_chunks - 1, force=True)
     kept, scored, broken = result["kept"], result["scored"], result["broken"]
+    if ctx.shard is not None:
+        ctx.log("info", f"prefilter shard {ctx.shard}: every chunk is scored; this shard wrote the decision")
     summary = f"{kept:,} / {scored:,} kept ({kept / max(scored, 1):.0%})"
     if broken:
         summary += f", {broken:,} broken"
@@ -184,5 +241,5 @@ def run(ctx: StageContext) -> StageResult:
         summary += "; mode score: all images stay in the dataset"
     return StageResult(
         summary,
-        {"kept": kept, "scored": scored, "broken": broken, "computed": tally.done - tally.reused, "mode": cfg.mode},
+        {"kept": kept, "scored": scored, "broken": broken, "computed": computed, "mode": cfg.mode},
     )

@@ -7,15 +7,24 @@ after the last completed epoch with the early-stopping state it had. Outputs: ``
 weights, the model evaluate uses), ``history.csv``/``history.json``, ``classes.json``,
 ``summary.json``.
 
+On several machines (``train.distribute: multi_worker``, or ``auto`` with ``TF_CONFIG`` naming more
+than one), every machine runs this stage: each trains on its own share of the split (every N-th file)
+at ``input.batch_size`` a step, so the global batch is N times that and the learning rate follows
+``train.lr_scaling``. The chief (task 0) writes everything; a worker writes nothing into the run
+(its events go to ``worker-<rank>.log``, see :mod:`carclf_core.cluster`) and reads the checkpoint
+the chief resumes from. :mod:`carclf_core.multiworker` keeps their stops and starts in step.
+
 Model and callback code is pure Keras; TensorFlow is touched only through ``inputs`` (tf.data) and
-:mod:`carclf_core.keras_env` (MirroredStrategy, GPU query).
+:mod:`carclf_core.keras_env` (the strategies, GPU query), :mod:`carclf_core.multiworker`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +33,11 @@ import numpy as np
 import pandas as pd
 
 from .. import callbacks as cb
-from .. import display, keras_env
+from .. import display, keras_env, multiworker
 from .. import metrics as metrics_mod
 from .. import model as model_mod
 from ..checkpoint import Resume, load_weights
+from ..cluster import Cluster, cluster_from_env, multi_worker_wanted
 from ..errors import StageError
 from ..pipeline import StageCancelled, StageContext, StageResult
 from ..provenance import fingerprint
@@ -60,14 +70,23 @@ class _Data:
     """Chance, majority-class and top-5 baselines of the validation split (metrics.baselines)."""
     class_weight: dict[int, float] | None
     steps: int
+    """Steps an epoch (on several machines: of the largest share, which every machine steps through)."""
     n_train: int
+    """Training images over all machines."""
+    global_batch: int
+    """Images a step over all machines: ``input.batch_size`` x machines."""
     paths: dict[str, list[str]]
-    """The train and val files, in the pipelines' row order."""
+    """The train and val files of this machine, in the pipelines' row order."""
     audits: dict[str, Any]
     """Per split, the rows its pipeline delivered (``inputs.RowAudit``), to name the ones it dropped."""
 
 
-def _load_data(ctx: StageContext) -> _Data:
+def _load_data(ctx: StageContext, team: Cluster | None) -> _Data:
+    """The pipelines of this machine: on several machines, its share of the train and val files.
+
+    Class weights, baselines and the confusion sample come from the whole split, so every machine
+    weighs and reports alike; the sample is predicted by all together (its order is kept).
+    """
     config = ctx.config
     splits, classes = load_splits(ctx.run)
     train_paths, train_labels = split_files(splits, "train", config.data.dir, ctx)
@@ -79,45 +98,115 @@ def _load_data(ctx: StageContext) -> _Data:
 
     icfg, seed, n = config.input, config.split.seed, len(classes)
     sample_idx = _confusion_sample(len(val_paths), config.train.confusion_sample, seed)
-    audits = {"train": inputs.RowAudit(len(train_paths)), "val": inputs.RowAudit(len(val_paths))}
+    sample_labels = val_labels[sample_idx]
+    val_baselines = metrics_mod.baselines(val_labels, n)
+    class_weight = (
+        model_mod.balanced_class_weights(train_labels, n) if config.train.class_weights == "balanced" else None
+    )
+    n_train, machines = len(train_paths), team.size if team else 1
+    # A pipeline's batch is the global batch; on several machines the strategy splits it, each
+    # machine taking input.batch_size a step: from its own share of the training files (it decodes
+    # only those), from its part of each validation and sample batch (whole on every machine).
+    global_batch = icfg.batch_size * machines
+    sample_batch = max(global_batch, 64)
+    if team is not None:
+        # Keras 3 cannot take the empty batch TensorFlow hands a machine when a short last batch
+        # does not reach it: there every batch is whole (see keras_env.whole_batches)
+        if len(val_paths) < global_batch:
+            raise StageError(
+                f"{ctx.run.splits_csv}: {len(val_paths)} validation images, fewer than a global batch "
+                f"({global_batch}: input.batch_size x {team.size} machines)",
+                "lower input.batch_size, or train on fewer machines",
+            )
+        train_paths, train_labels = _even_share(train_paths, train_labels, team, global_batch)
+        sample_batch = global_batch
+        sample_idx = np.resize(sample_idx, _round_up(len(sample_idx), global_batch))  # repeated from the start
+    audits: dict[str, Any] = {"train": inputs.RowAudit(len(train_paths)), "val": inputs.RowAudit(len(val_paths))}
+    train = inputs.make_dataset(
+        train_paths, train_labels, n, icfg, training=True, seed=seed, batch_size=global_batch, audit=audits["train"]
+    )
+    val = inputs.make_dataset(
+        val_paths, val_labels, n, icfg, training=False, batch_size=global_batch, audit=audits["val"]
+    )
+    # the sample's labels stay unpadded: the confusion matrix reads that many predictions
+    sample = inputs.make_dataset(
+        [val_paths[i] for i in sample_idx], val_labels[sample_idx], n, icfg, training=False, batch_size=sample_batch
+    )
+    if team is not None:
+        train = keras_env.whole_batches(train, global_batch, own_share=True)
+        val, sample = keras_env.whole_batches(val, global_batch), keras_env.whole_batches(sample, global_batch)
+        # the repeating share is read ahead into the next pass: its rows are judged over the run
+        audits["train"] = _OverTheRun(audits["train"])
     return _Data(
         classes=classes,
-        train=inputs.make_dataset(train_paths, train_labels, n, icfg, training=True, seed=seed, audit=audits["train"]),
-        val=inputs.make_dataset(val_paths, val_labels, n, icfg, training=False, audit=audits["val"]),
-        sample=inputs.make_dataset(
-            [val_paths[i] for i in sample_idx],
-            val_labels[sample_idx],
-            n,
-            icfg,
-            training=False,
-            batch_size=max(icfg.batch_size, 64),
-        ),
-        sample_labels=val_labels[sample_idx],
-        val_baselines=metrics_mod.baselines(val_labels, n),
-        class_weight=(
-            model_mod.balanced_class_weights(train_labels, n) if config.train.class_weights == "balanced" else None
-        ),
+        train=train,
+        val=val,
+        sample=sample,
+        sample_labels=sample_labels,
+        val_baselines=val_baselines,
+        class_weight=class_weight,
         steps=math.ceil(len(train_paths) / icfg.batch_size),
-        n_train=len(train_paths),
+        n_train=n_train,
+        global_batch=global_batch,
         paths={"train": train_paths, "val": val_paths},
         audits=audits,
     )
+
+
+class _OverTheRun:
+    """A row audit that counts a row as delivered once it came in any epoch (``start`` keeps what
+    was seen). A repeating pipeline prefetches the next pass before the epoch ends, so an audit reset
+    at each epoch would name rows that merely came early; a row never delivered is still named once."""
+
+    def __init__(self, audit: Any):
+        self.audit = audit
+
+    def start(self) -> None:
+        pass
+
+    @property
+    def seen(self) -> np.ndarray:
+        return self.audit.seen
+
+    def missing(self) -> np.ndarray:
+        return self.audit.missing()
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _even_share(paths: list[str], labels: np.ndarray, team: Cluster, global_batch: int) -> tuple[list[str], np.ndarray]:
+    """This machine's share of the training files: every N-th (the split lists files class by class,
+    so each share has every class), topped up with its own first files to a whole number of global
+    batches, the same on every machine: all machines step through the same full batches, an epoch
+    being one pass over each share (one that ran out of data first would stall the others)."""
+    own = list(range(team.rank, len(paths), team.size))
+    length = _round_up(-(-len(paths) // team.size), global_batch)
+    own = list(itertools.islice(itertools.cycle(own), length))
+    return [paths[i] for i in own], labels[own]
 
 
 def run(ctx: StageContext) -> StageResult:
     """Fine-tune (or resume fine-tuning) the model; see the module docstring for files written."""
     import keras
 
-    model_mod.validate(ctx.config.train)
-    data = _load_data(ctx)
-    ctx.stage_dir("train")
+    tcfg = ctx.config.train
+    model_mod.validate(tcfg)
+    cluster = cluster_from_env()
+    # before the pipelines: a multi-worker strategy must come before any other TensorFlow operation
+    strategy = keras_env.distribution(tcfg, cluster)
+    team = cluster if multi_worker_wanted(tcfg.distribute, cluster) else None
+    data = _load_data(ctx, team)
+    if team is None or team.chief:
+        ctx.stage_dir("train")
     keras.utils.set_random_seed(ctx.config.split.seed)
     gpus, cc_major = keras_env.gpu_info()
-    policy = keras_env.mixed_policy(ctx.config.train.mixed_precision, gpus, cc_major)
+    policy = keras_env.mixed_policy(tcfg.mixed_precision, gpus, cc_major)
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy)
     try:
-        return _Training(ctx, data, policy, gpus).run()
+        return _Training(ctx, data, policy, gpus, strategy, team).run()
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -125,14 +214,45 @@ def run(ctx: StageContext) -> StageResult:
 class _Training:
     """One train stage's fit: the resume point, the shared callbacks, and the phases."""
 
-    def __init__(self, ctx: StageContext, data: _Data, policy: str, gpus: int):
+    def __init__(self, ctx: StageContext, data: _Data, policy: str, gpus: int, strategy, team: Cluster | None):
         self.ctx, self.data, self.policy, self.gpus = ctx, data, policy, gpus
         self.tcfg = ctx.config.train
         self.out = ctx.run.train_dir
-        self.strategy = keras_env.distribution(self.tcfg.distribute)
+        self.strategy, self.team = strategy, team
+        self.chief = team is None or team.chief
+        """Whether this process writes the run (always, but on a worker of several machines)."""
+        self.learning_rate = self.tcfg.learning_rate * keras_env.lr_scale(
+            self.tcfg.lr_scaling, team.size if team else 1
+        )
         self.source = fingerprint(ctx.run, SPLIT_FILES)
-        self.resume = self._resume_point()
-        write_json_atomic(self.out / "classes.json", data.classes)
+        if self.chief:
+            self.resume = self._resume_point()
+            write_json_atomic(self.out / "classes.json", data.classes)
+        self.sync: multiworker.ClusterSync | None = None
+        # a stop on several machines counts once all have agreed on it (ClusterSync), at one batch
+        self.agreed_stop = threading.Event() if team else ctx.cancel
+        if team is not None:
+            # the workers read the checkpoint once the chief has prepared the train folder
+            multiworker.wait_for_all(strategy, team, self.tcfg.cluster_wait_s, ctx.emit)
+            if not self.chief:
+                self.resume = Resume.read(self.out)
+            self.sync = multiworker.ClusterSync(
+                strategy,
+                team,
+                ctx.cancel,
+                self.agreed_stop,
+                ctx.emit,
+                ctx.config.input.batch_size,
+                len(data.paths["train"]),
+                data.global_batch,
+                self.learning_rate,
+                reason=self._stopped_elsewhere,
+            )
+            multiworker.check_same_start(
+                strategy,
+                team,
+                {"resume epoch": self.resume.completed, "split file fingerprint": int(self.source[:12], 16)},
+            )
         self.history = self.resume.history
         self.es = cb.ResumableEarlyStopping(
             monitor=self.tcfg.monitor,
@@ -141,7 +261,7 @@ class _Training:
             restore_best_weights=True,
             initial_state=self.resume.early_stopping,
         )
-        self.stop = cb.StopOnCancel(ctx.cancel)
+        self.stop = cb.StopOnCancel(self.agreed_stop)
         self.diverged = cb.StopOnNonFiniteLoss()
         self.confusion = cb.ConfusionCallback(
             ctx.emit, data.sample, data.sample_labels, data.classes, skip=self._epoch_cut
@@ -149,8 +269,13 @@ class _Training:
         self.dropped: dict[str, int] = {"train": 0, "val": 0}
         self.drops = cb.DroppedImagesReporter(data.audits, self._report_dropped, skip=self._epoch_cut)
         self._event_callbacks: list[cb.EventCallback] = []
-        self.main_model = None
+        self.main_model: Any = None
         """The model whose weights are checkpointed (the warm-up fits a view of it)."""
+        self.last_weights: list | None = None
+        """The main model's weights at the last finished epoch of the warm-up."""
+
+    def _stopped_elsewhere(self, reason: str) -> None:
+        self.ctx.cancel_reason = reason
 
     def _resume_point(self) -> Resume:
         """Where training goes on: the folder's checkpoint, unless it was trained on another split.
@@ -193,10 +318,9 @@ class _Training:
         """The callback list of one ``fit``. Order matters: the stop and event callbacks first, then
         Keras's EarlyStopping, then the reporters and the checkpoint, which read what early stopping
         decided at the same epoch end."""
-        icfg = self.ctx.config.input
         events = cb.EventCallback(
             self.ctx.emit,
-            icfg.batch_size,
+            self.data.global_batch,
             self.data.steps,
             self.data.n_train,
             self.tcfg.batch_events_per_second,
@@ -216,7 +340,10 @@ class _Training:
             source=self.source,
         )
         patience = cb.PatienceReporter(self.ctx.emit, self.es, skip=self._epoch_cut)
+        # On several machines the collectives (ClusterSync's, the confusion sample's predict) must
+        # come in the same order on each: what only the chief does (files) does no collective.
         return [
+            *([self.sync] if self.sync is not None else []),
             self.stop,
             self.diverged,
             events,
@@ -224,9 +351,21 @@ class _Training:
             self.es,
             patience,
             self.confusion,
-            *self._tensorboard(),
-            checkpoint,
+            *(self._tensorboard() if self.chief else []),
+            *([checkpoint] if self.chief else []),
+            *([self._keep_last_weights()] if phase == "warmup" else []),
         ]
+
+    def _keep_last_weights(self):
+        """A callback keeping the main model's weights at each finished warm-up epoch (in memory: a
+        worker must not wait for the chief's checkpoint file)."""
+        import keras
+
+        def keep(epoch, logs=None):
+            if not self._epoch_cut():
+                self.last_weights = self.main_model.get_weights()
+
+        return keras.callbacks.LambdaCallback(on_epoch_end=keep)
 
     def _tensorboard(self) -> list:
         """TensorBoard logs in ``<run>/tensorboard/`` (``train.tensorboard``, TensorFlow backend only)."""
@@ -250,22 +389,33 @@ class _Training:
     def fit_phase(self, fit_model, phase: str, epochs: int, initial_epoch: int) -> None:
         """Fit ``fit_model`` from ``initial_epoch`` up to ``epochs``; a stop raises StageCancelled."""
         # shuffling is the input pipeline's job (whole-split buffer); Keras's own flag only warns on tf.data
-        with keras_env.quiet_end_of_data():
-            fit_model.fit(
-                self.data.train,
-                validation_data=self.data.val,
-                class_weight=self.data.class_weight,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                callbacks=self.callbacks(phase),
-                verbose=0,
-                shuffle=False,
-            )
+        try:
+            with keras_env.quiet_end_of_data():
+                fit_model.fit(
+                    self.data.train,
+                    validation_data=self.data.val,
+                    class_weight=self.data.class_weight,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    # several machines: each share repeats, and an epoch is one pass of the longest
+                    steps_per_epoch=self.data.steps if self.team else None,
+                    callbacks=self.callbacks(phase),
+                    verbose=0,
+                    shuffle=False,
+                )
+        except Exception as exc:
+            # the chief's history holds the checkpointed epochs; a worker knows the one running
+            finished = len(self.history) if self.chief else (self.sync.epoch - 1 if self.sync else 0)
+            lost = multiworker.lost_machine(exc, self.team, finished) if self.team else None
+            if lost is None:
+                raise
+            raise lost from exc
         if self.diverged.found is not None:
             epoch, step, loss = self.diverged.found
+            scaled = f", x{self.learning_rate / self.tcfg.learning_rate:.3g} for the global batch" if self.team else ""
             raise StageError(
                 f"loss became {display.number(loss)} at epoch {epoch}, step {step}: lower train.learning_rate "
-                f"(now {self.tcfg.learning_rate:g})",
+                f"(now {self.tcfg.learning_rate:g}{scaled})",
                 f"the checkpoint of epoch {epoch - 1} is kept" if epoch > 1 else "no epoch had finished",
             )
         if self.stop.cancelled:
@@ -295,9 +445,18 @@ class _Training:
                 model.set_weights(load_weights(self.out / "last_weights.npz"))
             return model, base, False
 
+    def _same_weights_everywhere(self, model) -> None:
+        """On several machines: refuse to train from different weights (see multiworker.check_same_start)."""
+        if self.team is not None:
+            # weighted by position, so weights in another order do not add up alike
+            weights = model.get_weights()
+            checksum = float(sum((i + 1) * float(np.sum(w, dtype=np.float64)) for i, w in enumerate(weights)))
+            multiworker.check_same_start(self.strategy, self.team, {"weights checksum": checksum})
+
     def run(self) -> StageResult:
         tcfg, resume = self.tcfg, self.resume
         model, base, resumed_full = self.build()
+        self._same_weights_everywhere(model)
         self.main_model = model
         self.ctx.log(
             "info",
@@ -305,6 +464,20 @@ class _Training:
             f"{model.count_params():,} parameters, policy {self.policy}, "
             + (f"mirrored over {self.strategy.num_replicas_in_sync} devices" if self.strategy else "one device"),
         )
+        if self.team is not None and self.sync is not None:
+            n_val = len(self.data.paths["val"])
+            kept = n_val // self.data.global_batch * self.data.global_batch
+            self.ctx.log(
+                "info",
+                f"training on {self.team.size} machines as {self.team.name()}: global batch "
+                f"{self.data.global_batch} ({self.ctx.config.input.batch_size} a machine), learning rate "
+                f"{self.learning_rate:.3g} (train.learning_rate {tcfg.learning_rate:g} x "
+                f"{self.learning_rate / tcfg.learning_rate:.3g}, train.lr_scaling {tcfg.lr_scaling}), "
+                f"{len(self.data.paths['train']):,} of {self.data.n_train:,} training images here (a share "
+                f"topped up to whole global batches), validation on {kept:,} of {n_val:,} images (whole "
+                "global batches)",
+            )
+            self.sync.report()
         done = resume.finished(tcfg.epochs)
         completed = resume.completed
         started = time.monotonic()
@@ -312,13 +485,13 @@ class _Training:
             model_mod.apply_freeze(model, base, "base")
             with self.scope():
                 warm = model_mod.build_frozen_base_model(model, base)
-                model_mod.compile_model(warm, tcfg.learning_rate)
+                model_mod.compile_model(warm, self.learning_rate)
             self.fit_phase(warm, "warmup", tcfg.warmup_epochs, completed)
             if self.es.stopped_epoch > 0:
                 done = True  # early stopping ended the run during the warm-up
             else:
                 # EarlyStopping restored its best weights at the end of the phase; go on from the last epoch
-                model.set_weights(load_weights(self.out / "last_weights.npz"))
+                model.set_weights(self.last_weights)
                 completed = tcfg.warmup_epochs
             self.es.initial_state = {**self.es.state(), "best_weights": self.es.best_weights}
 
@@ -329,15 +502,20 @@ class _Training:
                     if frozen:
                         self.ctx.log("info", f"train.freeze {tcfg.freeze}: {frozen} backbone layers frozen")
                 with self.scope():
-                    model_mod.compile_model(model, tcfg.learning_rate)
+                    model_mod.compile_model(model, self.learning_rate)
             self.fit_phase(model, "finetune", tcfg.epochs, completed)
         elif done and self.es.best_weights is not None:
             model.set_weights(self.es.best_weights)  # nothing left to fit: keep the best
         return self.finish(model, time.monotonic() - started)
 
     def finish(self, model, fit_s: float) -> StageResult:
-        """Save the best model, the history and the summary."""
+        """Save the best model, the history and the summary (a worker of several machines saves nothing)."""
         tcfg, out, history = self.tcfg, self.out, self.history
+        if not self.chief:
+            last = self.sync.epoch if self.sync else 0
+            return StageResult(
+                f"{self.team.name() if self.team else 'worker'}: trained with the chief up to epoch {last}"
+            )
         # EarlyStopping restored the best weights at train end; this is the model evaluate uses
         with atomic_path(out / "best.keras") as tmp:
             model.save(str(tmp))
@@ -364,6 +542,10 @@ class _Training:
             "policy": self.policy,
             "gpus": self.gpus,
             "replicas": self.strategy.num_replicas_in_sync if self.strategy else 1,
+            "machines": self.team.size if self.team else 1,
+            "workers": list(self.team.workers) if self.team else [],
+            "global_batch": self.data.global_batch,
+            "learning_rate": self.learning_rate,
             "confusion_share": confusion_share,
             "confusion_s": sum(spent),
             "early_stopped": bool(self.es.stopped_epoch > 0 or self.resume.stopped),

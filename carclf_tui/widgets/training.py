@@ -152,6 +152,18 @@ def learning_rate_item(state: rs.RunState) -> Item:
     return Text(f"learning rate {rate}"), Text(f"lr {rate}")
 
 
+def workers_items(state: rs.RunState) -> list[Item]:
+    """The machines of a training on several machines and each one's last-epoch speed; none on one."""
+    workers = state.workers
+    if workers is None:
+        return []
+    count = Text(f"{len(workers.addresses)} machines")
+    if not workers.images_per_s:
+        return [count]
+    speeds = ", ".join(fmt.rate(r, unit="").strip() for r in workers.images_per_s)
+    return [(Text(f"{len(workers.addresses)} machines: {speeds} img/s"), count)]
+
+
 class TrainingStats(TextLines):
     """The lines over the plots: what training does (building, compiling, training, validating) with its
     step, smoothed speed and ETAs, then the patience meter and the learning rate.
@@ -199,7 +211,8 @@ class TrainingStats(TextLines):
         progress = rs.training_progress(state, now)
         items = progress_items(state, progress, now)
         rest = patience_items(state, progress.stop_eta_s if progress else None, running=progress is not None)
-        self.set_lines(flow([items, [*rest, learning_rate_item(state)]], self.content_size.width))
+        rest += [learning_rate_item(state), *workers_items(state)]
+        self.set_lines(flow([items, rest], self.content_size.width))
 
 
 class Column:
