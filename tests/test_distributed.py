@@ -137,11 +137,6 @@ def _split_run(tmp: Path, *settings: str):
     return run
 
 
-@pytest.fixture(scope="module")
-def split_run(tmp_path_factory):
-    return _split_run(tmp_path_factory.mktemp("distributed"))
-
-
 def _events(run_path: Path) -> list:
     path = run_path / "events.jsonl"
     return read_events(path).events if path.is_file() else []
@@ -163,11 +158,50 @@ def _machines(run_path: Path, ports: list[int]) -> list[Runner]:
     ]
 
 
+def _check_trained_together(run: Path, chief: Runner, worker: Runner, first_event: int, first_epoch: int) -> None:
+    """Both machines finished epochs ``first_epoch``..EPOCHS together; the chief alone wrote the run
+    (its events from ``first_event`` on are this attempt's); the worker wrote only its log."""
+    assert chief.wait(timeout=240) == 0, chief.output[-3000:]
+    # the worker ends with the chief, though on a loaded machine its exit can lag behind
+    assert worker.wait(timeout=120) == 0, worker.output[-3000:]
+    summary = json.loads((run / "train" / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["machines"] == 2, summary
+    assert summary["global_batch"] == 4 and summary["learning_rate"] == pytest.approx(0.002)  # linear: x2
+    assert summary["epochs_run"] == EPOCHS
+    history = json.loads((run / "train" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    events = _events(run)
+    attempt = events[first_event:]
+    assert [e.epoch for e in attempt if e.kind == "epoch_started"] == list(range(first_epoch, EPOCHS + 1))
+    reports = [e for e in events if isinstance(e, WorkersReport) and e.epoch == EPOCHS]
+    assert len(reports) == 1 and len(reports[0].workers) == 2
+    assert all(rate is not None and rate > 0 for rate in reports[0].images_per_s)
+    # the worker's log: JSON lines without batch events, with its own view of the epochs
+    worker_log = read_events(run / "worker-1.log").events
+    assert [e.epoch for e in worker_log if e.kind == "epoch_ended"][-1] == EPOCHS
+    assert not [e for e in worker_log if e.kind == "batch_ended"]
+    assert worker_log[-1].kind == "stage_finished" and "trained with the chief up to epoch 3" in worker_log[-1].summary
+    written = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert {p for p in written if "worker" in p} == {"worker-1.log"}
+    assert (run / ".lock").read_text().strip() == str(chief.proc.pid)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_workers_train_together_a_killed_worker_fails_the_stage_and_resume_finishes(split_run):
-    run = split_run.path
-    started = time.monotonic()
+def test_two_workers_train_together_and_only_the_chief_writes_the_run(tmp_path):
+    run = _split_run(tmp_path).path
+    chief, worker = _machines(run, free_ports(2))
+    _check_trained_together(run, chief, worker, first_event=0, first_epoch=1)
+    assert [e.kind for e in _events(run)].count("stage_started") == 1
+
+
+# Two more processes, each paying TensorFlow's start and the first step's build again: about three
+# minutes of 2 busy cores, beyond the default suite's budget. Run by hand with pytest -m extra.
+@pytest.mark.extra
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_killed_worker_fails_the_stage_in_bounded_time_and_resume_on_both_finishes(tmp_path):
+    run = _split_run(tmp_path).path
 
     # 1. two machines; worker 1 is killed once epoch 1 is checkpointed: the chief's stage fails, in bounded time
     chief, worker = _machines(run, free_ports(2))
@@ -187,35 +221,9 @@ def test_two_workers_train_together_a_killed_worker_fails_the_stage_and_resume_f
     # 2. --resume on the two machines (new ports: the old ones may linger) finishes the run
     first_attempt = len(_events(run))
     chief, worker = _machines(run, free_ports(2))
-    assert chief.wait(timeout=150) == 0, chief.output[-3000:]
-    assert worker.wait(timeout=30) == 0, worker.output[-3000:]
-    total_s = time.monotonic() - started
-
-    summary = json.loads((run / "train" / "summary.json").read_text())
-    assert summary["replicas"] == 2 and summary["machines"] == 2, summary
-    assert summary["global_batch"] == 4 and summary["learning_rate"] == pytest.approx(0.002)  # linear: x2
-    assert summary["epochs_run"] == EPOCHS
-    history = json.loads((run / "train" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
-    resumed = _events(run)[first_attempt:]
-    assert [e.epoch for e in resumed if e.kind == "epoch_started"] == list(range(completed + 1, EPOCHS + 1))
-
-    # the chief wrote the run: one stage start an attempt, its workers report of both machines
-    events = _events(run)
-    assert [e.kind for e in events].count("stage_started") == 2
-    reports = [e for e in events if isinstance(e, WorkersReport) and e.epoch == EPOCHS]
-    assert len(reports) == 1 and len(reports[0].workers) == 2
-    assert all(rate is not None and rate > 0 for rate in reports[0].images_per_s)
-    # the worker wrote only its log (JSON lines, no batch events), with its own view of the epochs
-    worker_log = read_events(run / "worker-1.log").events
-    assert [e.epoch for e in worker_log if e.kind == "epoch_ended"][-1] == EPOCHS
-    assert not [e for e in worker_log if e.kind == "batch_ended"]
-    assert worker_log[-1].kind == "stage_finished" and "trained with the chief up to epoch 3" in worker_log[-1].summary
-    written = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
-    assert {p for p in written if "worker" in p} == {"worker-1.log"}
-    assert not [p for p in written if p.startswith("train/") and "worker" in p]
-    assert (run / ".lock").read_text().strip() == str(chief.proc.pid)
-    print(f"\nworker killed: chief failed {noticed_s:.1f} s later; whole scenario {total_s:.1f} s")
+    _check_trained_together(run, chief, worker, first_event=first_attempt, first_epoch=completed + 1)
+    assert [e.kind for e in _events(run)].count("stage_started") == 2  # one an attempt
+    print(f"\nworker killed: the chief failed {noticed_s:.1f} s later")
     assert noticed_s < 45
 
 

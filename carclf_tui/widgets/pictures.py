@@ -188,25 +188,26 @@ class PictureCard(Vertical):
         """Show ``picture``'s caption now and an empty box until its thumbnail arrives."""
         if picture.path != self.path:
             self.path, self.image, self.note = picture.path, None, ""
-            self._image.image = None
-            self._box.query(".picture-note").remove()
+            self._draw_picture()
         self.query_one(".picture-caption", Static).update(picture.caption)
 
     def set_image(self, image: PILImage.Image | None, error: str = "") -> None:
         """The decoded thumbnail, or why there is none (shown in the picture's place)."""
         self.image, self.note = image, error
-        self._image.image = image
-        self._box.query(".picture-note").remove()
-        if error:
-            self._box.mount(Static(Text(printable(error), style="dim italic"), classes="picture-note"))
+        self._draw_picture()
 
-    @property
-    def _box(self) -> Container:
-        return self.query_one(".picture-box", Container)
+    def on_mount(self) -> None:
+        self._draw_picture()  # a thumbnail that arrived before the card's children were mounted
 
-    @property
-    def _image(self):
-        return self._box.children[0]
+    def _draw_picture(self) -> None:
+        boxes = self.query(".picture-box")
+        if not boxes or not boxes.first().children:
+            return  # not composed yet: on_mount draws what is set by then
+        box = boxes.first(Container)
+        box.children[0].image = self.image
+        box.query(".picture-note").remove()
+        if self.note:
+            box.mount(Static(Text(printable(self.note), style="dim italic"), classes="picture-note"))
 
 
 def card_width(image_rows: int) -> int:
