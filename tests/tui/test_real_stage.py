@@ -32,7 +32,6 @@ def tiny_dataset(root: Path) -> Path:
     return root
 
 
-@pytest.mark.extra  # failed or timed out in the final clean-clone run under load (09:23); see the closing note
 @pytest.mark.slow
 async def test_index_stage_runs_for_real_from_the_dashboard(tmp_path: Path) -> None:
     data = tiny_dataset(tmp_path / "data")
@@ -41,10 +40,10 @@ async def test_index_stage_runs_for_real_from_the_dashboard(tmp_path: Path) -> N
     app = CarclfApp(run, config, poll_interval=0.05)  # the default runner: carclf-tui --resume ... --plain
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count >= 2)
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count >= 2, timeout=30)
         assert screen.query_one(StagesTable).selected_stage == "index"
         await pilot.press("r")
-        await wait_until(pilot, lambda: screen.state.stages["index"].status in ("done", "failed"), timeout=90)
+        await wait_until(pilot, lambda: screen.state.stages["index"].status in ("done", "failed"), timeout=180)
         assert app.runner.process.wait(timeout=30) == 0
         stage = screen.state.stages["index"]
         assert stage.status == "done", stage.traceback
