@@ -397,10 +397,10 @@ class ConfusionCallback(keras.callbacks.Callback):
         duration = time.monotonic() - started
         self.durations.append(duration)
         self.emit(
-            ConfusionReady(
+            ConfusionReady.of(
+                matrix,
                 epoch=epoch + 1,
                 classes=self.classes,
-                matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
                 split="val",
                 sample=int(n),
                 duration_s=duration,

@@ -234,16 +234,53 @@ class PatienceChanged(Event):
 @_register
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ConfusionReady(Event):
+    """A confusion matrix, sent as its non-zero cells: a sample of 2,000 images over 3,000 classes is
+    at most 2,000 cells, where the dense matrix was 9 million counts (an 18 MB line, over the event
+    log's line limit, that the dashboard skipped)."""
+
     kind: ClassVar[str] = "confusion"
     epoch: int
     classes: tuple[str, ...]
-    matrix: tuple[tuple[int, ...], ...]
-    """Rows: true class, columns: predicted class, in ``classes`` order."""
+    cells: tuple[tuple[int, int, int], ...] = ()
+    """The non-zero counts as ``(true, predicted, count)``, indices into ``classes``; see :meth:`of`."""
+    matrix: tuple[tuple[int, ...], ...] = ()
+    """The dense form (rows true, columns predicted) of logs written before ``cells``: read, not written."""
     split: str = "val"
     sample: int = 0
     """Images the matrix was computed from."""
     duration_s: float = 0.0
     """Seconds spent predicting the sample and counting (the matrix's cost; 0 when not measured)."""
+
+    @classmethod
+    def of(cls, counts: Any, **fields: Any) -> ConfusionReady:
+        """The event of a square count matrix (a numpy array or nested lists, rows true)."""
+        import numpy as np
+
+        counts = np.asarray(counts)
+        true, predicted = np.nonzero(counts)
+        cells = tuple(zip(true.tolist(), predicted.tolist(), counts[true, predicted].tolist(), strict=True))
+        return cls(cells=cells, **fields)
+
+    def counts(self) -> Any:
+        """The dense matrix, a numpy int64 array with rows true (see :func:`dense_counts`)."""
+        return dense_counts(self.nonzero(), len(self.classes))
+
+    def nonzero(self) -> tuple[tuple[int, int, int], ...]:
+        """The non-zero cells, from whichever form the event holds."""
+        if self.cells or not self.matrix:
+            return self.cells
+        return tuple((i, j, count) for i, row in enumerate(self.matrix) for j, count in enumerate(row) if count)
+
+
+def dense_counts(cells: Iterable[tuple[int, int, int]], n: int) -> Any:
+    """An ``n`` x ``n`` numpy int64 matrix from ``(true, predicted, count)`` cells (numpy is loaded
+    here, not with the events: the dashboard opens without it)."""
+    import numpy as np
+
+    dense = np.zeros((n, n), dtype=np.int64)
+    table = np.asarray(list(cells), dtype=np.int64).reshape(-1, 3)
+    np.add.at(dense, (table[:, 0], table[:, 1]), table[:, 2])
+    return dense
 
 
 @_register
@@ -503,8 +540,13 @@ def _check_consistent(kind: str, kwargs: dict[str, Any]) -> None:
     """Rules between fields that the annotations cannot say."""
     if kind == "confusion":
         n = len(kwargs["classes"])
-        if len(kwargs["matrix"]) != n or any(len(row) != n for row in kwargs["matrix"]):
+        matrix, cells = kwargs.get("matrix", ()), kwargs.get("cells", ())
+        if matrix and (len(matrix) != n or any(len(row) != n for row in matrix)):
             raise InvalidEvent(f"confusion.matrix: not {n} x {n} for {n} classes")
+        if matrix and cells:
+            raise InvalidEvent("confusion: both matrix and cells (one form or the other)")
+        if any(i >= n or j >= n for i, j, _ in cells):
+            raise InvalidEvent(f"confusion.cells: a class index beyond the {n} classes")
     elif kind == "prefilter_histogram":
         edges, counts = kwargs["edges"], kwargs["counts"]
         if counts and len(edges) != len(counts) + 1:

@@ -183,9 +183,14 @@ class Workers:
 class Confusion:
     epoch: int
     classes: tuple[str, ...]
-    matrix: tuple[tuple[int, ...], ...]
+    cells: tuple[tuple[int, int, int], ...]
+    """The non-zero counts as ``(true, predicted, count)``."""
     split: str
     sample: int
+
+    def counts(self) -> Any:
+        """The dense matrix as a numpy int64 array, rows true."""
+        return ev.dense_counts(self.cells, len(self.classes))
 
 
 @dataclasses.dataclass
@@ -704,7 +709,7 @@ def _workers(s: RunState, e: ev.WorkersReport) -> None:
 
 
 def _confusion(s: RunState, e: ev.ConfusionReady) -> None:
-    s.confusion = Confusion(e.epoch, e.classes, e.matrix, e.split, e.sample)
+    s.confusion = Confusion(e.epoch, e.classes, e.nonzero(), e.split, e.sample)
     s.rev_training += 1
 
 

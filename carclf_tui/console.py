@@ -195,7 +195,7 @@ class ConsoleRenderer:
         self._line(f"  test confusion matrix ({event.sample} images):")
         # names escaped before the layout, so the axis measures what is printed
         classes = [printable(name) for name in event.classes]
-        for line in heatmap.render(event.matrix, classes, width - 2, 40):
+        for line in heatmap.render(event.counts(), classes, width - 2, 40):
             self._line("  " + line)
 
     def _log(self, event: LogLine) -> None:

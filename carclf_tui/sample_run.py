@@ -264,9 +264,8 @@ def write_picture_run(root: Path, name: str = "20260101-140000-pictures", classe
     events += [e for e in training_events(clock, 2, 4) if not isinstance(e, ev.ConfusionReady)]
     events += [ev.StageFinished(t=clock(0.1), stage="train", duration_s=5.0, summary="2 epochs"),
                ev.StageStarted(t=clock(0.01), stage="evaluate"),
-               ev.ConfusionReady(t=clock(), epoch=2, classes=tuple(labels),
-                                 matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()), split="test",
-                                 sample=len(files)),
+               ev.ConfusionReady.of(matrix, t=clock(), epoch=2, classes=tuple(labels), split="test",
+                                    sample=len(files)),
                ev.StageFinished(t=clock(2.0), stage="evaluate", duration_s=2.0, result=result,
                                 summary=f"test accuracy {result['accuracy']:.3f}"),
                ev.RunFinished(t=clock(), status="done")]

@@ -104,11 +104,14 @@ def consistent_events(draw) -> dict[str, Any]:
     n = draw(st.integers(1, 6))
     classes = draw(st.lists(hostile_text, min_size=n, max_size=n))
     matrix = draw(st.lists(st.lists(st.integers(0, 10**6), min_size=n, max_size=n), min_size=n, max_size=n))
+    # the sparse form carclf writes, or the dense one of older logs
+    cells = [[i, j, count] for i, row in enumerate(matrix) for j, count in enumerate(row) if count]
+    form = draw(st.sampled_from([{"cells": cells}, {"matrix": matrix}]))
     bins = draw(st.integers(1, 8))
     counts = draw(st.lists(st.integers(0, 10**6), min_size=bins, max_size=bins))
     pairs = st.lists(st.tuples(hostile_text, st.floats(0, 1)).map(list), max_size=4)
     return draw(st.sampled_from([
-        {"kind": "confusion", "epoch": draw(st.integers(0, 10**6)), "classes": classes, "matrix": matrix,
+        {"kind": "confusion", "epoch": draw(st.integers(0, 10**6)), "classes": classes, **form,
          "split": draw(hostile_text), "sample": draw(st.integers(0, 10**9))},
         {"kind": "prefilter_histogram", "edges": [i / bins for i in range(bins + 1)], "counts": counts,
          "threshold": draw(st.floats(0, 1)), "kept": draw(st.integers(0, 10**6)),

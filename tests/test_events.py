@@ -230,3 +230,37 @@ def test_any_log_is_read_folded_and_drawn_without_raising(lines, cut) -> None:
     console.close()
     assert "console: cannot show" not in out.getvalue()
     assert_displayable(out.getvalue())
+
+
+def test_a_confusion_matrix_of_3000_classes_travels_as_its_cells_within_a_line():
+    """A validation sample of 2,000 images over 3,000 classes: at most 2,000 non-zero cells, so the
+    event is a few hundred KB where the dense matrix was 18 MB (and skipped, over the line limit)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n, sample = 3000, 2000
+    true = rng.integers(0, n, sample)
+    predicted = np.where(rng.random(sample) < 0.6, true, rng.integers(0, n, sample))
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (true, predicted), 1)
+    classes = tuple(f"Make{i}_Model {i}" for i in range(n))
+    event = ev.ConfusionReady.of(counts, epoch=4, classes=classes, sample=sample)
+    line = ev.to_json(event)
+    assert len(line.encode()) < MAX_LINE_BYTES // 2 and len(event.cells) == np.count_nonzero(counts)
+    back = ev.from_dict(json.loads(line))
+    assert back == event and np.array_equal(back.counts(), counts)
+
+
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"cells": [[0, 2, 1]]}, "beyond the 2 classes"),
+        ({"cells": [[0, 1, -1]]}, "out of range"),
+        ({"cells": [[0, 1]]}, "expected 3 items"),
+        ({"cells": [[0, 1, 1]], "matrix": [[0, 1], [0, 0]]}, "one form or the other"),
+        ({"matrix": [[0, 1]]}, "not 2 x 2"),
+    ],
+)
+def test_a_confusion_event_that_does_not_fit_its_classes_is_refused(fields, words):
+    with pytest.raises(ev.InvalidEvent, match=words):
+        ev.from_dict({"kind": "confusion", "epoch": 1, "classes": ["a", "b"], **fields})

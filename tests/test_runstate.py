@@ -163,7 +163,9 @@ def test_training_events_fill_every_field_they_carry() -> None:
     assert (state.epoch, state.epochs, state.phase) == (3, 9, "warmup")
     assert state.epoch_rows == [rs.EpochRow(3, 9, {"loss": 0.6, "val_loss": 0.8}, 1e-4, 4.0, 90.0, 24.0)]
     assert state.patience == rs.Patience(3, 1, 4, 0.75, 2, "val_loss") and state.patience.stop_after == 6
-    assert state.confusion == rs.Confusion(3, ("a", "b"), ((3, 1), (0, 4)), "val", 8)
+    # the dense form older logs carry is read as its non-zero cells
+    assert state.confusion == rs.Confusion(3, ("a", "b"), ((0, 0, 3), (0, 1, 1), (1, 1, 4)), "val", 8)
+    assert state.confusion.counts().tolist() == [[3, 1], [0, 4]]
     curve = state.batch
     assert (curve.epoch, curve.steps, curve.loss, curve.accuracy, curve.last_step) == (4, [2], [0.5], [None], 2)
     assert (curve.total_steps, curve.images_per_s, curve.eta_s) == (40, None, None)

@@ -130,7 +130,7 @@ def test_event_sequence_of_each_epoch(trained):
         assert ended.learning_rate == pytest.approx(2e-3) and ended.images_per_s > 0
         assert ended.epochs == EPOCHS and ended.eta_s is not None
         confusion = next(e for e in mine if isinstance(e, ConfusionReady))
-        assert np.asarray(confusion.matrix).sum() == confusion.sample == 40
+        assert confusion.counts().sum() == confusion.sample == 40
     phases = {e.epoch: e.phase for e in of(events, EpochStarted)}
     assert phases[1] == "warmup" and phases[2] == "finetune"
 
@@ -170,7 +170,7 @@ def test_evaluation_files_and_final_confusion(trained):
         pd.read_csv(folder / "predictions.csv"))
     matrix = np.load(folder / "confusion.npy")
     final = of(trained["evaluation"], ConfusionReady)
-    assert len(final) == 1 and final[0].split == "test" and np.array_equal(np.asarray(final[0].matrix), matrix)
+    assert len(final) == 1 and final[0].split == "test" and np.array_equal(final[0].counts(), matrix)
     batch = pd.read_csv(folder / "batch_predictions.csv")
     assert len(batch) == 16 and {"path", "label", "predicted", "probability"} <= set(batch.columns)
     assert of(trained["evaluation"], StageFinished)[0].result["images"] == matrix.sum()

@@ -150,10 +150,10 @@ def run(ctx: StageContext) -> StageResult:
     except (OSError, ValueError):
         pass
     ctx.emit(
-        ConfusionReady(
+        ConfusionReady.of(
+            matrix,
             epoch=int(train_summary.get("best_epoch") or 0),
             classes=tuple(classes),
-            matrix=tuple(tuple(int(v) for v in row) for row in matrix.tolist()),
             split="test",
             sample=int(len(labels)),
         )

@@ -277,11 +277,8 @@ class ConfusionView(Vertical):
         self.confusion, self.info = confusion, info
         self._filled = set()
         if confusion is not None:
-            import numpy as np  # loaded with the first matrix, not when the dashboard opens
-
             names = [printable(name) for name in confusion.classes]
-            counts = np.asarray(confusion.matrix, dtype=np.int64).reshape(len(names), len(names))
-            self.heatmap.set_matrix(counts, names, self.scale)
+            self.heatmap.set_matrix(confusion.counts(), names, self.scale)  # numpy comes with the first matrix
         self._show_mode()
 
     def cycle(self) -> str:
@@ -332,7 +329,7 @@ class ConfusionView(Vertical):
         from .confusion_grid import header_text, legend_text
 
         heatmap = self.heatmap
-        header.update(header_text(c, self.info, len(c.classes), self.mode, heatmap.zoomed, width))
+        header.update(header_text(c, heatmap.counts, self.info, self.mode, heatmap.zoomed, width))
         if self.mode == "heatmap":
             grid = heatmap.grid
             self.query_one("#confusion-cursor", Static).update(heatmap.describe(self.can_open, width))

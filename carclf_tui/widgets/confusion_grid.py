@@ -363,11 +363,12 @@ def cursor_text(grid: Grid, counts: np.ndarray, names: Sequence[str], cursor: tu
     return text
 
 
-def header_text(confusion: rs.Confusion, info: dict[str, Any], names_count: int, mode: str,
+def header_text(confusion: rs.Confusion, counts: np.ndarray, info: dict[str, Any], mode: str,
                 zoomed: Window | None, width: int) -> Text:
-    """Which matrix this is and how good it is: accuracy, balanced accuracy and top-5 beside chance, the
-    majority baseline and top-5 chance; the other views (``v``) where the first line has room."""
-    counts = np.asarray(confusion.matrix, dtype=np.int64)
+    """Which matrix this is (its dense ``counts``) and how good it is: accuracy, balanced accuracy and
+    top-5 beside chance, the majority baseline and top-5 chance; the other views (``v``) where the
+    first line has room."""
+    names_count = len(confusion.classes)
     test = confusion.split == "test"
     first = [Text(f" {mode} ", style="reverse bold"),
              Text(" of the test split" if test else f" of the {printable(confusion.split)} sample", style="bold"),
