@@ -37,7 +37,7 @@ class StagesPane(Pane):
     HELP = "r and a work on every tab, on the stage selected here; done stages ask before running again"
     BINDINGS = [
         Binding("r", "run_stage", "Run stage", id="run-stage"),
-        Binding("a", "run_all", "Run from here", id="run-all"),
+        Binding("a", "run_all", "Run to end", id="run-all", tooltip="run the selected stage and every one after it"),
         Binding("u", "resume", "Resume", id="resume", tooltip="run the unfinished and stale stages"),
     ]
 
@@ -68,9 +68,11 @@ class StagesPane(Pane):
             self.show(self._state)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "resume" and not resumable(self.screen.state):
-            return False  # hidden (the footer is short of room at 80 columns) while all is done and fresh
-        if action in ("run_stage", "run_all", "resume"):
+        if action == "resume" and (self.busy or not resumable(self.screen.state)):
+            # hidden (the footer is short of room at 80 columns) while all is done and fresh, and while
+            # a stage runs (s, stop, takes its place)
+            return False
+        if action in ("run_stage", "run_all"):
             return None if self.busy else True  # shown, but greyed out while a stage runs
         return True
 

@@ -168,7 +168,9 @@ class MainScreen(Screen):
     # --- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return True if self.busy else None  # shown, greyed out while nothing runs
+            # shown only while a runner works: at 80 columns the footer has no room for a dead key
+            # (u, resume, takes its place while nothing runs)
+            return True if self.busy else False
         if action == "pane":
             tab, pane_action = parameters
             pane = self.panes[str(tab)]

@@ -19,7 +19,7 @@ from carclf_tui.widgets.training import EpochTable
 from .conftest import make_app, wait_until
 from .test_app import launch, show_tab
 
-FOOTER_KEYS = ["r", "a", "s", "n", "question_mark", "q"]
+FOOTER_KEYS = ["r", "a", "n", "question_mark", "q"]  # a finished run: no u (nothing to resume), no s
 
 
 def footer(screen) -> list[str]:
@@ -51,7 +51,7 @@ async def test_each_tab_holds_one_pane_and_focuses_its_main_widget(finished_run)
 
 
 async def test_footer_keys_per_tab(finished_run) -> None:
-    """The run keys first, then stop and new run, then the tab's own keys, then help and quit."""
+    """The run keys first, then stop (while a stage runs) and new run, then the tab's own keys, then help and quit."""
     app = make_app(finished_run)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = app.screen
@@ -62,9 +62,9 @@ async def test_footer_keys_per_tab(finished_run) -> None:
         await show_tab(pilot, "5")  # focus is in the log: its filter key comes first
         assert footer(screen) == ["f", *FOOTER_KEYS]
         await show_tab(pilot, "3")  # focus is in the heatmap: the tab's own keys come first
-        assert footer(screen) == ["v", "r", "a", "s", "n", "question_mark", "q"]  # c: named by the legend
+        assert footer(screen) == ["v", "r", "a", "n", "question_mark", "q"]  # c: named by the legend
         await show_tab(pilot, "4")  # + and - share one entry ("+/-"), so ? and q fit at 80 columns
-        assert footer(screen) == ["r", "a", "s", "n", "plus", "w", "question_mark", "q"]
+        assert footer(screen) == ["r", "a", "n", "plus", "w", "question_mark", "q"]
 
 
 async def test_plus_on_the_prefilter_tab_moves_the_panes_trial_threshold(finished_run) -> None:
@@ -129,7 +129,7 @@ async def test_run_keys_work_from_every_tab_on_the_stage_selected_in_the_stages_
         await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
         await pilot.press("down", "down", "down")  # train
         await show_tab(pilot, "5")
-        assert footer(screen) == ["f", "r", "a", "u", "s", "n", "question_mark", "q"]  # u: stages still to run
+        assert footer(screen) == ["f", "r", "a", "u", "n", "question_mark", "q"]  # u: stages still to run; s: none running
         screen = await launch(pilot, reap, "a")
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         assert (Path(empty_run.path) / "fake_argv.txt").read_text() == "train evaluate"

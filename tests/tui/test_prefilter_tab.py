@@ -163,6 +163,32 @@ async def test_at_80x24_the_threshold_line_fits_and_the_footer_keeps_help_and_qu
             assert list(view.query(PictureCard))  # at least one picture a side
 
 
+async def test_with_a_stale_stage_every_footer_key_fits_80_columns(picture_run, tmp_path):
+    """The widest footer: a stage stale (u shows) and a threshold being tried (+/- and w), on the
+    prefilter tab at 80 columns; s (stop) shows only while a stage runs, when u does not."""
+    from carclf_core.eventlog import JsonlSink
+    from carclf_core.events import StagesStale
+
+    shutil.copytree(Path(picture_run.path).parent, tmp_path / "runs")
+    run = RunDir(tmp_path / "runs" / Path(picture_run.path).name)
+    log = JsonlSink(run.events_path)
+    log(StagesStale(stale={"evaluate": "evaluate.top_k changed: 5 -> 3"}))
+    log.close()
+    app = make_app(run, clock=frozen_clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await open_prefilter(pilot, 0.1)
+        await pilot.press("plus")
+        await wait_until(pilot, lambda: pane.trial is not None and not pane.trial_pending)
+        keys = {key.key: key for key in app.screen.query_one(Footer).query("FooterKey")}
+        assert set(keys) == {"r", "a", "u", "n", "plus", "w", "question_mark", "q"}
+        assert all(key.region.right <= 80 and key.region.width > 0 for key in keys.values())
+        app.runner.is_busy = lambda: True  # as while a runner holds the run's lock
+        await wait_until(pilot, lambda: app.screen.busy)
+        await pilot.pause()
+        keys = {key.key for key in app.screen.query_one(Footer).query("FooterKey")}
+        assert "s" in keys and "u" not in keys
+
+
 async def test_on_a_new_run_the_footer_keeps_help_and_quit(empty_run):
     """Before the prefilter reports a threshold its keys stay out of the footer, and the colour-scale
     key is named by the heatmap's legend: with u (resume) shown too, ? and q still fit 80 columns."""
