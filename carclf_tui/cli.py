@@ -310,8 +310,16 @@ def _run_worker(args: argparse.Namespace, cluster: Cluster) -> int:
         log.close()
         console.close()
     if status == "interrupted":
-        return SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
-    return EXIT_OK if status == "done" else EXIT_FAILED
+        code = SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
+    else:
+        code = EXIT_OK if status == "done" else EXIT_FAILED
+    # At exit TensorFlow's coordination agent says goodbye to the chief's coordination service; when
+    # the chief ended first that service is gone and the process hangs in C++ after a heartbeat
+    # error (seen: over two minutes, never exiting). Everything is written: leave without TensorFlow's
+    # teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_dashboard(args: argparse.Namespace) -> int:

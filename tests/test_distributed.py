@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -158,12 +159,20 @@ def _machines(run_path: Path, ports: list[int]) -> list[Runner]:
     ]
 
 
+def _exit_status(runner: Runner, timeout: float) -> int:
+    """The runner's exit status; a runner still at work after ``timeout`` fails the test with its output."""
+    try:
+        return runner.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running after {timeout:g} s:\n{runner.output[-4000:]}")
+
+
 def _check_trained_together(run: Path, chief: Runner, worker: Runner, first_event: int, first_epoch: int) -> None:
     """Both machines finished epochs ``first_epoch``..EPOCHS together; the chief alone wrote the run
     (its events from ``first_event`` on are this attempt's); the worker wrote only its log."""
-    assert chief.wait(timeout=240) == 0, chief.output[-3000:]
+    assert _exit_status(chief, 240) == 0, chief.output[-3000:]
     # the worker ends with the chief, though on a loaded machine its exit can lag behind
-    assert worker.wait(timeout=120) == 0, worker.output[-3000:]
+    assert _exit_status(worker, 120) == 0, worker.output[-3000:]
     summary = json.loads((run / "train" / "summary.json").read_text())
     assert summary["replicas"] == 2 and summary["machines"] == 2, summary
     assert summary["global_batch"] == 4 and summary["learning_rate"] == pytest.approx(0.002)  # linear: x2
