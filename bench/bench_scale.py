@@ -260,7 +260,6 @@ def step_dashboard_run(run: RunDir) -> dict:
     classes = int(run.load_config().split.top_n)
     names = tuple(class_names(classes))
     matrix = confusion_matrix(classes, CONFUSION_SAMPLE)
-    rows = tuple(tuple(row) for row in matrix.tolist())
     dash = make_run_dir(dashboard_path(run).parent, dashboard_path(run).name)
     lean = make_run_dir(dashboard_path(run).parent, dashboard_path(run, confusion=False).name)
     started = time.perf_counter()
@@ -268,7 +267,9 @@ def step_dashboard_run(run: RunDir) -> dict:
     with open(dash.events_path, "a", encoding="utf-8") as full, open(lean.events_path, "a", encoding="utf-8") as other:
         for event in run_events(epochs=DASHBOARD_EPOCHS, steps=40):
             if isinstance(event, ev.ConfusionReady):
-                event = dataclasses.replace(event, classes=names, matrix=rows, sample=CONFUSION_SAMPLE)
+                fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "cells"}
+                fields.update(classes=names, sample=CONFUSION_SAMPLE, matrix=())
+                event = ev.ConfusionReady.of(matrix, **fields)  # as ConfusionCallback sends it
             else:
                 other.write(ev.to_json(event) + "\n")
             line = ev.to_json(event)

@@ -44,9 +44,17 @@ def make_dataset(root: Path, counts: dict[tuple[str, str], int], size: tuple[int
 DECODABLE_ODD_IMAGES = ("png", "gif", "webp", "gray", "cmyk", "png16")
 
 
+def odd_rgb() -> np.ndarray:
+    """The 40x60 noise picture :func:`write_odd_images` saves in each format: its channels differ in
+    mean (red ~127, green ~64, blue ~182), so a swapped or dropped channel shows; the 16-bit PNG is
+    its red channel x 257."""
+    noise = np.random.default_rng(0).uniform(0, 1, (40, 60, 3))
+    return (noise * [255, 128, 146] + [0, 0, 109]).astype("uint8")
+
+
 def write_odd_images(folder: Path) -> dict[str, Path]:
     """Images in awkward formats, all named ``.jpg``: the decodable ones, a TIFF and a 10k x 10k JPEG."""
-    rgb = np.random.default_rng(0).uniform(0, 255, (40, 60, 3)).astype("uint8")
+    rgb = odd_rgb()
     cases = {
         "png": (Image.fromarray(rgb), "PNG"), "gif": (Image.fromarray(rgb).convert("P"), "GIF"),
         "webp": (Image.fromarray(rgb), "WEBP"), "gray": (Image.fromarray(rgb).convert("L"), "JPEG"),

