@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -136,10 +137,14 @@ def image_widget(no_color: bool) -> Widget:
     """An empty ``textual-image`` widget: the best protocol the terminal spoke, grey shading without
     colour; a note in its place when the package cannot be loaded."""
     try:
-        from textual_image.widget import Image, UnicodeImage
+        from textual_image.widget import HalfcellImage, Image, UnicodeImage
     except Exception as exc:  # missing, or its terminal query failed: the rest of the tab still works
         return Static(Text(f"no pictures: textual-image unavailable ({type(exc).__name__})", style="dim"))
-    return UnicodeImage() if no_color else Image()
+    if no_color:
+        return UnicodeImage()
+    # With no terminal to ask (a screenshot, a test's pilot) textual-image falls back to grey shading;
+    # coloured half blocks are what a colour terminal without a graphics protocol shows
+    return Image() if sys.__stdout__ is not None and sys.__stdout__.isatty() else HalfcellImage()
 
 
 class PictureCard(Vertical):
