@@ -434,3 +434,59 @@ def test_near_duplicate_pairs_equal_a_brute_force_search():
                     if bin(int(hashes[i]) ^ int(hashes[j])).count("1") <= distance}
         assert found == expected, distance
         assert distance == 0 or len(expected) >= 40
+
+
+# --- how whole groups are placed (dataset._assign_groups), pinned case by case -------------------
+
+
+def _placed(sizes: list[int], n_val: int, n_test: int, seed: int = 0) -> list[str]:
+    import numpy as np
+
+    return dataset._assign_groups(np.array(sizes), n_val, n_test, np.random.default_rng(seed)).tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_groups_too_big_for_val_and_test_stay_in_train_and_the_smallest_are_lent_out(seed):
+    # no group of 10-12 brings a split of 1 closer to its target: all go to train, then the empty val
+    # and test (in split order) each take the smallest group of the fullest split, train
+    assert _placed([12, 10, 11], 1, 1, seed) == ["train", "val", "test"]
+
+
+def test_an_empty_split_borrows_from_the_fullest_split_first_in_split_order_on_a_tie():
+    # test takes two groups of 2 (its target 4), val none (a group of 2 is no closer to 1 than 0 is):
+    # train and test hold two groups each, and train, first in split order, lends one; the seed's
+    # order among equal sizes decides which groups test took (here 0 and 2)
+    assert _placed([2, 2, 2, 2], 1, 4, seed=0) == ["test", "val", "test", "train"]
+
+
+def test_a_group_joins_val_or_test_only_when_it_brings_the_count_closer():
+    # 3 images for a test target of 2 is closer than 0 (|3-2| < |0-2|): the big group goes to test,
+    # and the singles fill val exactly
+    placed = _placed([3, 1, 1, 1, 1, 1, 1], 2, 2)
+    assert placed[0] == "test" and placed.count("val") == 2 and placed.count("test") == 1
+    # 4 images is no closer than 0 (|4-2| == |0-2|): the group stays in train and singles make both exact
+    placed = _placed([4, 1, 1, 1, 1, 1, 1], 2, 2)
+    assert placed[0] == "train" and placed.count("val") == 2 and placed.count("test") == 2
+
+
+def test_big_groups_are_placed_before_singles_so_singles_make_the_counts_exact():
+    # were the singles placed first they would fill test, and the group of 3 would overshoot val
+    placed = _placed([1, 1, 1, 1, 3, 1, 1, 1], 3, 2)
+    sizes = [1, 1, 1, 1, 3, 1, 1, 1]
+    count = {name: sum(s for s, p in zip(sizes, placed, strict=True) if p == name) for name in ("val", "test")}
+    assert placed[4] == "val" and count == {"val": 3, "test": 2}
+
+
+@pytest.mark.parametrize(
+    "n, fractions, expected",
+    [
+        (3, (0.9, 0.05, 0.05), {"train": 1, "val": 1, "test": 1}),  # round(0.15) = 0: at least one each
+        (4, (0.1, 0.5, 0.4), {"train": 2, "val": 1, "test": 1}),  # 2 + 2 would leave train empty: 1 + 1
+        (5, (0.2, 0.4, 0.4), {"train": 1, "val": 2, "test": 2}),  # 2 + 2 leaves one for train: kept
+        (6, (0.2, 0.4, 0.4), {"train": 2, "val": 2, "test": 2}),
+    ],
+)
+def test_small_classes_keep_one_image_in_each_split(n, fractions, expected):
+    train, val, test = fractions
+    splits = dataset.stratified_split(_frame({"a": n}), ["a"], SplitConfig(train=train, val=val, test=test))
+    assert splits["split"].value_counts().to_dict() == expected
