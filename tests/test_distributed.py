@@ -319,3 +319,28 @@ def test_a_whole_run_runner_is_refused_while_shards_hold_the_run(tmp_path):
     with run.lock(), pytest.raises(RunError, match="not one of a --shard"):
         with run.lock(shared=True):
             pass
+
+
+# Three training processes; the README promises it, the default suite has the two-machine resume.
+@pytest.mark.extra
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_after_a_lost_worker_the_chief_can_go_on_alone(tmp_path):
+    """Resume on fewer machines: TF_CONFIG unset, the chief continues after the last finished epoch
+    with one machine's batch and learning rate."""
+    run = _split_run(tmp_path).path
+    chief, worker = _machines(run, free_ports(2))
+    wait_for(lambda: _completed(run) >= 1, chief, what="epoch 1's checkpoint on the chief")
+    worker.signal(signal.SIGKILL)
+    assert _exit_status(chief, 60) == 1, chief.output[-3000:]
+    worker.wait()
+    completed = _completed(run)
+    first_attempt = len(_events(run))
+
+    alone = Runner(["--resume", str(run), "--stage", "train"], run.parent)
+    assert _exit_status(alone, 240) == 0, alone.output[-3000:]
+    summary = json.loads((run / "train" / "summary.json").read_text())
+    assert summary["machines"] == 1 and summary["global_batch"] == 2, summary
+    assert summary["learning_rate"] == pytest.approx(0.001) and summary["epochs_run"] == EPOCHS
+    resumed = [e.epoch for e in _events(run)[first_attempt:] if e.kind == "epoch_started"]
+    assert resumed == list(range(completed + 1, EPOCHS + 1))
