@@ -195,9 +195,6 @@ def _check_trained_together(run: Path, chief: Runner, worker: Runner, first_even
     assert (run / ".lock").read_text().strip() == str(chief.proc.pid)
 
 
-# The resume half of the killed-worker test below checks the same on its second attempt; this one,
-# a single attempt, is kept for a quick look at multi-worker training alone (pytest -m extra).
-@pytest.mark.extra
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_train_together_and_only_the_chief_writes_the_run(tmp_path):
@@ -207,6 +204,9 @@ def test_two_workers_train_together_and_only_the_chief_writes_the_run(tmp_path):
     assert [e.kind for e in _events(run)].count("stage_started") == 1
 
 
+# Four training processes, two at a time: 60 s on 2 idle cores, three minutes beside the rest of the
+# suite, so it runs with the extra tests (pytest -m extra); the test above trains two workers together.
+@pytest.mark.extra
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_worker_fails_the_stage_in_bounded_time_and_resume_on_both_finishes(tmp_path):

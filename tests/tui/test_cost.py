@@ -147,11 +147,14 @@ def test_a_dashboard_with_nothing_changing_sends_nothing(tmp_path) -> None:
         while b"Training" not in received and time.monotonic() < deadline:
             read_for(0.2)
         os.write(master, b"2")
+        deadline = time.monotonic() + 60
+        while b"patience" not in received and time.monotonic() < deadline:
+            read_for(0.2)  # the training tab drawn (slowly on a busy machine)
+        assert b"patience" in received
         deadline = time.monotonic() + 30
         while read_for(1.5) > 100 and time.monotonic() < deadline:
-            pass  # the tab drawn and the replay settled (slowly on a busy machine)
+            pass  # the replay settled
         quiet = read_for(4.0)
-        assert b"patience" in received
         assert quiet < 100, quiet  # four ticks of the clock: nothing to redraw on a finished run
     finally:
         process.terminate()
