@@ -44,6 +44,19 @@ def make_dataset(root: Path, counts: dict[tuple[str, str], int], size: tuple[int
 DECODABLE_ODD_IMAGES = ("png", "gif", "webp", "gray", "cmyk", "png16")
 
 
+def demo_subset(folder: Path, makes: tuple[str, ...] = ("Audi_A4", "BMW_X5", "Volvo_V90"), per_make: int = 16) -> Path:
+    """``folder`` made and filled with the first ``per_make`` demo photos of each of ``makes`` (real
+    car pictures, few enough for a tiny real training)."""
+    from carclf_core import demo
+
+    source = demo.ensure_demo_data()
+    folder.mkdir(parents=True)
+    for make in makes:
+        for path in sorted(source.glob(f"{make}_*.jpg"))[:per_make]:
+            (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
 def odd_rgb() -> np.ndarray:
     """The 40x60 noise picture :func:`write_odd_images` saves in each format: its channels differ in
     mean (red ~127, green ~64, blue ~182), so a swapped or dropped channel shows; the 16-bit PNG is

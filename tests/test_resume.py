@@ -21,7 +21,7 @@ from carclf_core.provenance import LINEAGES
 from carclf_core.registry import STAGE_NAMES, pending_stages, stale_stages
 from carclf_core.runs import MARKER_FILE, create_run, latest_run, open_run, remove_stale_temp_files
 
-from .conftest import make_dataset
+from .conftest import demo_subset, make_dataset
 from .test_cli import carclf
 
 CLASSES = {("Audi", "A4"): 12, ("BMW", "X5"): 10, ("Kia", "Rio"): 8}
@@ -173,22 +173,17 @@ def test_latest_run_by_name_is_how_demo_finds_its_own_run(tmp_path):
     assert latest_run(root, name="demo") is None
 
 
-@pytest.mark.extra  # 110 s: a whole demo run, then a resume, over the default suite's 10-minute budget on 2 cores; pytest -m extra
+# 110 s: a whole demo run, then a resume: over the default suite's 10-minute budget on 2 cores (pytest -m extra)
+@pytest.mark.extra
 @pytest.mark.slow
 def test_saved_threshold_makes_later_stages_stale_and_resume_reruns_them_training_fresh(tmp_path):
     """The whole story with the real prefilter model and a tiny real training: run all, save a new
     threshold, see split/train/evaluate go stale, --resume brings the run up to date (train starts
     fresh, the old train folder kept), then --resume has nothing left to do, and every stage can be
     run again on the finished run."""
-    from carclf_core import demo
     from carclf_core.prefilter.scores import load_scores, reapply
 
-    source = demo.ensure_demo_data()
-    data = tmp_path / "data"
-    data.mkdir()
-    for make in ("Audi_A4", "BMW_X5", "Volvo_V90"):
-        for path in sorted(source.glob(f"{make}_*.jpg"))[:16]:
-            (data / path.name).write_bytes(path.read_bytes())
+    data = demo_subset(tmp_path / "data")
     tiny = ["--set", f"data.dir={data}", "--set", "split.min_per_class=5", "--set", "input.height=48",
             "--set", "input.width=72", "--set", "input.batch_size=16", "--set", "train.epochs=1",
             "--set", "train.patience=1", "--set", "train.confusion_sample=12", "--set",

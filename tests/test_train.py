@@ -200,7 +200,8 @@ def test_exported_model_gives_the_same_predictions(trained):
                                atol=1e-5)
 
 
-@pytest.mark.extra  # 53 s of training on two logical CPUs, over the default suite's 10-minute budget on 2 cores; pytest -m extra
+# 53 s of training on two logical CPUs: over the default suite's 10-minute budget on 2 cores (pytest -m extra)
+@pytest.mark.extra
 def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
     """train.distribute=mirrored on two logical CPU devices, in a fresh process (the logical device
     split must happen before TensorFlow initialises)."""

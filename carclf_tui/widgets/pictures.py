@@ -182,11 +182,14 @@ class PictureCard(Vertical):
         """The thumbnail shown (None until it is decoded)."""
         self.note = ""
         """Why there is no picture (a file that cannot be read), shown in its place."""
+        self._box: Container | None = None
+        """The box the picture is drawn in, once composed."""
 
     def compose(self) -> ComposeResult:
         with Container(classes="picture-box") as box:
             box.styles.height = self.image_rows
             yield image_widget(self.app.no_color)
+        self._box = box
         yield Static(classes="picture-caption")
 
     def show(self, picture: Picture) -> None:
@@ -205,10 +208,9 @@ class PictureCard(Vertical):
         self._draw_picture()  # a thumbnail that arrived before the card's children were mounted
 
     def _draw_picture(self) -> None:
-        boxes = self.query(".picture-box")
-        if not boxes or not boxes.first().children:
+        box = self._box
+        if box is None or not box.children:
             return  # not composed yet: on_mount draws what is set by then
-        box = boxes.first(Container)
         box.children[0].image = self.image
         box.query(".picture-note").remove()
         if self.note:

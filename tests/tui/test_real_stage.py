@@ -15,6 +15,7 @@ from carclf_tui.app import CarclfApp
 from carclf_tui.sample_run import make_run_dir
 from carclf_tui.widgets.stages import StagesTable
 
+from ..conftest import demo_subset
 from .conftest import wait_until
 
 TAIL = "2019_37_17_188_20_4_72_56_187_27_AWD_5_4_4dr"
@@ -65,7 +66,6 @@ async def test_training_from_the_dashboard_stops_mid_epoch_resumes_and_is_left_r
     import os
     import signal
 
-    from carclf_core import demo
     from carclf_core.eventlog import read_events
     from carclf_core.pipeline import StageContext
     from carclf_core.registry import run_stage
@@ -75,12 +75,7 @@ async def test_training_from_the_dashboard_stops_mid_epoch_resumes_and_is_left_r
 
     from .test_app import show_tab
 
-    source = demo.ensure_demo_data()
-    data = tmp_path / "data"
-    data.mkdir()
-    for make in ("Audi_A4", "BMW_X5", "Volvo_V90"):
-        for path in sorted(source.glob(f"{make}_*.jpg"))[:16]:
-            (data / path.name).write_bytes(path.read_bytes())
+    data = demo_subset(tmp_path / "data")
     config = config_mod.load(None, [
         f"data.dir={data}", f"run.root={tmp_path / 'runs'}", "prefilter.mode=off", "split.min_per_class=5",
         "input.height=48", "input.width=72", "input.batch_size=4", "train.backbone=mobilenetv3small",
