@@ -2,7 +2,9 @@
 ``I/N``, and where a training worker logs instead of the run's event log.
 
 Pure Python, no TensorFlow: the CLI reads the role of its process (chief or worker) before it decides
-whether to take the run's lock, and the dashboard never imports TensorFlow.
+whether to take the run's lock, and the dashboard never imports TensorFlow. The one exception is
+:func:`slurm_tf_config`, which asks TensorFlow's own ``SlurmClusterResolver`` (importing TensorFlow)
+and is called only by a headless runner that SLURM started as one of several tasks.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -122,6 +125,36 @@ class Shard:
             raise ValueError(f"expected 1 <= I <= N in I/N (shares count from 1), got {text!r}")
         return cls(index, count)
 
+    @classmethod
+    def from_slurm(cls, environ: Mapping[str, str] | None = None) -> Shard:
+        """``--shard auto``: this process's share from SLURM, a task of an array job
+        (``SLURM_ARRAY_TASK_ID`` among ``SLURM_ARRAY_TASK_COUNT``, from ``..._MIN`` by ``..._STEP``),
+        or else one of several tasks of a job step (``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``).
+
+        Raises:
+            ValueError: not started by SLURM as one of several, with words for the command line.
+        """
+        env = os.environ if environ is None else environ
+        try:
+            if "SLURM_ARRAY_TASK_ID" in env:
+                task, first = int(env["SLURM_ARRAY_TASK_ID"]), int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+                step, count = int(env.get("SLURM_ARRAY_TASK_STEP", "1")), int(env["SLURM_ARRAY_TASK_COUNT"])
+                if step < 1 or (task - first) % step:
+                    raise ValueError(f"array task {task} is not on the array's range {first}:{step}")
+                index = (task - first) // step + 1
+            elif "SLURM_PROCID" in env:
+                index, count = int(env["SLURM_PROCID"]) + 1, int(env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"])
+            else:
+                raise ValueError(
+                    "--shard auto reads SLURM's environment (an array job's SLURM_ARRAY_TASK_ID, "
+                    "or SLURM_PROCID): none here; give the share as I/N"
+                )
+        except KeyError as exc:
+            raise ValueError(f"--shard auto: SLURM's environment lacks {exc.args[0]}") from exc
+        if not 1 <= index <= count:
+            raise ValueError(f"--shard auto: SLURM's environment makes this share {index} of {count}")
+        return cls(index, count)
+
     def owns(self, chunk: int) -> bool:
         """Whether this shard scores chunk number ``chunk`` (0-based)."""
         return chunk % self.count == self.index - 1
@@ -138,3 +171,50 @@ def worker_log_path(run_path: Path, rank: int) -> Path:
 
 WORKER_LOG_LEAVES_OUT = frozenset({"batch_ended", "confusion"})
 """Events a worker's log leaves out: a few a second, or a whole matrix; the chief's event log has them."""
+
+
+SLURM_PORT_BASE = "CARCLF_SLURM_PORT_BASE"
+"""The environment variable naming the first port a SLURM-started training listens on (default 8888,
+TensorFlow's; a node's tasks take the following ones)."""
+
+
+def slurm_tf_config() -> str | None:
+    """The ``TF_CONFIG`` of a training that SLURM started as several tasks of one job step
+    (``srun``, or ``sbatch --ntasks``), as TensorFlow's ``SlurmClusterResolver`` reads SLURM's
+    environment: the machines from ``SLURM_STEP_NODELIST`` and ``SLURM_STEP_TASKS_PER_NODE``, this
+    task from ``SLURM_PROCID``, ports from ``CARCLF_SLURM_PORT_BASE`` (8888) up on each node.
+
+    None when ``TF_CONFIG`` is set (it wins) or SLURM did not start this process as one of several.
+    Imports TensorFlow: headless runners only.
+
+    Raises:
+        ConfigError: (key ``SLURM_STEP_NODELIST``) SLURM's environment is incomplete or inconsistent.
+    """
+    env = os.environ
+    try:
+        tasks = int(env.get("SLURM_STEP_NUM_TASKS") or "1")
+        port_base = int(env.get(SLURM_PORT_BASE) or "8888")
+    except ValueError as exc:
+        raise ConfigError("SLURM_STEP_NUM_TASKS", f"not a number ({exc})") from exc
+    if env.get(TF_CONFIG, "").strip() or tasks < 2:
+        return None
+    from .quiet import import_tensorflow
+
+    tf, _ = import_tensorflow()  # the runner logs TensorFlow's start-up lines when it asks again
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    options: dict = {"port_base": port_base}
+    if (not visible.strip()) if visible is not None else shutil.which("nvidia-smi") is None:
+        # no GPU: the resolver shares a node's GPUs among its tasks (and asks nvidia-smi how many);
+        # here each task gets a GPU number that is never used, and CUDA_VISIBLE_DEVICES stays empty
+        options.update(gpus_per_node=tasks, gpus_per_task=1, auto_set_gpu=False)
+    try:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(**options)
+        spec = resolver.cluster_spec().as_dict()
+        task_type, task_id = resolver.get_task_info()
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        raise ConfigError(
+            "SLURM_STEP_NODELIST",
+            f"SLURM's environment does not describe the training's machines ({exc})",
+            "start each task with `srun` (see the README's sbatch script)",
+        ) from exc
+    return json.dumps({"cluster": spec, "task": {"type": task_type, "index": task_id}})

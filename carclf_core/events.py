@@ -149,7 +149,7 @@ class ConfigChanged(Event):
 class LogLine(Event):
     kind: ClassVar[str] = "log"
     level: str
-    """`info`, `warning` or `error`."""
+    """`debug` (kept in the log, shown only among the dashboard's "all lines"), `info`, `warning` or `error`."""
     message: str
     stage: str = ""
     file: str = ""
@@ -335,7 +335,7 @@ stage really measures, shown as such. Every other float must be finite and withi
 _NAMES = frozenset({"stage", "monitor", "phase", "split", "source", "level", "status"})
 _INT_RANGES = {"epoch": (0, MAX_EPOCH), "epochs": (0, MAX_EPOCH), "best_epoch": (0, MAX_EPOCH)}
 _CHOICES: dict[tuple[str, str], frozenset[str]] = {
-    ("log", "level"): frozenset({"info", "warning", "error"}),
+    ("log", "level"): frozenset({"debug", "info", "warning", "error"}),
     ("run_finished", "status"): frozenset({"done", "failed", "interrupted"}),
 }
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from .config import Config
 from .errors import RunError
+from .quiet import captured_output, worth_showing
 from .runs import RunDir, atomic_path, write_json_atomic
 
 CONTRACT_FILE = "contract.json"
@@ -227,13 +228,26 @@ def export_tflite(model, path: Path, check_images: np.ndarray | None) -> float:
 
     from .prefilter.classifiers import tflite_interpreter
 
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    # the converter writes a few hundred lines ("Saved artifact at ...", every captured tensor) to
+    # the process's stdout from C++ and Python: kept off the terminal, said only if it fails
+    with captured_output() as chatter:
+        try:
+            data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        except Exception as exc:
+            failure: Exception | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        said = "; ".join(worth_showing(chatter)[-3:])
+        raise RunError(
+            f"evaluate.export_tflite: the TFLite conversion failed ({type(failure).__name__}: "
+            f"{failure}){': ' + said if said else ''}"
+        ) from failure
     worst = 0.0
     with atomic_path(path) as tmp:  # renamed into place only once it has passed the check
         tmp.write_bytes(data)
         if check_images is not None and len(check_images):
             interpreter = tflite_interpreter(tmp)
-            interpreter.allocate_tensors()
             inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
             expected = np.asarray(model.predict(check_images, verbose=0), dtype=np.float32)
             for i, image in enumerate(check_images):

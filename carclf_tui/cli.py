@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carclf_core import config as config_mod
-from carclf_core.cluster import Cluster, Shard, cluster_from_env, multi_worker_wanted
+from carclf_core.cluster import TF_CONFIG, Cluster, Shard, cluster_from_env, multi_worker_wanted, slurm_tf_config
 from carclf_core.display import printable
 from carclf_core.errors import CarclfError, RunError
 from carclf_core.eventlog import JsonlSink
@@ -27,14 +27,31 @@ from carclf_core.registry import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run, latest_run, open_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Stages whose code loads TensorFlow: the runner loads it first, with its start-up lines captured.
+TENSORFLOW_STAGES = frozenset({"prefilter", "train", "evaluate"})
+HELP_EPILOG = """\
+commands on a run (each has its own --help):
+  carclf-tui predict RUN PHOTO|DIR ...  classify photos with RUN's model
+  carclf-tui explain RUN PHOTO          where the model looked, as maps
+
+examples:
+  carclf-tui --demo --run-all           the whole job on the demo data
+  carclf-tui --demo                     the dashboard on the demo data
+  carclf-tui --run-all --set data.dir=/data/cars
+  carclf-tui --resume RUN               bring RUN up to date
+  carclf-tui --attach RUN               the dashboard on RUN
+
+exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 Ctrl-C,\n143 SIGTERM, 129 SIGHUP"""
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carclf-tui",
-        description="Car-model image classification by transfer learning: a terminal dashboard and a "
-                    "headless pipeline (index, prefilter, split, train, evaluate).")
+        description="Car-model image classification by transfer learning: a terminal dashboard\n"
+                    "and a headless pipeline (index, prefilter, split, train, evaluate).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=HELP_EPILOG)
     parser.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one key, e.g. --set train.patience=5 (repeatable)")
@@ -51,13 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plain", action="store_true", help="headless output as plain lines even on a terminal")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
                         help="with --resume RUN --stage prefilter: score share I of N (1-based) into RUN, "
-                             "beside the other shards on other machines; the last to finish writes the decision")
+                             "beside the other shards on other machines; the last to finish writes the decision; "
+                             "auto: the share SLURM gives this task (array job or srun task)")
     return parser
 
 
 def _shard(text: str) -> Shard:
     try:
-        return Shard.parse(text)
+        return Shard.from_slurm() if text.strip() == "auto" else Shard.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -193,6 +211,8 @@ def run_headless(args: argparse.Namespace) -> int:
         _say("--shard I/N shares the prefilter of a run between machines: use it with --resume RUN "
              "--stage prefilter (and no --set: every shard reads the run's config)")
         return EXIT_USAGE
+    if args.shard is None and (slurm := slurm_tf_config()):
+        os.environ[TF_CONFIG] = slurm  # as if the user had written it: the train stage and TensorFlow read it
     cluster = cluster_from_env()
     if cluster is not None and not cluster.chief:
         return _run_worker(args, cluster)
@@ -206,9 +226,12 @@ def run_headless(args: argparse.Namespace) -> int:
             _refuse_changing_running_stage(run, config, changed_config)
         names = args.stage or None
     else:
-        run = create_run(resolve_config(args))
-        config = run.load_config()  # its paths made absolute, as every later resume reads them
         names = args.stage or list(STAGE_NAMES)
+        new_config = resolve_config(args)
+        if "index" in names:
+            _check_data_dir(new_config)  # a mistyped folder is a config error, before any run folder is made
+        run = create_run(new_config)
+        config = run.load_config()  # its paths made absolute, as every later resume reads them
     from .console import ConsoleRenderer
 
     console = ConsoleRenderer(interactive=False if args.plain else None)
@@ -228,10 +251,8 @@ def run_headless(args: argparse.Namespace) -> int:
             if changed_config is not None:
                 changes = run.update_config(changed_config, source="--set on resume")
                 config = changed_config
-                if changes:
+                if changes:  # the console prints the event: once
                     emit(ConfigChanged(changes=changes, source="--set on resume"))
-                    _say(f"{run.name}: config changed: "
-                         + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changes.items()))
             ctx = StageContext(config=config, run=run, emit=emit, shard=args.shard)
             skip_fresh = names is None
             names = names if names is not None else pending_stages(run, config)
@@ -241,6 +262,8 @@ def run_headless(args: argparse.Namespace) -> int:
                     status = "done"
                 else:
                     with _SignalStop(ctx, functools.partial(_record_abort, run, jsonl, ctx)) as stop:
+                        if TENSORFLOW_STAGES.intersection(names):
+                            load_tensorflow_quietly(emit)
                         joined = _start_multi_worker(config, cluster, names, emit)
                         status = run_all(ctx, names, skip_fresh=skip_fresh) if joined else "failed"
             finally:
@@ -253,6 +276,29 @@ def run_headless(args: argparse.Namespace) -> int:
         return SIGNAL_EXIT.get(stop.signum or signal.SIGINT, 130)
     # running: this shard did its share, another finishes the stage
     return EXIT_OK if status in ("done", "running") else EXIT_FAILED
+
+
+def _check_data_dir(config: config_mod.Config) -> None:
+    folder = Path(config.data.dir).expanduser()
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "no such folder"
+        raise config_mod.ConfigError("data.dir", f"{folder}: {what}",
+                                     "give the folder of photos: --set data.dir=/path/to/photos (or --demo)")
+
+
+def load_tensorflow_quietly(emit) -> None:
+    """Load TensorFlow with its C++ start-up lines kept off the terminal: they go to the run's event
+    log as ``debug`` lines; what reports a problem is shown once, as a warning."""
+    from carclf_core.quiet import import_tensorflow, worth_showing
+
+    try:
+        _, lines = import_tensorflow()
+    except ImportError:
+        return  # the stage itself says TensorFlow is missing, and which extra installs it
+    for line in lines:
+        emit(LogLine(level="debug", message=f"TensorFlow start-up: {line}"))
+    for line in worth_showing(lines):
+        emit(LogLine(level="warning", message=f"TensorFlow said at start-up: {line}"))
 
 
 def _start_multi_worker(config: config_mod.Config, cluster: Cluster | None, names: Sequence[str], emit) -> bool:
@@ -305,6 +351,7 @@ def _run_worker(args: argparse.Namespace, cluster: Cluster) -> int:
     ctx = StageContext(config=config, run=run, emit=emit)
     try:
         with _SignalStop(ctx, record_abort) as stop:
+            load_tensorflow_quietly(emit)
             status = run_stage(ctx, "train", owner=False)
     finally:
         log.close()

@@ -199,6 +199,8 @@ class ConsoleRenderer:
             self._line("  " + line)
 
     def _log(self, event: LogLine) -> None:
+        if event.level == "debug":  # for the log file (events.jsonl) and the dashboard's log tab only
+            return
         if event.level == "info":
             self._line(f"  {event.message}")
             return

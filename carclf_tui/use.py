@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from carclf_core.display import printable
 from carclf_core.errors import CarclfError
 from carclf_core.predict import Prediction
 from carclf_core.runs import open_run
@@ -53,6 +54,7 @@ def main(argv: Sequence[str]) -> int:
     args = _parser(command).parse_args(rest)
     try:
         run = open_run(args.run, root=args.runs)
+        _load_tensorflow_quietly(command)
         from carclf_core.export import load_exported  # Keras
 
         model, contract = load_exported(run)
@@ -60,6 +62,18 @@ def main(argv: Sequence[str]) -> int:
     except CarclfError as exc:
         print(f"carclf-tui {command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _load_tensorflow_quietly(command: str) -> None:
+    """TensorFlow's start-up notices stay off the terminal; what reports a problem is shown once."""
+    from carclf_core.quiet import import_tensorflow, worth_showing
+
+    try:
+        _, lines = import_tensorflow()
+    except ImportError:
+        return  # load_exported says which extra installs TensorFlow
+    for line in worth_showing(lines):
+        print(printable(f"carclf-tui {command}: TensorFlow said at start-up: {line}"), file=sys.stderr)
 
 
 def _predict(args, run, model, contract) -> int:

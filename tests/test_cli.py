@@ -12,9 +12,16 @@ import pytest
 from .conftest import make_dataset
 
 
-def carclf(*args, cwd, timeout=600, env=None):
+def carclf(*args, cwd, timeout=600, env=None, unset=()):
+    environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run([sys.executable, "-m", "carclf_tui.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+                          text=True, timeout=timeout, env=environ)
+
+
+# What TensorFlow prints on every start (absl's preamble, oneDNN, CPU features, XNNPACK) and the TFLite
+# converter's "Saved artifact ... Captures" lines: none of it may reach the user's terminal.
+TENSORFLOW_CHATTER = ("I0000", "absl::InitializeLog", "oneDNN", "cpu_feature_guard", "XNNPACK", "Saved artifact",
+                      "Captures:")
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path):
@@ -24,12 +31,26 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
     assert not (tmp_path / "runs").exists(), "a bad config must not leave a run behind"
 
 
-def test_missing_data_folder_fails_the_index_stage(tmp_path):
-    result = carclf("--stage", "index", "--set", f"data.dir={tmp_path / 'nope'}", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "data.dir: folder" in result.stdout and "does not exist" in result.stdout
-    (run,) = (tmp_path / "runs").iterdir()
-    assert json.loads((run / "state.json").read_text())["stages"]["index"]["status"] == "failed"
+def test_a_missing_data_folder_is_a_config_error_and_makes_no_run(tmp_path):
+    for args in (["--stage", "index"], ["--run-all"]):
+        result = carclf(*args, "--set", f"data.dir={tmp_path / 'nope'}", cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"config error: data.dir: {tmp_path / 'nope'}: no such folder" in result.stderr
+        assert not (tmp_path / "runs").exists(), "a mistyped data.dir must not leave a failed run behind"
+    (tmp_path / "a-file").write_text("")
+    result = carclf("--run-all", "--set", f"data.dir={tmp_path / 'a-file'}", cwd=tmp_path)
+    assert result.returncode == 2 and "is not a folder" in result.stderr
+
+
+def test_help_names_every_command_and_fits_80_columns(tmp_path):
+    result = carclf("--help", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert result.returncode == 0
+    for command in ("predict RUN", "explain RUN", "--run-all", "--resume", "--attach", "--shard"):
+        assert command in result.stdout, command
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for command in ("predict", "explain"):
+        sub = carclf(command, "--help", cwd=tmp_path)
+        assert sub.returncode == 0 and f"usage: carclf-tui {command}" in sub.stdout
 
 
 def test_index_and_split_headless_then_resume_is_a_no_op(tmp_path):
@@ -75,10 +96,18 @@ def test_the_readme_demo_reaches_its_promised_accuracy(tmp_path):
 def test_demo_run_all_end_to_end(tmp_path):
     """The README's first command, through the real CLI: every stage on the demo data."""
     env = {"CARCLF_CACHE": str(tmp_path / "cache")}
-    # fewer epochs than the demo's own 12 keep the suite short; everything else is the README's command
-    result = carclf("--demo", "--run-all", "--set", "train.epochs=3", cwd=tmp_path, env=env, timeout=900)
+    # fewer epochs than the demo's own 12 keep the suite short; the TFLite export is on to show that its
+    # converter's lines stay off the terminal too; TensorFlow's own log level is left as a user's is
+    result = carclf("--demo", "--run-all", "--set", "train.epochs=3", "--set", "evaluate.export_tflite=true",
+                    cwd=tmp_path, env=env, timeout=900, unset=("TF_CPP_MIN_LOG_LEVEL",))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for chatter in TENSORFLOW_CHATTER:
+        assert chatter not in result.stdout + result.stderr, chatter
     (run,) = (tmp_path / "runs").iterdir()
+    debug = [e["message"] for e in map(json.loads, (run / "events.jsonl").read_text().splitlines())
+             if e["kind"] == "log" and e["level"] == "debug"]
+    assert any("oneDNN" in line for line in debug), "TensorFlow's start-up lines belong in the run's log"
+    assert (run / "evaluate" / "export" / "model.tflite").is_file()
     state = json.loads((run / "state.json").read_text())["stages"]
     assert all(s["status"] == "done" for s in state.values()), state
     index = pd.read_csv(run / "index" / "index.csv", keep_default_na=False)

@@ -9,6 +9,7 @@ TensorFlow's start-up, so the scenarios share their runs.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -89,6 +90,56 @@ def test_workers_reports_reach_the_run_state_and_the_training_tab():
     assert long.plain == "2 machines: 412, NaN img/s" and short.plain == "2 machines"
     assert rs.apply(state, StageStarted(stage="train")).workers is None  # a new attempt says it again
     assert workers_items(rs.new_state()) == []
+
+
+# --- SLURM: the cluster and the shards from SLURM's environment ---------------------------------
+
+SLURM_STEP = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "gpu[1-2]", "SLURM_STEP_TASKS_PER_NODE": "1(x2)"}
+
+
+@pytest.mark.parametrize("procid", [0, 1])
+def test_slurm_step_tasks_become_tf_config_through_tensorflows_resolver(monkeypatch, procid):
+    from carclf_core.cluster import slurm_tf_config
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for key, value in {**SLURM_STEP, "SLURM_PROCID": str(procid), "CARCLF_SLURM_PORT_BASE": "23456",
+                       "CUDA_VISIBLE_DEVICES": ""}.items():
+        monkeypatch.setenv(key, value)
+    text = slurm_tf_config()
+    assert json.loads(text) == {"cluster": {"worker": ["gpu1:23456", "gpu2:23456"]},
+                                "task": {"type": "worker", "index": procid}}
+    assert cluster_from_env({"TF_CONFIG": text}) == Cluster(workers=("gpu1:23456", "gpu2:23456"), rank=procid)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""  # no GPU: the resolver did not hand one out
+    monkeypatch.setenv("TF_CONFIG", tf_config([1, 2], 0))
+    assert slurm_tf_config() is None  # TF_CONFIG, written by the user, wins
+    monkeypatch.delenv("TF_CONFIG")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert slurm_tf_config() is None  # one task: no cluster
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "3(x2)")  # 6 tasks on the nodes, 2 in the step
+    with pytest.raises(ConfigError, match="SLURM_STEP_NODELIST"):
+        slurm_tf_config()
+
+
+@pytest.mark.parametrize("env, share", [
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}, "3/4"),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "2"}, "1/2"),
+    ({"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_STEP": "2",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, "3/3"),
+    ({"SLURM_PROCID": "1", "SLURM_STEP_NUM_TASKS": "3"}, "2/3"),
+])
+def test_shard_auto_takes_the_share_slurm_gives(env, share):
+    assert str(Shard.from_slurm(env)) == share
+
+
+@pytest.mark.parametrize("env, words", [
+    ({}, "none here"),
+    ({"SLURM_ARRAY_TASK_ID": "1"}, "SLURM_ARRAY_TASK_COUNT"),
+    ({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "4"}, "share 10 of 4"),
+])
+def test_shard_auto_outside_slurm_is_refused_in_words(env, words):
+    with pytest.raises(ValueError, match=words):
+        Shard.from_slurm(env)
 
 
 # --- training on two worker processes -----------------------------------------------------------
@@ -195,11 +246,35 @@ def _check_trained_together(run: Path, chief: Runner, worker: Runner, first_even
     assert (run / ".lock").read_text().strip() == str(chief.proc.pid)
 
 
+def consecutive_free_ports(n: int) -> list[int]:
+    """``n`` free ports one after the other (as SLURM's resolver gives a node's tasks)."""
+    for _ in range(50):
+        first = free_ports(1)[0]
+        sockets = [socket.socket() for _ in range(n)]
+        try:
+            for k, s in enumerate(sockets):
+                s.bind(("localhost", first + k))
+            return [first + k for k in range(n)]
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_workers_train_together_and_only_the_chief_writes_the_run(tmp_path):
+    """The chief is told the cluster by TF_CONFIG; worker 1 by SLURM's environment, as ``srun -n 2``
+    sets it on one node (TensorFlow's SlurmClusterResolver turns it into TF_CONFIG): both must find
+    the same two machines, or they would never meet."""
     run = _split_run(tmp_path).path
-    chief, worker = _machines(run, free_ports(2))
+    ports = consecutive_free_ports(2)
+    chief = Runner(["--resume", str(run), "--stage", "train"], run.parent, env={"TF_CONFIG": tf_config(ports, 0)})
+    slurm = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost", "SLURM_STEP_TASKS_PER_NODE": "2",
+             "SLURM_PROCID": "1", "CARCLF_SLURM_PORT_BASE": str(ports[0]), "CUDA_VISIBLE_DEVICES": ""}
+    worker = Runner(["--resume", str(run), "--stage", "train"], run.parent, env=slurm)
     _check_trained_together(run, chief, worker, first_event=0, first_epoch=1)
     assert [e.kind for e in _events(run)].count("stage_started") == 1
 

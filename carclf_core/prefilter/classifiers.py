@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import PrefilterConfig
 from ..errors import ModelError
+from ..quiet import captured_output
 from .rule import NUM_CLASSES
 
 KERAS_RESNET_WEIGHTS = "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5"
@@ -146,10 +147,12 @@ def tflite_interpreter(path: Path, threads: int | None = None):
 
 
 def _interpreter(path: Path, threads: int):
-    """A TFLite interpreter: LiteRT's (``ai_edge_litert``) when installed, else ``tf.lite``'s.
+    """A TFLite interpreter, its tensors allocated: LiteRT's (``ai_edge_litert``) when installed, else
+    ``tf.lite``'s.
 
     TF 2.21 still ships ``tf.lite.Interpreter`` but warns on every construction that it moves to
-    LiteRT; the warning is silenced because the fallback is deliberate.
+    LiteRT; the warning is silenced because the fallback is deliberate. The first allocation prints
+    "Created TensorFlow Lite XNNPACK delegate" from C++: captured, not the user's business.
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -160,8 +163,12 @@ def _interpreter(path: Path, threads: int):
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-            return tf.lite.Interpreter(model_path=str(path), num_threads=threads)
-    return Interpreter(model_path=str(path), num_threads=threads)
+            interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+    else:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    with captured_output((2,)):
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 class TfliteClassifier:
@@ -187,7 +194,6 @@ class TfliteClassifier:
             self.interpreter = self._make()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"prefilter.model: {self.path} is not a readable TFLite model ({exc})") from exc
-        self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         shape = self._input["shape"]
@@ -221,7 +227,6 @@ class TfliteClassifier:
         except (RuntimeError, ValueError):
             # the graph has a fixed batch; a failed resize leaves the interpreter unusable
             self.interpreter = self._make()
-            self.interpreter.allocate_tensors()
             self.batch = 1
             self._fixed = True
         self._input = self.interpreter.get_input_details()[0]

@@ -12,8 +12,8 @@ from carclf_core import runstate as rs
 
 from .fmt import safe
 
-LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": ""}
-FILTERS = {"all": ("info", "warning", "error"), "warnings": ("warning", "error"), "errors": ("error",)}
+LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "", "debug": "dim"}
+FILTERS = {"all": ("debug", "info", "warning", "error"), "warnings": ("warning", "error"), "errors": ("error",)}
 """Which levels each filter shows, in the order ``f`` steps through them."""
 FILTER_WORDS = {"all": "all lines", "warnings": "warnings and errors", "errors": "errors only"}
 
