@@ -42,6 +42,17 @@ def test_a_missing_data_folder_is_a_config_error_and_makes_no_run(tmp_path):
     assert result.returncode == 2 and "is not a folder" in result.stderr
 
 
+def test_a_config_change_on_resume_is_said_once(tmp_path):
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 6, ("BMW", "X5"): 6})
+    first = carclf("--stage", "index", "--set", f"data.dir={data}", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    again = carclf("--resume", str(run), "--stage", "index", "--set", "split.seed=7", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    said = (again.stdout + again.stderr).count("split.seed 42 -> 7")
+    assert said == 1, again.stdout + again.stderr
+
+
 def test_help_names_every_command_and_fits_80_columns(tmp_path):
     result = carclf("--help", cwd=tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 0
