@@ -110,8 +110,8 @@ def test_one_image_per_class_gets_advice_the_config_accepts(tmp_path):
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 1, ("BMW", "X5"): 1, ("Kia", "Rio"): 1})
     status, run, events = _run(tmp_path, data)
     error = _failure(events).error
-    assert error == ("split: 0 class(es) left after filtering (need at least 2); add images: each class needs "
-                     "at least 3 distinct photos (one each for train, val and test), and 0 class(es) have that many")
+    assert error == ("split: 0 classes left after filtering (need at least 2); add images: each class needs "
+                     "at least 3 distinct photos (one each for train, val and test), and 0 classes have that many")
     assert "lower" not in error
 
 
@@ -133,7 +133,7 @@ def test_copies_do_not_count_towards_min_per_class(tmp_path):
     status, run, events = _run(tmp_path, data, "split.min_per_class=3")
     assert status == "done"
     dropped = [w.message for w in _warnings(events) if "dropped" in w.message]
-    assert dropped == ["class 'Audi_A4' dropped: 2 distinct photos (8 images) < split.min_per_class 3"]
+    assert dropped == ["class 'Audi_A4' dropped: 2 photos (8 files) < split.min_per_class 3"]
 
 
 def test_a_relative_data_dir_is_the_same_data_from_another_directory(tmp_path, monkeypatch):
@@ -173,3 +173,19 @@ def test_a_name_that_is_not_utf8_fails_nothing(tmp_path):
     assert named["bad\\xff_name.jpg"] == "rejected: name is not valid UTF-8; rename the file or its folder"
     Path(run.index_csv).read_bytes().decode("utf-8")
     assert len(pd.read_csv(run.index_csv)) == 11
+
+
+def test_the_split_refuses_images_the_prefilter_has_not_decided_on(tmp_path):
+    """`--stage index --stage split` with the prefilter filtering used to split every indexed image,
+    interiors included, silently; now the split names the stage to run and the key to change."""
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 5, ("BMW", "X5"): 5})
+    status, run, events = _run(tmp_path, data, "prefilter.mode=filter", "split.min_per_class=3")
+    assert status == "failed"
+    failure = _failure(events)
+    assert failure.stage == "split"
+    assert "prefilter.mode is filter, but the prefilter has not decided" in failure.error
+    assert f"--resume {run.path} --stage prefilter" in failure.error and "prefilter.mode: off" in failure.error
+    assert not run.splits_csv.exists()
+    # scoring only (or off) splits every indexed image, as asked
+    status, run, events = _run(tmp_path, data, "prefilter.mode=score", "split.min_per_class=3")
+    assert status == "done" and len(load_splits(run)[0]) == 10
