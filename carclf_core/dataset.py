@@ -260,6 +260,7 @@ def build_index(
     cfg: DataConfig,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    chose_layout: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Scan, parse, check and hash every file under ``cfg.dir``.
 
@@ -272,6 +273,8 @@ def build_index(
         progress: called with (done, total) as images are checked.
         cancelled: polled between images; when it returns True the scan stops early and the
             returned table holds only what was checked.
+        chose_layout: called with the layout ``data.layout: auto`` chose (``filenames`` or
+            ``folders``), before any image is read; not called for a set layout.
 
     Returns:
         One row per file, sorted by path: ``path`` (relative to the data folder; a name that is not
@@ -283,6 +286,8 @@ def build_index(
     root = Path(cfg.dir)
     paths, others = scan(root, cfg.extensions)
     layout = resolve_layout(paths, root, cfg)
+    if chose_layout is not None and cfg.layout == "auto":
+        chose_layout(layout)
     rows = _Columns()
     for p, status, reason in others:
         rows.add(

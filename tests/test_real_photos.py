@@ -11,6 +11,7 @@ from carclf_core import config as config_mod
 from carclf_core.pipeline import StageContext
 from carclf_core.registry import run_all
 from carclf_core.runs import create_run, open_run
+from carclf_core.stages import index as index_stage
 from carclf_core.stages.index import load_index
 from carclf_core.stages.split import load_splits
 
@@ -104,6 +105,16 @@ def test_class_folders_read_as_file_names_get_the_layout_advice(tmp_path):
         "file names do not parse as 17 fields, but the images sit in 2 sub-folders: set data.layout: folders")
     status, run, events = _run(tmp_path, data, "data.layout=folders", "split.min_per_class=3")
     assert status == "done"
+    assert not any("data.layout auto" in e.message for e in events if e.kind == "log")  # a set layout: no word
+    # auto says which layout it chose, and how to choose the other
+    status, run, events = _run(tmp_path, data, "data.layout=auto", "split.min_per_class=3")
+    assert status == "done"
+    chosen = [e.message for e in events if e.kind == "log" and e.message.startswith("data.layout auto")]
+    assert chosen == [index_stage.LAYOUT_CHOSEN["folders"]] and "set data.layout: filenames" in chosen[0]
+    named = make_dataset(tmp_path / "named", {("Audi", "A4"): 3, ("BMW", "X5"): 3})
+    status, run, events = _run(tmp_path, named, "data.layout=auto", "split.min_per_class=3")
+    assert [e.message for e in events if e.kind == "log" and e.message.startswith("data.layout auto")] == [
+        index_stage.LAYOUT_CHOSEN["filenames"]]
 
 
 def test_one_image_per_class_gets_advice_the_config_accepts(tmp_path):
