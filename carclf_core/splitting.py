@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .config import SplitConfig
+from .display import photos_files
 from .errors import DatasetError
 
 SPLITS = ("train", "val", "test")
@@ -142,8 +143,7 @@ def stratified_split(frame: pd.DataFrame, classes: Sequence[str], cfg: SplitConf
         keys, photo_of = np.unique(keys_all[rows], return_inverse=True)
         if len(keys) < 3:
             raise DatasetError(
-                f"class {label!r} has {len(keys)} distinct photo(s) ({len(rows)} images); "
-                "train, val and test each need one",
+                f"class {label!r} has {photos_files(len(keys), len(rows))}; train, val and test each need one",
                 "add images, or keep such classes out with split.min_per_class (minimum 3)",
             )
         n_val, n_test = photo_targets(len(keys), cfg.val, cfg.test)

@@ -272,7 +272,7 @@ def test_without_grouping_copies_leak_and_are_counted():
 def test_a_class_of_few_photos_with_many_copies_is_refused_by_photos_not_images():
     frame = _frame({"a": 2, "b": 10}, {"a": [5, 5]})
     assert (frame["label"] == "a").sum() == 10
-    with pytest.raises(dataset.DatasetError, match=r"'a' has 2 distinct photo\(s\) \(10 images\)"):
+    with pytest.raises(dataset.DatasetError, match=r"'a' has 2 photos \(10 files\); train, val and test each need one"):
         splitting.stratified_split(frame, ["a", "b"], SplitConfig())
     counts = splitting.photo_counts(frame, SplitConfig())
     assert counts.set_index("label").loc["a"].tolist() == [2, 10]

@@ -12,7 +12,6 @@ from ..errors import StageError
 from ..pipeline import StageContext, StageResult
 from ..runs import RunDir, atomic_path
 
-
 LAYOUT_CHOSEN = {
     "filenames": "data.layout auto: labels from the file names (data.fields); set data.layout: folders for "
     "class folders",

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import dataset
 from ..cluster import Shard
+from ..display import counted
 from ..errors import StageError
 from ..events import PrefilterExamples, PrefilterHistogram
 from ..files import nonregular_reason
@@ -235,10 +236,11 @@ def run(ctx: StageContext) -> StageResult:
             ctx.log(
                 "info",
                 f"prefilter shard {ctx.shard}: its {mine} of {n_chunks} chunks are scored; "
-                f"{len(everything)} chunk(s) of other shards still missing: the shard that scores the last "
+                f"{counted(len(everything), 'chunk')} of other shards still missing: the shard that scores the last "
                 "one writes the decision",
             )
-            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {len(everything)} chunk(s)"
+            waiting = counted(len(everything), "chunk")
+            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {waiting}"
             return StageResult(summary, {"shard": str(ctx.shard), "computed": computed}, complete=False)
         tally = everything
 

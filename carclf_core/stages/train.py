@@ -610,5 +610,7 @@ class _Training:
             f"best {tcfg.monitor} {es_state['best']:.4f} at epoch {best_epoch}" if best_epoch else "no best epoch"
         )
         lost = sum(self.dropped.values())
-        lost_text = f"; {lost:,} image(s) that no longer decode left out (named in the log)" if lost else ""
+        lost_text = (
+            f"; {display.counted(lost, 'image')} that no longer decode left out (named in the log)" if lost else ""
+        )
         return StageResult(f"{len(history)} epochs, {best_text}{acc_text}{lost_text}", summary)
