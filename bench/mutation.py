@@ -35,6 +35,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     # name: (module file, pytest arguments that select its fast tests: no TensorFlow model runs, since
     # every mutant of a function reruns each test that reaches it)
     "dataset": ("carclf_core/dataset.py", ["tests/test_dataset.py"]),
+    "splitting": ("carclf_core/splitting.py", ["tests/test_dataset.py"]),
     "runs": ("carclf_core/runs.py", ["tests/test_runs.py", "tests/test_atomic_writes.py"]),
     "runstate": ("carclf_core/runstate.py", ["tests/test_runstate.py"]),
     "metrics": ("carclf_core/metrics.py", ["tests/test_metrics.py", "tests/test_heatmap.py"]),
@@ -50,7 +51,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 # Functions whose every mutant must be caught (the README's "no survivor" list), by module:
 # the split, the car rule, the reducer and the atomic writes.
 STRICT = {
-    "dataset": re.compile(r"split|round|fraction"),
+    "splitting": re.compile(r"split|photo_targets|first_of_each"),
     "rule": re.compile(r"."),
     "runstate": re.compile(r"."),
     "runs": re.compile(r"atomic|temp"),

@@ -371,10 +371,19 @@ class ConfusionCallback(keras.callbacks.Callback):
         labels: the sample's class indices, aligned with ``dataset``.
         classes: class names.
         skip: returns True when this epoch must not be reported (cut short by a cancel).
+        best_epoch: the 0-based best epoch so far (early stopping's, decided before this callback);
+            the matrix of that epoch is kept as ``best_matrix``, for the validation's balanced
+            accuracy and per-class recall at the best epoch.
     """
 
     def __init__(
-        self, emit: Sink, dataset, labels: np.ndarray, classes: Sequence[str], skip: Callable[[], bool] = lambda: False
+        self,
+        emit: Sink,
+        dataset,
+        labels: np.ndarray,
+        classes: Sequence[str],
+        skip: Callable[[], bool] = lambda: False,
+        best_epoch: Callable[[], int] | None = None,
     ):
         super().__init__()
         self.emit = emit
@@ -384,6 +393,9 @@ class ConfusionCallback(keras.callbacks.Callback):
         self.skip = skip
         self.durations: list[float] = []
         self.last_matrix: np.ndarray | None = None
+        self.best_epoch = best_epoch
+        self.best_matrix: np.ndarray | None = None
+        """The matrix of the best epoch, when that epoch ran in this process (not before a resume)."""
 
     def on_epoch_end(self, epoch, logs=None):
         if self.skip() or len(self.labels) == 0:
@@ -394,6 +406,8 @@ class ConfusionCallback(keras.callbacks.Callback):
         n = min(len(pred), len(self.labels))
         matrix = confusion_matrix(self.labels[:n], pred[:n], len(self.classes))
         self.last_matrix = matrix
+        if self.best_epoch is not None and self.best_epoch() == epoch:
+            self.best_matrix = matrix
         duration = time.monotonic() - started
         self.durations.append(duration)
         self.emit(

@@ -260,6 +260,14 @@ class SplitConfig:
     conflicts: Literal["train", "drop"] = _field("train")
     """Copies of one photo filed under different labels: `train` puts them all in train (never in val or
     test, whose scores they would make arbitrary), `drop` leaves them out. Default `train`."""
+    copies_in_eval: Literal["one", "all"] = _field("one")
+    """Files a val or test photo keeps: `one` (its first file by path), so every validation and test
+    figure counts each photo once; `all` keeps every copy there (the figures then weigh a photo by its
+    copies; evaluate still counts photos, scoring each photo's first file). The other copies of a val
+    or test photo are in no split: in train they would be a test photo seen in training. Default `one`."""
+    copies_in_train: Literal["all", "one"] = _field("all")
+    """Files a train photo keeps: `all` its copies, or `one`. Copies are not new information but
+    weigh their photo more in the loss. Default `all`."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Dataset index: scan a folder, parse Car Connection file names, check images, pick classes, split.
+"""Dataset index: scan a folder, parse Car Connection file names, check images, find copies.
+
+The split (photos, classes, train/val/test) is :mod:`carclf_core.splitting`.
 
 Pure Python + pandas + Pillow; no TensorFlow. Bad files never raise: they are recorded in the index
 with ``status = rejected`` and a ``reason``, so the user sees every refusal.
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from .config import INDEX_COLUMNS, DataConfig, SplitConfig
+from .config import INDEX_COLUMNS, DataConfig
 from .errors import DatasetError
 from .images import OK, REJECTED, check_image
 
@@ -258,6 +260,7 @@ def build_index(
     cfg: DataConfig,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    chose_layout: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Scan, parse, check and hash every file under ``cfg.dir``.
 
@@ -270,6 +273,8 @@ def build_index(
         progress: called with (done, total) as images are checked.
         cancelled: polled between images; when it returns True the scan stops early and the
             returned table holds only what was checked.
+        chose_layout: called with the layout ``data.layout: auto`` chose (``filenames`` or
+            ``folders``), before any image is read; not called for a set layout.
 
     Returns:
         One row per file, sorted by path: ``path`` (relative to the data folder; a name that is not
@@ -281,6 +286,8 @@ def build_index(
     root = Path(cfg.dir)
     paths, others = scan(root, cfg.extensions)
     layout = resolve_layout(paths, root, cfg)
+    if chose_layout is not None and cfg.layout == "auto":
+        chose_layout(layout)
     rows = _Columns()
     for p, status, reason in others:
         rows.add(
@@ -548,155 +555,3 @@ def class_counts(index: pd.DataFrame) -> pd.DataFrame:
     usable = index[index["status"] == OK]
     counts = usable.groupby("label").size().rename("count").reset_index()
     return counts.sort_values(["count", "label"], ascending=[False, True], kind="stable").reset_index(drop=True)
-
-
-def select_classes(counts: pd.DataFrame, top_n: int, min_per_class: int) -> list[str]:
-    """The ``top_n`` most frequent labels with at least ``min_per_class`` images, sorted by name."""
-    ranked = counts.sort_values(["count", "label"], ascending=[False, True], kind="stable")
-    chosen = ranked[ranked["count"] >= min_per_class].head(top_n)
-    return sorted(chosen["label"].tolist())
-
-
-def photo_keys(frame: pd.DataFrame, group_duplicates: bool = True) -> pd.Series:
-    """Which photo each row shows: its ``dup_group``, or its own path when it has no copies (or
-    grouping is off, or the index predates duplicate groups)."""
-    paths = frame["path"].astype(str)
-    if not group_duplicates or "dup_group" not in frame.columns:
-        return paths
-    groups = frame["dup_group"].fillna("").astype(str)
-    return groups.where(groups != "", paths)
-
-
-def conflicted(frame: pd.DataFrame, group_duplicates: bool = True) -> pd.Series:
-    """True for rows whose photo also appears under another label (copies filed as two cars)."""
-    keys = photo_keys(frame, group_duplicates)
-    labels_per_photo = frame["label"].groupby(keys).transform("nunique")
-    return labels_per_photo > 1
-
-
-def photo_counts(frame: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
-    """Distinct photos per label (copies count once; conflicted photos, which never reach val or
-    test, not at all), most first, ties by name: the ``label``, ``count``, ``images`` table that
-    :func:`select_classes` ranks."""
-    clean = frame[~conflicted(frame, cfg.group_duplicates)]
-    keys = photo_keys(clean, cfg.group_duplicates)
-    counts = pd.DataFrame(
-        {
-            "count": keys.groupby(clean["label"]).nunique(),
-            "images": clean.groupby("label").size(),
-        }
-    ).rename_axis("label")
-    counts = counts.reset_index().astype({"count": "int64", "images": "int64"})
-    return counts.sort_values(["count", "label"], ascending=[False, True], kind="stable").reset_index(drop=True)
-
-
-SPLITS = ("train", "val", "test")
-
-
-def _assign_groups(sizes: np.ndarray, n_val: int, n_test: int, rng: np.random.Generator) -> np.ndarray:
-    """Split names for groups of ``sizes`` images so val and test hold as close to ``n_val`` and
-    ``n_test`` images as whole groups allow, and every split at least one group.
-
-    Large groups are placed first (in a seeded random order among equal sizes) and the single photos
-    last, so the singles make the counts exact whenever there are enough of them. A group joins val or
-    test only when that brings the split closer to its target.
-    """
-    order = rng.permutation(len(sizes))
-    order = order[np.argsort(-sizes[order], kind="stable")]
-    need = {"test": n_test, "val": n_val}
-    assignment = np.full(len(sizes), "train", dtype=object)
-    for g in order.tolist():
-        fits = [name for name in ("test", "val") if sizes[g] < 2 * need[name]]
-        if fits:
-            name = max(fits, key=lambda k: need[k])  # ties: test, then val
-            assignment[g] = name
-            need[name] -= int(sizes[g])
-    for empty in SPLITS:  # whole groups can leave a split empty: give it the smallest group of the fullest
-        if (assignment == empty).any():
-            continue
-        donor = max(SPLITS, key=lambda k: int((assignment == k).sum()))
-        members = np.flatnonzero(assignment == donor)
-        assignment[members[np.argmin(sizes[members])]] = empty
-    return assignment
-
-
-def stratified_split(frame: pd.DataFrame, classes: Sequence[str], cfg: SplitConfig) -> pd.DataFrame:
-    """Assign each image of the chosen classes to train, val or test, class by class, copies together.
-
-    Every copy of a photo (same ``dup_group``) lands in the same split unless ``cfg.group_duplicates``
-    is off. Within each class the val and test counts are ``round(n * fraction)`` images (at least one
-    each), met exactly when the class has no copies and as closely as whole groups allow otherwise;
-    train takes the rest. Photos filed under two labels (looked up over all of ``frame``, not only the
-    chosen classes) go to train or are dropped, as ``cfg.conflicts`` says. The result depends only on
-    the seed, the class list and the rows, not their order.
-
-    Args:
-        frame: usable index rows: ``path``, ``label`` and, for grouping, ``dup_group``.
-        classes: the labels to keep, in class-index order.
-        cfg: the ``split`` config section.
-
-    Returns:
-        ``path``, ``label``, ``class_index``, ``split`` and ``dup_group`` for every kept image of
-        ``classes``, sorted by split then path.
-
-    Raises:
-        DatasetError: a class with fewer than 3 distinct photos, or no classes.
-    """
-    rng = np.random.default_rng(cfg.seed)
-    frame = frame.sort_values("path", kind="stable").reset_index(drop=True)
-    frame = frame.assign(
-        _key=photo_keys(frame, cfg.group_duplicates),
-        _conflict=conflicted(frame, cfg.group_duplicates),
-        dup_group=frame["dup_group"].fillna("").astype(str) if "dup_group" in frame.columns else "",
-    )
-    # each class's rows found in one pass, and decided as arrays: a scan of every row, or a copy of the
-    # table, a class is 3,000 of them at 3,000 classes
-    positions = frame.groupby("label", sort=False).indices
-    keys_all = frame["_key"].to_numpy(dtype=str)
-    conflict_all = frame["_conflict"].to_numpy(dtype=bool)
-    split = np.full(len(frame), "", dtype=object)
-    class_of = np.full(len(frame), -1, dtype=np.int64)
-    for class_index, label in enumerate(classes):
-        rows = np.asarray(positions.get(label, ()), dtype=np.intp)
-        mixed = rows[conflict_all[rows]]
-        if cfg.conflicts == "train" and len(mixed):
-            split[mixed], class_of[mixed] = "train", class_index
-        rows = rows[~conflict_all[rows]]
-        keys, group_of, sizes = np.unique(keys_all[rows], return_inverse=True, return_counts=True)
-        n = int(sizes.sum())
-        if len(keys) < 3:
-            raise DatasetError(
-                f"class {label!r} has {len(keys)} distinct photo(s) ({n} images); train, val and test each need one",
-                "add images, or keep such classes out with split.min_per_class (minimum 3)",
-            )
-        n_val = max(1, int(round(n * cfg.val)))
-        n_test = max(1, int(round(n * cfg.test)))
-        if n_val + n_test >= n:
-            n_val, n_test = 1, 1
-        split[rows], class_of[rows] = _assign_groups(sizes, n_val, n_test, rng)[group_of], class_index
-    chosen = class_of >= 0
-    if not chosen.any():
-        raise DatasetError("no classes to split")
-    result = frame.loc[chosen, ["path", "label"]].assign(
-        class_index=class_of[chosen], split=split[chosen], dup_group=frame.loc[chosen, "dup_group"]
-    )
-    result["_order"] = result["split"].map({name: i for i, name in enumerate(SPLITS)})
-    return result.sort_values(["_order", "path"], kind="stable").drop(columns="_order").reset_index(drop=True)
-
-
-def copies_across(splits: pd.DataFrame) -> dict[str, int]:
-    """How many val and test images have a copy (same ``dup_group``) in train: the leak that makes a
-    score mean nothing. Zero when the split grouped duplicates.
-
-    Returns:
-        ``{"val_with_train_copy": k, "test_with_train_copy": m}``; empty when ``splits`` has no
-        ``dup_group`` column (made before duplicates were grouped).
-    """
-    if "dup_group" not in splits.columns:
-        return {}
-    groups = splits["dup_group"].fillna("").astype(str)
-    in_train = set(groups[(splits["split"] == "train") & (groups != "")])
-    return {
-        f"{name}_with_train_copy": int(((splits["split"] == name) & groups.isin(in_train) & (groups != "")).sum())
-        for name in ("val", "test")
-    }

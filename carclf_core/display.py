@@ -106,3 +106,22 @@ def number(value: Any, digits: int = 4) -> str:
     if abs(value) >= 1e6:
         return f"{value:.{max(digits - 1, 1)}e}"
     return f"{value:.{digits}f}"
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 class``, ``2 classes``, ``1,234 photos``.
+
+    Args:
+        n: the count.
+        word: the singular noun.
+        plural: the plural when it is not ``word`` + ``s`` (``class`` -> ``classes`` is known).
+    """
+    if n == 1:
+        return f"1 {word}"
+    many = plural or (word + "es" if word.endswith(("s", "x", "ch", "sh")) else word + "s")
+    return f"{n:,} {many}"
+
+
+def photos_files(photos: int, files: int) -> str:
+    """``76 photos (80 files)``: distinct photos (copies count once) and the files that show them."""
+    return f"{counted(photos, 'photo')} ({counted(files, 'file')})"

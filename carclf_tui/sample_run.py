@@ -243,7 +243,9 @@ def write_picture_run(root: Path, name: str = "20260101-140000-pictures", classe
 
     matrix = metrics.confusion_matrix(np.array(true), np.array(predicted), classes)
     result = {**metrics.summary_metrics(matrix), "top5": 0.99, "images": len(files), "classes": classes,
-              **metrics.baselines(np.array(true), classes, 5)}
+              "photos": len(files), "files": len(files), **metrics.baselines(np.array(true), classes, 5)}
+    result.update(metrics.with_intervals(result, matrix, len(files)))
+    result["sinks"] = metrics.sink_classes(matrix, labels)
     clock = _Clock()
     stages = ("index", "prefilter", "split", "train", "evaluate")
     events: list[ev.Event] = [ev.RunStarted(t=clock(), run_dir=str(run.path), stages=stages, pid=4242)]

@@ -67,7 +67,7 @@ def test_help_names_every_command_and_fits_80_columns(tmp_path):
 def test_index_and_split_headless_then_resume_is_a_no_op(tmp_path):
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 12, ("BMW", "X5"): 10, ("Kia", "Rio"): 4})
     result = carclf("--stage", "index", "--stage", "split", "--set", f"data.dir={data}",
-                    "--set", "split.min_per_class=5", cwd=tmp_path)
+                    "--set", "split.min_per_class=5", "--set", "prefilter.mode=off", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     (run,) = (tmp_path / "runs").iterdir()
     splits = pd.read_csv(run / "split" / "splits.csv")

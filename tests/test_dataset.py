@@ -2,8 +2,10 @@ import hashlib
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from carclf_core import dataset
+from carclf_core import dataset, splitting
 from carclf_core.config import CAR_CONNECTION_FIELDS, DataConfig, SplitConfig
 
 from .conftest import DECODABLE_ODD_IMAGES, jpeg_bytes, write_odd_images
@@ -89,22 +91,22 @@ def _usable(tiny_dataset):
 
 def test_top_n_keeps_most_frequent_sorted_by_name(tiny_dataset):
     counts = dataset.class_counts(_usable(tiny_dataset))
-    assert dataset.select_classes(counts, top_n=2, min_per_class=3) == ["Audi_A4", "Land Rover_Range Rover"]
-    assert dataset.select_classes(counts, top_n=300, min_per_class=14) == [
+    assert splitting.select_classes(counts, top_n=2, min_per_class=3) == ["Audi_A4", "Land Rover_Range Rover"]
+    assert splitting.select_classes(counts, top_n=300, min_per_class=14) == [
         "Audi_A4", "Land Rover_Range Rover", "Mercedes-Benz_C-Class"]
 
 
 def test_split_is_stratified_and_reproducible(tiny_dataset, tmp_path):
     usable = _usable(tiny_dataset)
-    classes = dataset.select_classes(dataset.class_counts(usable), 300, 3)
+    classes = splitting.select_classes(dataset.class_counts(usable), 300, 3)
     cfg = SplitConfig(seed=7)
-    first = dataset.stratified_split(usable, classes, cfg)
-    second = dataset.stratified_split(usable.sample(frac=1, random_state=1), classes, cfg)
+    first = splitting.stratified_split(usable, classes, cfg)
+    second = splitting.stratified_split(usable.sample(frac=1, random_state=1), classes, cfg)
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     first.to_csv(a, index=False)
     second.to_csv(b, index=False)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
-    other = dataset.stratified_split(usable, classes, SplitConfig(seed=8))
+    other = splitting.stratified_split(usable, classes, SplitConfig(seed=8))
     assert not first.equals(other)
     assert set(first["path"]) == set(usable["path"])
     for label, group in first.groupby("label"):
@@ -119,7 +121,7 @@ def test_split_rejects_class_too_small_for_three_splits(tiny_dataset):
     usable = _usable(tiny_dataset)
     tiny = usable[usable["label"] != "Audi_A4"].groupby("label").head(2)
     with pytest.raises(dataset.DatasetError, match="train, val and test each need one"):
-        dataset.stratified_split(tiny, sorted(set(tiny["label"])), SplitConfig())
+        splitting.stratified_split(tiny, sorted(set(tiny["label"])), SplitConfig())
 
 
 def test_case_variants_merge_into_the_most_used_spelling(tiny_dataset):
@@ -222,7 +224,7 @@ def test_split_counts_are_exact_per_class_without_copies(fractions, seed):
     train, val, test = fractions
     frame = _frame({"c10": 10, "c11": 11, "c13": 13, "c40": 40})
     cfg = SplitConfig(train=train, val=val, test=test, seed=seed)
-    splits = dataset.stratified_split(frame, ["c10", "c11", "c13", "c40"], cfg)
+    splits = splitting.stratified_split(frame, ["c10", "c11", "c13", "c40"], cfg)
     assert len(splits) == len(frame)
     for label, (n_val, n_test) in EXACT[fractions].items():
         n = len(frame[frame["label"] == label])
@@ -239,25 +241,27 @@ def test_every_copy_lands_in_the_split_of_its_photo_and_classes_stay_stratified(
     classes = ["c10", "c11", "c13", "c40"]
     for seed in range(5):
         cfg = SplitConfig(train=0.6, val=0.25, test=0.15, seed=seed)
-        splits = dataset.stratified_split(frame, classes, cfg)
-        assert len(splits) == len(frame)
+        splits = splitting.stratified_split(frame, classes, cfg)
         grouped = splits[splits["dup_group"] != ""].groupby("dup_group")["split"].nunique()
         assert (grouped == 1).all()
-        assert dataset.copies_across(splits) == {"val_with_train_copy": 0, "test_with_train_copy": 0}
+        assert splitting.copies_across(splits) == {"val_with_train_copy": 0, "test_with_train_copy": 0}
         for label in classes:
-            part = splits[splits["label"] == label]["split"].value_counts()
-            n = int(part.sum())
-            # whole groups of up to 3 images: within 2 of the target, never empty
-            assert abs(part.get("val", 0) - round(n * 0.25)) <= 2 and part.get("val", 0) >= 1, (seed, label)
-            assert abs(part.get("test", 0) - round(n * 0.15)) <= 2 and part.get("test", 0) >= 1, (seed, label)
-            assert part.get("train", 0) >= n * 0.6 - 4
+            sizes = splitting.split_sizes(splits[splits["label"] == label])
+            photos = sum(size["photos"] for size in sizes.values())
+            assert photos == len(copies[label])
+            # exact counts of photos, one file each in val and test, every copy of a train photo
+            assert sizes["val"] == {"photos": round(photos * 0.25), "files": round(photos * 0.25)}, (seed, label)
+            assert sizes["test"] == {"photos": round(photos * 0.15), "files": round(photos * 0.15)}, (seed, label)
+            train = splits[(splits["label"] == label) & (splits["split"] == "train")]
+            in_train = set(splitting.photo_keys(train))
+            assert len(train) == len(frame[splitting.photo_keys(frame).isin(in_train)])
 
 
 def test_without_grouping_copies_leak_and_are_counted():
     copies = {"a": [3] * 20, "b": [3] * 20}
     frame = _frame({"a": 20, "b": 20}, copies)
-    splits = dataset.stratified_split(frame, ["a", "b"], SplitConfig(seed=1, group_duplicates=False))
-    leaks = dataset.copies_across(splits)
+    splits = splitting.stratified_split(frame, ["a", "b"], SplitConfig(seed=1, group_duplicates=False))
+    leaks = splitting.copies_across(splits)
     assert leaks["test_with_train_copy"] > 0 and leaks["val_with_train_copy"] > 0
     test_groups = set(splits.loc[splits["split"] == "test", "dup_group"])
     train_groups = set(splits.loc[splits["split"] == "train", "dup_group"])
@@ -268,9 +272,9 @@ def test_without_grouping_copies_leak_and_are_counted():
 def test_a_class_of_few_photos_with_many_copies_is_refused_by_photos_not_images():
     frame = _frame({"a": 2, "b": 10}, {"a": [5, 5]})
     assert (frame["label"] == "a").sum() == 10
-    with pytest.raises(dataset.DatasetError, match=r"'a' has 2 distinct photo\(s\) \(10 images\)"):
-        dataset.stratified_split(frame, ["a", "b"], SplitConfig())
-    counts = dataset.photo_counts(frame, SplitConfig())
+    with pytest.raises(dataset.DatasetError, match=r"'a' has 2 photos \(10 files\); train, val and test each need one"):
+        splitting.stratified_split(frame, ["a", "b"], SplitConfig())
+    counts = splitting.photo_counts(frame, SplitConfig())
     assert counts.set_index("label").loc["a"].tolist() == [2, 10]
 
 
@@ -285,9 +289,9 @@ def test_a_photo_under_two_labels_never_reaches_val_or_test(policy):
     frame.loc[frame["path"].isin(["a/p000_0.jpg", "b/p005_0.jpg"]), "dup_group"] = frame["path"]
     frame = pd.concat([frame, extra], ignore_index=True)
     mixed = {"a/p000_0.jpg", "b/p900_0.jpg", "b/p005_0.jpg", "a/p901_0.jpg"}
-    assert set(frame.loc[dataset.conflicted(frame), "path"]) == mixed
+    assert set(frame.loc[splitting.conflicted(frame), "path"]) == mixed
     for seed in range(6):
-        splits = dataset.stratified_split(frame, ["a", "b"], SplitConfig(seed=seed, conflicts=policy))
+        splits = splitting.stratified_split(frame, ["a", "b"], SplitConfig(seed=seed, conflicts=policy))
         chosen = splits[splits["path"].isin(mixed)]
         if policy == "train":
             assert len(chosen) == 4 and set(chosen["split"]) == {"train"}
@@ -295,7 +299,7 @@ def test_a_photo_under_two_labels_never_reaches_val_or_test(policy):
             assert chosen.empty and len(splits) == len(frame) - 4
         assert (splits["class_index"] == splits["label"].map({"a": 0, "b": 1})).all()
     # the other photos are split as if the conflicts were not there: 10 of 12 photos per class remain
-    assert dataset.photo_counts(frame, SplitConfig())["count"].tolist() == [11, 11]
+    assert splitting.photo_counts(frame, SplitConfig())["count"].tolist() == [11, 11]
 
 
 def test_other_endings_and_hidden_files_are_listed_not_silent(tmp_path):
@@ -436,57 +440,112 @@ def test_near_duplicate_pairs_equal_a_brute_force_search():
         assert distance == 0 or len(expected) >= 40
 
 
-# --- how whole groups are placed (dataset._assign_groups), pinned case by case -------------------
+# --- how photos are placed (splitting.photo_targets, stratified_split), pinned case by case ----
 
 
-def _placed(sizes: list[int], n_val: int, n_test: int, seed: int = 0) -> list[str]:
-    import numpy as np
-
-    return dataset._assign_groups(np.array(sizes), n_val, n_test, np.random.default_rng(seed)).tolist()
-
-
-@pytest.mark.parametrize("seed", [0, 1, 7])
-def test_groups_too_big_for_val_and_test_stay_in_train_and_the_smallest_are_lent_out(seed):
-    # no group of 10-12 brings a split of 1 closer to its target: all go to train, then the empty val
-    # and test (in split order) each take the smallest group of the fullest split, train
-    assert _placed([12, 10, 11], 1, 1, seed) == ["train", "val", "test"]
-
-
-def test_an_empty_split_borrows_from_the_fullest_split_first_in_split_order_on_a_tie():
-    # test takes two groups of 2 (its target 4), val none (a group of 2 is no closer to 1 than 0 is):
-    # train and test hold two groups each, and train, first in split order, lends one; the seed's
-    # order among equal sizes decides which groups test took (here 0 and 2)
-    assert _placed([2, 2, 2, 2], 1, 4, seed=0) == ["test", "val", "test", "train"]
+@pytest.mark.parametrize(
+    "photos, fractions, expected",
+    [
+        (10, (0.15, 0.15), (2, 2)),  # round(1.5) = 2 (Python rounds halves to even)
+        (40, (0.1, 0.1), (4, 4)),
+        (3, (0.05, 0.05), (1, 1)),  # round(0.15) = 0: at least one each
+        (4, (0.5, 0.4), (2, 1)),  # 2 + 2 would leave train empty: test is further above 1.6 than val above 2
+        (4, (0.45, 0.45), (1, 2)),  # a tie (both 0.2 above): val gives one back
+        (5, (0.4, 0.4), (2, 2)),  # 2 + 2 leaves one photo for train: kept
+    ],
+)
+def test_photo_targets_round_each_share_and_leave_train_a_photo(photos, fractions, expected):
+    assert splitting.photo_targets(photos, *fractions) == expected
 
 
-def test_a_group_joins_val_or_test_only_when_it_brings_the_count_closer():
-    # 3 images for a test target of 2 is closer than 0 (|3-2| < |0-2|): the big group goes to test,
-    # and the singles fill val exactly
-    placed = _placed([3, 1, 1, 1, 1, 1, 1], 2, 2)
-    assert placed[0] == "test" and placed.count("val") == 2 and placed.count("test") == 1
-    # 4 images is no closer than 0 (|4-2| == |0-2|): the group stays in train and singles make both exact
-    placed = _placed([4, 1, 1, 1, 1, 1, 1], 2, 2)
-    assert placed[0] == "train" and placed.count("val") == 2 and placed.count("test") == 2
+def test_copies_do_not_pull_a_split_off_its_share_of_photos():
+    # the old placement put big groups first and singles last, so val and test became copies: here
+    # 4 photos of 4 copies and 8 single photos; val and test must each take 2 of the 12 photos (not
+    # 2 of 24 files) and hold one file a photo, whichever photos the seed picks
+    copies = {"a": [4, 4, 4, 4] + [1] * 8}
+    frame = _frame({"a": 12, "b": 12}, copies)
+    for seed in range(20):
+        splits = splitting.stratified_split(frame, ["a", "b"], SplitConfig(train=0.7, val=0.15, test=0.15, seed=seed))
+        part = splits[splits["label"] == "a"]
+        sizes = splitting.split_sizes(part)
+        assert sizes["val"] == {"photos": 2, "files": 2} and sizes["test"] == {"photos": 2, "files": 2}, seed
+        assert sizes["train"]["photos"] == 8
+    # over the seeds every photo reaches test sometimes: big groups are not kept out of it
+    seen = set()
+    for seed in range(60):
+        splits = splitting.stratified_split(frame, ["a", "b"], SplitConfig(seed=seed))
+        seen |= set(splitting.photo_keys(splits[(splits["split"] == "test") & (splits["label"] == "a")]))
+    assert {f"a/p{i:03d}_0.jpg" for i in range(4)} <= seen
 
 
-def test_big_groups_are_placed_before_singles_so_singles_make_the_counts_exact():
-    # were the singles placed first they would fill test, and the group of 3 would overshoot val
-    placed = _placed([1, 1, 1, 1, 3, 1, 1, 1], 3, 2)
-    sizes = [1, 1, 1, 1, 3, 1, 1, 1]
-    count = {name: sum(s for s, p in zip(sizes, placed, strict=True) if p == name) for name in ("val", "test")}
-    assert placed[4] == "val" and count == {"val": 3, "test": 2}
+def test_val_and_test_keep_the_first_file_of_a_photo_and_train_keeps_every_copy():
+    frame = _frame({"a": 6}, {"a": [3] * 6})
+    cfg = dict(train=0.34, val=0.33, test=0.33, seed=3)
+    splits = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg))
+    for name in ("val", "test"):
+        assert splits.loc[splits["split"] == name, "path"].str.endswith("_0.jpg").all()
+        assert (splits["split"] == name).sum() == 2
+    assert (splits["split"] == "train").sum() == 6  # two photos, three files each
+    # the extra copies of val and test photos are in no split (in train they would leak)
+    assert len(splits) == 10
+    assert splitting.copies_across(splits) == {"val_with_train_copy": 0, "test_with_train_copy": 0}
+    every = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_eval="all"))
+    assert len(every) == 18 and (every["split"] == "test").sum() == 6
+    # the same photos land in the same splits whatever the copies setting
+    def test_photos(table):
+        return set(table.loc[table["split"] == "test", "dup_group"])
+    assert test_photos(every) == test_photos(splits)
+    one = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_train="one"))
+    assert len(one) == 6 and one["split"].value_counts().to_dict() == {"train": 2, "val": 2, "test": 2}
 
 
 @pytest.mark.parametrize(
     "n, fractions, expected",
     [
         (3, (0.9, 0.05, 0.05), {"train": 1, "val": 1, "test": 1}),  # round(0.15) = 0: at least one each
-        (4, (0.1, 0.5, 0.4), {"train": 2, "val": 1, "test": 1}),  # 2 + 2 would leave train empty: 1 + 1
+        (4, (0.1, 0.5, 0.4), {"train": 1, "val": 2, "test": 1}),  # 2 + 2 would leave train empty: test gives one
         (5, (0.2, 0.4, 0.4), {"train": 1, "val": 2, "test": 2}),  # 2 + 2 leaves one for train: kept
         (6, (0.2, 0.4, 0.4), {"train": 2, "val": 2, "test": 2}),
     ],
 )
 def test_small_classes_keep_one_image_in_each_split(n, fractions, expected):
     train, val, test = fractions
-    splits = dataset.stratified_split(_frame({"a": n}), ["a"], SplitConfig(train=train, val=val, test=test))
+    splits = splitting.stratified_split(_frame({"a": n}), ["a"], SplitConfig(train=train, val=val, test=test))
     assert splits["split"].value_counts().to_dict() == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    photos=st.lists(st.lists(st.integers(1, 4), min_size=10, max_size=40), min_size=2, max_size=4),
+    val=st.floats(0.1, 0.3),
+    test=st.floats(0.1, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+    mislabelled=st.integers(0, 3),
+)
+def test_any_collection_with_copies_splits_photos_by_their_fractions(photos, val, test, seed, mislabelled):
+    """The issue's promise: copies (1 to 4 of a photo, mixed across classes), each split's distinct
+    photos per class within one of its fraction, test files = test photos, no photo in two splits."""
+    labels = [f"c{i}" for i in range(len(photos))]
+    frame = _frame({label: len(counts) for label, counts in zip(labels, photos, strict=True)},
+                   dict(zip(labels, photos, strict=True)))
+    # a few photos of the first class also filed under the second (copies mixed across classes)
+    import pandas as pd
+
+    moved = frame[(frame["label"] == labels[0])].head(mislabelled).assign(label=labels[1])
+    moved = moved.assign(path="x/" + moved["path"], dup_group=moved["dup_group"].where(moved["dup_group"] != "",
+                                                                                      moved["path"]))
+    frame.loc[frame["path"].isin(moved["dup_group"]), "dup_group"] = frame["path"]
+    frame = pd.concat([frame, moved], ignore_index=True)
+    cfg = SplitConfig(train=1 - val - test, val=val, test=test, seed=seed)
+    splits = splitting.stratified_split(frame, labels, cfg)
+    keys = splitting.photo_keys(splits)
+    assert (keys.groupby(keys).apply(lambda k: splits.loc[k.index, "split"].nunique()) == 1).all()
+    mixed = splitting.conflicted(frame)
+    for label in labels:
+        part = splits[(splits["label"] == label) & ~splits["path"].isin(frame.loc[mixed, "path"])]
+        sizes = splitting.split_sizes(part)
+        total = sum(size["photos"] for size in sizes.values())
+        for name, share in (("train", cfg.train), ("val", val), ("test", test)):
+            assert abs(sizes[name]["photos"] - total * share) <= 1, (label, name, sizes, total)
+        assert sizes["test"]["files"] == sizes["test"]["photos"] and sizes["val"]["files"] == sizes["val"]["photos"]
+    assert set(splits.loc[splits["path"].isin(frame.loc[mixed, "path"]), "split"]) <= {"train"}

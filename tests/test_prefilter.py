@@ -59,6 +59,27 @@ def test_prob_sum_uses_the_given_class_list_and_car_prob_column():
     assert rule.apply_rule(only_sum, "prob_sum", 0.1, 5, CAR_CLASSES_IMAGENET).tolist() == [False, True, False]
 
 
+def test_scores_csv_leaves_classes_at_probability_zero_out_of_the_top_k(tmp_path):
+    """A quantised model gives most classes exactly 0: those are not ranked, so the top-k cells stay
+    empty rather than listing classes 0, 1, 2, ... at 0.000; reading the table back gives -1 there."""
+    config = config_mod.from_dict({"data": {"dir": str(tmp_path)}, "run": {"root": str(tmp_path / "runs")}})
+    run = create_run(config)
+    run.prefilter_dir.mkdir(parents=True, exist_ok=True)
+    probs = np.zeros((3, 1000), dtype=np.float16)
+    probs[0, [817, 436, 5]] = [0.5, 0.3, 0.2]  # three classes scored
+    probs[1, 817] = 1.0
+    chunk = store.Chunk(np.array(["a.jpg", "b.jpg", "c.jpg"]), probs, np.array(["", "", "truncated image"]))
+    store.write_scores(run, [chunk], CAR_CLASSES_IMAGENET, None)
+    raw = pd.read_csv(run.prefilter_dir / "scores.csv", keep_default_na=False, dtype=str)
+    assert raw.loc[0, ["k1", "k2", "k3", "k4", "k10"]].tolist() == ["817", "436", "5", "", ""]
+    assert raw.loc[1, ["k1", "k2"]].tolist() == ["817", ""] and (raw.loc[2, list(rule.TOP_COLUMNS)] == "").all()
+    assert raw.loc[0, "top5"] == "817 (817) 0.500, 436 (436) 0.300, 5 (5) 0.200"
+    assert raw.loc[1, "top5"] == "817 (817) 1.000"
+    back = store.load_scores(run)
+    assert back.loc[0, ["k1", "k4"]].tolist() == [817, -1] and (back.loc[2, list(rule.TOP_COLUMNS)] == -1).all()
+    assert rule.apply_rule(back, "top_k", 0.1, 5, CAR_CLASSES_IMAGENET).tolist() == [True, True, False]
+
+
 def test_top_k_rule_with_stored_indices_and_with_probabilities():
     top = pd.DataFrame({"path": ["a", "b", "c"], "status": ["scored", "scored", "broken"],
                         **{f"k{i + 1}": [0, 1, 817] for i in range(10)}})
@@ -126,6 +147,24 @@ def _run(config, stop_after_chunks: int | None = None, run=None):
     if not (run.path / "index" / "index.csv").is_file():
         assert run_stage(ctx, "index") == "done"
     return run, run_stage(ctx, "prefilter"), events
+
+
+@needs_lite0
+def test_progress_counts_kept_and_scored_batch_by_batch(photo_dir, tmp_path, monkeypatch):
+    """One chunk of 6 photos in batches of 2: each progress line counts what is decided so far (it
+    said kept 0, scored 0 until the chunk ended, 500/500 included)."""
+    from carclf_core.events import StageProgress
+    from carclf_core.stages import prefilter as prefilter_stage
+
+    monkeypatch.setattr(prefilter_stage, "PROGRESS_INTERVAL_S", 0.0)  # every batch reports
+    run, status, events = _run(_config(photo_dir, tmp_path, chunk_size=100))
+    assert status == "done"
+    lines = [(e.done, e.info["kept"], e.info["scored"]) for e in events
+             if isinstance(e, StageProgress) and e.stage == "prefilter"]
+    assert [done for done, _, _ in lines[:3]] == [2, 4, 6]
+    assert all(scored == done and kept <= scored for done, kept, scored in lines)
+    assert [kept for _, kept, _ in lines] == sorted(kept for _, kept, _ in lines)
+    assert lines[2] == (6, 3, 6) and lines[-1] == (6, 3, 6)
 
 
 @needs_lite0

@@ -11,6 +11,7 @@ from carclf_core import config as config_mod
 from carclf_core.pipeline import StageContext
 from carclf_core.registry import run_all
 from carclf_core.runs import create_run, open_run
+from carclf_core.stages import index as index_stage
 from carclf_core.stages.index import load_index
 from carclf_core.stages.split import load_splits
 
@@ -104,14 +105,24 @@ def test_class_folders_read_as_file_names_get_the_layout_advice(tmp_path):
         "file names do not parse as 17 fields, but the images sit in 2 sub-folders: set data.layout: folders")
     status, run, events = _run(tmp_path, data, "data.layout=folders", "split.min_per_class=3")
     assert status == "done"
+    assert not any("data.layout auto" in e.message for e in events if e.kind == "log")  # a set layout: no word
+    # auto says which layout it chose, and how to choose the other
+    status, run, events = _run(tmp_path, data, "data.layout=auto", "split.min_per_class=3")
+    assert status == "done"
+    chosen = [e.message for e in events if e.kind == "log" and e.message.startswith("data.layout auto")]
+    assert chosen == [index_stage.LAYOUT_CHOSEN["folders"]] and "set data.layout: filenames" in chosen[0]
+    named = make_dataset(tmp_path / "named", {("Audi", "A4"): 3, ("BMW", "X5"): 3})
+    status, run, events = _run(tmp_path, named, "data.layout=auto", "split.min_per_class=3")
+    assert [e.message for e in events if e.kind == "log" and e.message.startswith("data.layout auto")] == [
+        index_stage.LAYOUT_CHOSEN["filenames"]]
 
 
 def test_one_image_per_class_gets_advice_the_config_accepts(tmp_path):
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 1, ("BMW", "X5"): 1, ("Kia", "Rio"): 1})
     status, run, events = _run(tmp_path, data)
     error = _failure(events).error
-    assert error == ("split: 0 class(es) left after filtering (need at least 2); add images: each class needs "
-                     "at least 3 distinct photos (one each for train, val and test), and 0 class(es) have that many")
+    assert error == ("split: 0 classes left after filtering (need at least 2); add images: each class needs "
+                     "at least 3 distinct photos (one each for train, val and test), and 0 classes have that many")
     assert "lower" not in error
 
 
@@ -133,7 +144,7 @@ def test_copies_do_not_count_towards_min_per_class(tmp_path):
     status, run, events = _run(tmp_path, data, "split.min_per_class=3")
     assert status == "done"
     dropped = [w.message for w in _warnings(events) if "dropped" in w.message]
-    assert dropped == ["class 'Audi_A4' dropped: 2 distinct photos (8 images) < split.min_per_class 3"]
+    assert dropped == ["class 'Audi_A4' dropped: 2 photos (8 files) < split.min_per_class 3"]
 
 
 def test_a_relative_data_dir_is_the_same_data_from_another_directory(tmp_path, monkeypatch):
@@ -173,3 +184,19 @@ def test_a_name_that_is_not_utf8_fails_nothing(tmp_path):
     assert named["bad\\xff_name.jpg"] == "rejected: name is not valid UTF-8; rename the file or its folder"
     Path(run.index_csv).read_bytes().decode("utf-8")
     assert len(pd.read_csv(run.index_csv)) == 11
+
+
+def test_the_split_refuses_images_the_prefilter_has_not_decided_on(tmp_path):
+    """`--stage index --stage split` with the prefilter filtering used to split every indexed image,
+    interiors included, silently; now the split names the stage to run and the key to change."""
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 5, ("BMW", "X5"): 5})
+    status, run, events = _run(tmp_path, data, "prefilter.mode=filter", "split.min_per_class=3")
+    assert status == "failed"
+    failure = _failure(events)
+    assert failure.stage == "split"
+    assert "prefilter.mode is filter, but the prefilter has not decided" in failure.error
+    assert f"--resume {run.path} --stage prefilter" in failure.error and "prefilter.mode: off" in failure.error
+    assert not run.splits_csv.exists()
+    # scoring only (or off) splits every indexed image, as asked
+    status, run, events = _run(tmp_path, data, "prefilter.mode=score", "split.min_per_class=3")
+    assert status == "done" and len(load_splits(run)[0]) == 10

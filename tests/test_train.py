@@ -162,6 +162,41 @@ def test_results_state_their_baselines_and_the_copy_leak(trained):
     assert summary["chance"] == pytest.approx(1 / 8) and summary["top5_chance"] == pytest.approx(5 / 8)
 
 
+def test_results_count_photos_and_give_each_figure_its_interval(trained):
+    from carclf_core import metrics as metrics_mod
+
+    folder = trained["run"].path
+    metrics = json.loads((folder / "evaluate" / "metrics.json").read_text())
+    predictions = pd.read_csv(folder / "evaluate" / "predictions.csv")
+    # one file a test photo (split.copies_in_eval: one): photos = files = what was scored
+    assert metrics["photos"] == metrics["files"] == len(predictions) == predictions["counted"].sum()
+    n = metrics["photos"]
+    assert metrics["accuracy_ci"] == pytest.approx(list(metrics_mod.wilson_interval(metrics["accuracy"] * n, n)))
+    assert metrics["top5_ci"] == pytest.approx(list(metrics_mod.wilson_interval(metrics["top5"] * n, n)))
+    low, high = metrics["balanced_accuracy_ci"]
+    assert low <= metrics["balanced_accuracy"] <= high and high - low > 0.01
+    assert metrics["clears_majority"] == (metrics["accuracy_ci"][0] > metrics["majority_baseline"])
+    assert isinstance(metrics["sinks"], list)
+    per_class = pd.read_csv(folder / "evaluate" / "per_class.csv")
+    assert ((per_class["recall_low"] <= per_class["recall"]) & (per_class["recall"] <= per_class["recall_high"])).all()
+    finished = of(trained["evaluation"], StageFinished)[0]
+    ci = metrics["accuracy_ci"]
+    assert f"test accuracy {metrics['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in finished.summary
+    assert ("cleared" if metrics["clears_majority"] else "not cleared by the interval") in finished.summary
+    assert f" on {n} photos ({n} files)" in finished.summary
+    # validation: train's summary.json, the best epoch's figures with theirs
+    summary = json.loads((folder / "train" / "summary.json").read_text())
+    splits = pd.read_csv(folder / "split" / "splits.csv")
+    assert summary["val_photos"] == summary["val_files"] == (splits["split"] == "val").sum()
+    v = summary["val_photos"]
+    expected = metrics_mod.wilson_interval(summary["val_accuracy"] * v, v)
+    assert summary["val_accuracy_ci"] == pytest.approx(list(expected))
+    assert summary["val_top5_ci"][0] <= summary["val_top5"] <= summary["val_top5_ci"][1]
+    assert isinstance(summary["val_clears_majority"], bool)
+    if "val_balanced_accuracy_ci" in summary:  # the best epoch ran after the resume
+        assert len(summary["val_recall"]) == 8 and summary["val_confusion_sample"] == 40
+
+
 def test_evaluation_files_and_final_confusion(trained):
     folder = trained["run"].path / "evaluate"
     per_class = pd.read_csv(folder / "per_class.csv")

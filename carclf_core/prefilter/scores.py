@@ -64,6 +64,8 @@ PROBS = "probs.npy"
 ROWS_A_SLICE = 4_096
 """Rows of ``probs.npy`` read at a time (8 MB; 16 MB as float32): a 300,000-image file is never in memory whole."""
 SCORES_CSV = "scores.csv"
+UNUSED = -1
+"""A top-k index that names no class: the file is broken, or fewer classes than k have a probability."""
 
 
 def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -77,7 +79,8 @@ def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFra
     Returns:
         One row per scored file: ``path`` (relative to data.dir), ``status`` (``scored`` or
         ``broken``), ``reason``, ``car_prob`` (rounded to 6 places; NaN when broken), ``top5`` (text),
-        ``k1``..``k10`` (top class indices, -1 when broken).
+        ``k1``..``k10`` (top class indices; -1 where unused: a broken file, or fewer classes than
+        ten above probability 0. ``scores.csv`` leaves those cells empty).
 
     Raises:
         FileNotFoundError: the run has no ``prefilter/scores.csv`` (stage not run or not finished).
@@ -85,13 +88,17 @@ def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFra
     path = run.prefilter_dir / SCORES_CSV
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no prefilter scores; run the prefilter stage first")
-    return pd.read_csv(
+    frame = pd.read_csv(
         path,
         usecols=list(columns) if columns is not None else None,
         dtype={"path": str, "status": str, "reason": str, "top5": str},
         keep_default_na=False,
-        na_values={"car_prob": [""]},
+        na_values={"car_prob": [""], **{column: [""] for column in TOP_COLUMNS}},
     )
+    for column in TOP_COLUMNS:  # empty cells (unused) read back as UNUSED, the rules' integer form
+        if column in frame.columns:
+            frame[column] = frame[column].fillna(UNUSED).astype(np.int64)
+    return frame
 
 
 def _paths_sha(paths: Iterable[Any]) -> str:
@@ -447,7 +454,9 @@ def write_chunk(path: Path, chunk: Chunk) -> None:
 def top5_text(probs: np.ndarray, top: np.ndarray, labels: list[str] | None) -> list[str]:
     texts = []
     for row, idx in zip(probs, top, strict=True):
-        texts.append(", ".join(f"{labels[i] if labels else i} ({i}) {float(row[i]):.3f}" for i in idx[:5]))
+        texts.append(
+            ", ".join(f"{labels[i] if labels else i} ({i}) {float(row[i]):.3f}" for i in idx[:5] if i != UNUSED)
+        )
     return texts
 
 
@@ -461,7 +470,10 @@ def scores_table(
     car_prob = np.round(car_probability(probs, car_classes), 6)
     car_prob[broken] = np.nan
     top = top_indices(probs)
-    top[broken] = -1
+    # a class at probability 0 is not ranked: a quantised model gives most classes exactly 0, and the
+    # ties would fill the top-k with classes 0, 1, 2, ... (tench, goldfish, ...) at 0.000
+    top[np.take_along_axis(probs, top.astype(np.int64), axis=1) == 0] = UNUSED
+    top[broken] = UNUSED
     top5 = np.array(top5_text(probs, top, labels) if with_text else [""] * len(paths), dtype=object)
     top5[broken] = ""
     frame = pd.DataFrame(
@@ -531,6 +543,9 @@ def write_scores(
             car_probs=car,
             paths_sha=np.array(_paths_sha(scores["path"])),
         )
+    written = scores.copy()
+    for column in TOP_COLUMNS:  # an unused top-k cell is written empty
+        written[column] = written[column].astype("Int16").mask(written[column] == UNUSED)
     with atomic_path(folder / SCORES_CSV) as tmp:
-        scores.to_csv(tmp, index=False)
+        written.to_csv(tmp, index=False)
     return scores

@@ -1,9 +1,10 @@
 """The evaluate stage: test-split metrics of the best model, and its export.
 
 Loads ``train/best.keras`` (the restored best weights), predicts the test split in file order and
-writes into ``<run>/evaluate/``: ``metrics.json`` (accuracy, top-5, balanced accuracy beside chance,
-the majority-class baseline and top-5 chance; how many test images have a copy in train),
-``per_class.csv`` (precision/recall/F1/support), ``confusion.csv`` and ``confusion.npy`` (rows true,
+writes into ``<run>/evaluate/``: ``metrics.json`` (accuracy, top-5, balanced accuracy, each with
+its 95 % interval, beside chance, the majority-class baseline and top-5 chance; photos and files;
+sink classes; how many test images have a copy in train), ``per_class.csv`` (precision, recall with
+its interval, F1, support), ``confusion.csv`` and ``confusion.npy`` (rows true,
 columns predicted), ``most_confused.csv``, ``predictions.csv`` (every test image: label, prediction,
 probability, top-5) and ``batch_predictions.csv`` (the first batch, as the reference's
 ``show_batch_with_pred``). Exports the model with its contract (see :mod:`carclf_core.export`):
@@ -15,16 +16,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import metrics as metrics_mod
-from ..dataset import copies_across
+from ..display import counted as counted_text
+from ..display import photos_files
 from ..errors import CarclfError, StageError
 from ..events import ConfusionReady
 from ..pipeline import StageContext, StageResult
 from ..runs import atomic_path, write_json_atomic
+from ..splitting import copies_across, photo_keys
 from .split import load_splits, split_files
 
 
@@ -99,21 +103,37 @@ def run(ctx: StageContext) -> StageResult:
     test_paths = [test_paths[i] for i in kept]
     labels = np.asarray(test_labels, dtype=np.int64)[kept]
     pred = probs.argmax(axis=1)
-    matrix = metrics_mod.confusion_matrix(labels, pred, len(classes))
+    data_dir = Path(config.data.dir)
+    rel_paths = [str(Path(p).relative_to(data_dir)) for p in test_paths]
+    # a photo counts once: its first scored file (by path) stands for it; with split.copies_in_eval
+    # one (the default) that is every file
+    test_part = splits[splits["split"] == "test"]
+    key_of = dict(zip(test_part["path"].astype(str), photo_keys(test_part), strict=True))
+    counted = ~pd.Series([key_of.get(p, p) for p in rel_paths]).duplicated().to_numpy()
+    photos = int(counted.sum())
+    matrix = metrics_mod.confusion_matrix(labels[counted], pred[counted], len(classes))
     summary = metrics_mod.summary_metrics(matrix)
-    metrics = {
+    top5_hits = metrics_mod.top_k_accuracy(probs[counted], labels[counted], 5) * photos
+    metrics: dict[str, Any] = {
         **summary,
-        "top5": metrics_mod.top_k_accuracy(probs, labels, 5),
+        "top5": top5_hits / photos,
+        "photos": photos,
+        "files": int(len(labels)),
         "images": int(len(labels)),
         "dropped": dropped,
         "classes": len(classes),
-        **metrics_mod.baselines(labels, len(classes), 5),
+        **metrics_mod.baselines(labels[counted], len(classes), 5),
         **copies_across(splits),
     }
+    metrics.update(metrics_mod.with_intervals(metrics, matrix, photos, top5_hits, seed=config.split.seed))
+    metrics["sinks"] = metrics_mod.sink_classes(matrix, classes)
 
     per_class = pd.DataFrame(
         metrics_mod.per_class_metrics(matrix, classes), columns=["class", "precision", "recall", "f1", "support"]
     )
+    recall_ci = np.array(metrics_mod.recall_intervals(matrix)).reshape(-1, 2)
+    per_class.insert(3, "recall_low", recall_ci[:, 0])
+    per_class.insert(4, "recall_high", recall_ci[:, 1])
     with atomic_path(out / "per_class.csv") as tmp:
         per_class.to_csv(tmp, index=False)
     with atomic_path(out / "confusion.csv") as tmp:
@@ -124,8 +144,6 @@ def run(ctx: StageContext) -> StageResult:
     with atomic_path(out / "most_confused.csv") as tmp:
         pd.DataFrame(confused, columns=["true", "predicted", "count"]).to_csv(tmp, index=False)
     top5 = np.argsort(-probs, axis=1)[:, :5]
-    data_dir = Path(config.data.dir)
-    rel_paths = [str(Path(p).relative_to(data_dir)) for p in test_paths]
     predictions = pd.DataFrame(
         {
             "path": rel_paths,
@@ -134,6 +152,7 @@ def run(ctx: StageContext) -> StageResult:
             "probability": probs[np.arange(len(pred)), pred],
             "correct": labels == pred,
             "top5": [" | ".join(classes[i] for i in row) for row in top5],
+            "counted": counted,
         }
     )
     with atomic_path(out / "predictions.csv") as tmp:
@@ -155,19 +174,17 @@ def run(ctx: StageContext) -> StageResult:
             epoch=int(train_summary.get("best_epoch") or 0),
             classes=tuple(classes),
             split="test",
-            sample=int(len(labels)),
+            sample=photos,
         )
     )
     for true, predicted, count in confused[:5]:
         ctx.log("info", f"confused: {true} -> {predicted} ({count}x)")
-    text = (
-        f"test accuracy {metrics['accuracy']:.3f} (chance {metrics['chance']:.3f}, majority "
-        f"{metrics['majority_baseline']:.3f}), top-5 {metrics['top5']:.3f} (chance {metrics['top5_chance']:.3f}), "
-        f"balanced {metrics['balanced_accuracy']:.3f} on {len(labels)} images"
-    )
+    text = metrics_mod.result_line("test", metrics) + f" on {photos_files(photos, len(labels))}"
+    if metrics["sinks"]:
+        text += "; " + metrics_mod.sink_text(metrics["sinks"])
     if "test_with_train_copy" in metrics:
         leaked = metrics["test_with_train_copy"]
         text += f"; {leaked:,} of them with a copy in train" if leaked else "; none with a copy in train"
     if dropped:
-        text += f"; {dropped:,} test image(s) that no longer decode left out (named in the log)"
+        text += f"; {counted_text(dropped, 'test image')} that no longer decode left out (named in the log)"
     return StageResult(text, metrics)

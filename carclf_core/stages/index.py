@@ -7,16 +7,28 @@ import time
 import pandas as pd
 
 from .. import dataset
+from ..display import counted
 from ..errors import StageError
 from ..pipeline import StageContext, StageResult
 from ..runs import RunDir, atomic_path
+
+LAYOUT_CHOSEN = {
+    "filenames": "data.layout auto: labels from the file names (data.fields); set data.layout: folders for "
+    "class folders",
+    "folders": "data.layout auto: labels from the class folders (most file names do not parse as data.fields); "
+    "set data.layout: filenames to read the names",
+}
+"""What the log says ``data.layout: auto`` chose."""
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.data
     started = time.monotonic()
     frame = dataset.build_index(
-        cfg, progress=lambda done, total: ctx.progress(done, total, started), cancelled=ctx.is_cancelled
+        cfg,
+        progress=lambda done, total: ctx.progress(done, total, started),
+        cancelled=ctx.is_cancelled,
+        chose_layout=lambda layout: ctx.log("info", LAYOUT_CHOSEN[layout]),
     )
     ctx.check_cancelled()
     out = ctx.stage_dir()
@@ -33,7 +45,7 @@ def run(ctx: StageContext) -> StageResult:
     skipped = frame[frame["status"] == dataset.SKIPPED]
     for reason, files in skipped.groupby("reason", sort=True):
         # one line a reason: a photo folder can hold thousands of sidecar files
-        ctx.log("info", f"skipped {len(files):,} file(s): {reason} (first: {files['path'].iloc[0]})")
+        ctx.log("info", f"skipped {counted(len(files), 'file')}: {reason} (first: {files['path'].iloc[0]})")
     photos, copies = dataset.duplicate_summary(frame)
     if copies:
         kind = "identical or near-identical" if cfg.near_duplicates else "byte-identical"
@@ -55,7 +67,7 @@ def run(ctx: StageContext) -> StageResult:
     layout = dataset.layout_hint(frame, cfg)
     if layout:
         ctx.log("warning", layout)
-    summary = f"{usable:,} images in {len(counts):,} classes, {len(rejected):,} rejected"
+    summary = f"{counted(usable, 'image')} in {counted(len(counts), 'class')}, {len(rejected):,} rejected"
     if len(skipped):
         summary += f", {len(skipped):,} skipped"
     if copies:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import dataset
 from ..cluster import Shard
+from ..display import counted
 from ..errors import StageError
 from ..events import PrefilterExamples, PrefilterHistogram
 from ..files import nonregular_reason
@@ -49,6 +50,8 @@ class _Tally:
         self._car_probs: list[np.ndarray] = []
         self._is_car: list[np.ndarray] = []
         self.kept = self.scored = self.done = 0
+        self.batch_kept = self.batch_scored = 0
+        """Kept and scored images of the chunk being scored (its batches so far)."""
         self.reused = 0
         """Images in chunks reused from an earlier attempt (done, but not worked on now)."""
         self.elsewhere = 0
@@ -56,13 +59,27 @@ class _Tally:
         self.started = time.monotonic()
         self._last_progress = 0.0
 
-    def add(self, chunk: store.Chunk, reused: bool = False) -> None:
+    def _decide(self, chunk: store.Chunk) -> tuple[np.ndarray, np.ndarray]:
+        """Car probability and the rule's decision of each image of ``chunk``."""
         frame, _ = store.scores_table([chunk], self.cfg.car_classes, None, with_text=False)
+        is_car = apply_rule(frame, self.cfg.rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes)
+        return frame["car_prob"].to_numpy(dtype=np.float64), is_car
+
+    def add(self, chunk: store.Chunk, reused: bool = False) -> None:
+        car_prob, is_car = self._decide(chunk)
         self.chunks.append(chunk)
-        self._car_probs.append(frame["car_prob"].to_numpy(dtype=np.float64))
-        self._is_car.append(apply_rule(frame, self.cfg.rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes))
+        self._car_probs.append(car_prob)
+        self._is_car.append(is_car)
         self.done += len(chunk.paths)
         self.reused += len(chunk.paths) if reused else 0
+        self.batch_kept = self.batch_scored = 0  # the chunk's images now count through report_chunks
+
+    def count_batch(self, paths: np.ndarray, probs: np.ndarray) -> None:
+        """Count a scored batch of the running chunk as kept or not at once, so the progress line says
+        what has been decided so far, not what the finished chunks held (0 and 0 through the first)."""
+        _, is_car = self._decide(store.Chunk(paths, probs, np.full(len(paths), "", dtype=str)))
+        self.batch_kept += int(is_car.sum())
+        self.batch_scored += len(paths)
 
     def report_chunks(self) -> None:
         """Histogram and examples over the finished chunks."""
@@ -92,8 +109,8 @@ class _Tally:
             self.total,
             self.started,
             skipped=self.reused + self.elsewhere,
-            kept=self.kept,
-            scored=self.scored,
+            kept=self.kept + self.batch_kept,
+            scored=self.scored + self.batch_scored,
             chunk=chunk + 1,
             chunks=self.n_chunks,
         )
@@ -113,11 +130,13 @@ def _score_chunk(ctx: StageContext, model, part: list[str], tally: _Tally, numbe
     special = {i: why for i, f in enumerate(files) if (why := nonregular_reason(f)) is not None and why != "missing"}
     readable = np.array([i for i in range(len(files)) if i not in special], dtype=np.int64)
     batches = make_prefilter_dataset([files[i] for i in readable], model.size, cfg.resize, cfg.batch_size)
+    names = np.array(part, dtype=str)
     for images, rows in batches.as_numpy_iterator() if readable.size else ():
         ctx.check_cancelled()
         rows = readable[rows]
         probs[rows] = model.predict(images).astype(np.float16)
         seen[rows] = True
+        tally.count_batch(names[rows], probs[rows])
         tally.progress(tally.done + int(seen.sum()), number)
     reasons = np.full(len(part), "", dtype=object)
     for i in np.flatnonzero(~seen):
@@ -217,10 +236,11 @@ def run(ctx: StageContext) -> StageResult:
             ctx.log(
                 "info",
                 f"prefilter shard {ctx.shard}: its {mine} of {n_chunks} chunks are scored; "
-                f"{len(everything)} chunk(s) of other shards still missing: the shard that scores the last "
+                f"{counted(len(everything), 'chunk')} of other shards still missing: the shard that scores the last "
                 "one writes the decision",
             )
-            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {len(everything)} chunk(s)"
+            waiting = counted(len(everything), "chunk")
+            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {waiting}"
             return StageResult(summary, {"shard": str(ctx.shard), "computed": computed}, complete=False)
         tally = everything
 

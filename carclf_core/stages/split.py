@@ -1,7 +1,9 @@
 """The split stage: keep the top-N classes and make seeded, stratified train/val/test splits.
 
-Writes ``split/splits.csv`` (path, label, class_index, split) and ``split/classes.json`` (the fixed
-class order); :func:`load_splits` and :func:`split_files` are their readers for train and evaluate.
+Writes ``split/splits.csv`` (path, label, class_index, split, dup_group: one row a file in a split;
+the extra copies of val and test photos are in none, see :mod:`carclf_core.splitting`) and
+``split/classes.json`` (the fixed class order); :func:`load_splits` and :func:`split_files` are their
+readers for train and evaluate.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import dataset
+from .. import dataset, splitting
 from ..config import Config, SplitConfig
+from ..display import counted, photos_files
 from ..errors import StageError
 from ..files import nonregular_reason
 from ..pipeline import StageContext, StageResult
@@ -23,31 +26,43 @@ from .index import load_index
 
 
 def usable_images(run: RunDir, config: Config) -> pd.DataFrame:
-    """Index rows the later stages may use: checked ok, and kept by the prefilter when it filters."""
+    """Index rows the later stages may use: checked ok, and kept by the prefilter when it filters.
+
+    Raises:
+        StageError: ``prefilter.mode`` is ``filter`` and the run has no prefilter decision yet
+            (splitting every indexed image instead would put the pictures the prefilter drops,
+            interiors and close-ups, into the test split without a word).
+    """
     index = load_index(run)
     usable = index[index["status"] == dataset.OK]
-    kept = kept_paths(run) if config.prefilter.mode == "filter" else None
-    if kept is not None:
-        usable = usable[usable["path"].isin(kept)]
-    return usable
+    if config.prefilter.mode != "filter":
+        return usable
+    kept = kept_paths(run)
+    if kept is None:
+        raise StageError(
+            f"split: prefilter.mode is filter, but the prefilter has not decided which images to keep "
+            f"({run.kept_csv} is missing)",
+            f"run the prefilter stage first (carclf-tui --resume {run.path} --stage prefilter), "
+            "or set prefilter.mode: off to split every indexed image",
+        )
+    return usable[usable["path"].isin(kept)]
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg = ctx.config.split
     usable = usable_images(ctx.run, ctx.config)
-    counts = dataset.photo_counts(usable, cfg)
-    classes = dataset.select_classes(counts, cfg.top_n, cfg.min_per_class)
-    for row in counts[counts["count"] < cfg.min_per_class].itertuples():
-        size = (
-            f"{row.count} images" if row.count == row.images else f"{row.count} distinct photos ({row.images} images)"
-        )
-        ctx.log("warning", f"class {row.label!r} dropped: {size} < split.min_per_class {cfg.min_per_class}")
+    counts = splitting.photo_counts(usable, cfg)
+    classes = splitting.select_classes(counts, cfg.top_n, cfg.min_per_class)
+    small = counts[counts["count"] < cfg.min_per_class]
+    for label, photos, files in zip(small["label"], small["count"].tolist(), small["images"].tolist(), strict=True):
+        size = counted(photos, "image") if photos == files else photos_files(photos, files)
+        ctx.log("warning", f"class {label!r} dropped: {size} < split.min_per_class {cfg.min_per_class}")
     if len(classes) < 2:
         raise StageError(
-            f"split: {len(classes)} class(es) left after filtering (need at least 2)",
+            f"split: {counted(len(classes), 'class')} left after filtering (need at least 2)",
             _too_few_classes_hint(counts, cfg),
         )
-    mixed = usable["label"].isin(classes) & dataset.conflicted(usable, cfg.group_duplicates)
+    mixed = usable["label"].isin(classes) & splitting.conflicted(usable, cfg.group_duplicates)
     if mixed.any():
         where = "put in train only" if cfg.conflicts == "train" else "left out"
         ctx.log(
@@ -55,20 +70,35 @@ def run(ctx: StageContext) -> StageResult:
             f"{int(mixed.sum())} images are copies of a photo filed under two or more labels: {where} "
             "(split.conflicts; the index stage named them)",
         )
-    splits = dataset.stratified_split(usable, classes, cfg)
+    splits = splitting.stratified_split(usable, classes, cfg)
     with atomic_path(ctx.run.splits_csv) as tmp:
         splits.to_csv(tmp, index=False)
     write_json_atomic(ctx.run.classes_json, list(classes))
-    sizes = splits["split"].value_counts().to_dict()
-    leaks = dataset.copies_across(splits)
-    summary = (
-        f"{len(classes)} classes: {sizes.get('train', 0):,} train / {sizes.get('val', 0):,} val / "
-        f"{sizes.get('test', 0):,} test"
+    sizes = splitting.split_sizes(splits)
+    # files of the chosen classes in no split: the extra copies of val and test photos (and of train
+    # photos with split.copies_in_train: one); conflicted files are counted on their own
+    chosen = int(usable["label"].isin(classes).sum())
+    conflicts_dropped = int(mixed.sum()) if cfg.conflicts == "drop" else 0
+    copies_left_out = chosen - len(splits) - conflicts_dropped
+    if copies_left_out:
+        ctx.log(
+            "info",
+            f"{counted(copies_left_out, 'copy', 'copies')} of photos already in a split left out "
+            f"(split.copies_in_eval: {cfg.copies_in_eval}, split.copies_in_train: {cfg.copies_in_train})",
+        )
+    leaks = splitting.copies_across(splits)
+    summary = f"{counted(len(classes), 'class')}: " + " / ".join(
+        f"{name} {photos_files(sizes[name]['photos'], sizes[name]['files'])}" for name in splitting.SPLITS
     )
     if leaks.get("test_with_train_copy"):
         summary += f"; {leaks['test_with_train_copy']:,} test images have a copy in train (split.group_duplicates off)"
         ctx.log("warning", summary.split("; ", 1)[1])
-    data = {"classes": len(classes), **{str(k): int(v) for k, v in sizes.items()}, **leaks}
+    data: dict = {"classes": len(classes)}
+    for name in splitting.SPLITS:
+        data[name] = sizes[name]["files"]
+        data[f"{name}_photos"] = sizes[name]["photos"]
+    data.update(leaks)
+    data["copies_left_out"] = copies_left_out
     data["conflicted_images"] = int(mixed.sum())
     return StageResult(summary, data)
 
@@ -82,9 +112,10 @@ def _too_few_classes_hint(counts: pd.DataFrame, cfg: SplitConfig) -> str:
     second = int(counts["count"].iloc[1]) if len(counts) >= 2 else 0
     if second >= 3:
         return f"lower split.min_per_class to {second} (minimum 3), or add images"
+    enough = int((counts["count"] >= 3).sum())
     return (
         "add images: each class needs at least 3 distinct photos (one each for train, val and test), "
-        f"and {int((counts['count'] >= 3).sum())} class(es) have that many"
+        f"and {counted(enough, 'class')} {'has' if enough == 1 else 'have'} that many"
     )
 
 

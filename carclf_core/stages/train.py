@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 
 from .. import callbacks as cb
-from .. import display, keras_env, multiworker
+from .. import display, keras_env, multiworker, splitting
 from .. import metrics as metrics_mod
 from .. import model as model_mod
 from ..checkpoint import Resume, load_weights
 from ..cluster import Cluster, cluster_from_env, multi_worker_wanted
+from ..display import photos_files
 from ..errors import StageError
 from ..pipeline import StageCancelled, StageContext, StageResult
 from ..provenance import fingerprint
@@ -68,6 +69,8 @@ class _Data:
     sample_labels: np.ndarray
     val_baselines: dict[str, float]
     """Chance, majority-class and top-5 baselines of the validation split (metrics.baselines)."""
+    val_photos: int
+    """Distinct photos of the validation split (copies count once)."""
     class_weight: dict[int, float] | None
     steps: int
     """Steps an epoch (on several machines: of the largest share, which every machine steps through)."""
@@ -144,6 +147,7 @@ def _load_data(ctx: StageContext, team: Cluster | None) -> _Data:
         sample=sample,
         sample_labels=sample_labels,
         val_baselines=val_baselines,
+        val_photos=splitting.split_sizes(splits)["val"]["photos"],
         class_weight=class_weight,
         steps=math.ceil(len(train_paths) / icfg.batch_size),
         n_train=n_train,
@@ -264,7 +268,12 @@ class _Training:
         self.stop = cb.StopOnCancel(self.agreed_stop)
         self.diverged = cb.StopOnNonFiniteLoss()
         self.confusion = cb.ConfusionCallback(
-            ctx.emit, data.sample, data.sample_labels, data.classes, skip=self._epoch_cut
+            ctx.emit,
+            data.sample,
+            data.sample_labels,
+            data.classes,
+            skip=self._epoch_cut,
+            best_epoch=lambda: int(self.es.best_epoch),
         )
         self.dropped: dict[str, int] = {"train": 0, "val": 0}
         self.drops = cb.DroppedImagesReporter(data.audits, self._report_dropped, skip=self._epoch_cut)
@@ -508,6 +517,40 @@ class _Training:
             model.set_weights(self.es.best_weights)  # nothing left to fit: keep the best
         return self.finish(model, time.monotonic() - started)
 
+    def _val_intervals(self, best_row: dict) -> dict[str, Any]:
+        """The validation figures of the best epoch with their 95 % intervals (see metrics.with_intervals).
+
+        Keras's accuracies count files; with ``split.copies_in_eval: one`` (the default) a file is a
+        photo, and with ``all`` the intervals take the photos as n (wider, as they should be). The
+        balanced accuracy and each class's recall come from the best epoch's confusion matrix of
+        the validation sample (``train.confusion_sample``), when that epoch ran in this process.
+        """
+        files = len(self.data.paths["val"]) - self.dropped.get("val", 0)
+        out: dict[str, Any] = {"val_photos": self.data.val_photos, "val_files": files}
+        n = min(self.data.val_photos, files)
+        val_acc, val_top5 = best_row.get("val_categorical_accuracy"), best_row.get("val_top5")
+        if val_acc is None:
+            return out
+        figures = {"accuracy": float(val_acc), **self.data.val_baselines}
+        if val_top5 is not None:
+            figures["top5"] = float(val_top5)
+        matrix = self.confusion.best_matrix
+        if matrix is not None:
+            figures["balanced_accuracy"] = metrics_mod.summary_metrics(matrix)["balanced_accuracy"]
+        found = metrics_mod.with_intervals(figures, matrix, n, seed=self.ctx.config.split.seed)
+        out.update({f"val_{k}" if k != "interval" else k: v for k, v in found.items()})
+        if matrix is not None:
+            out["val_balanced_accuracy"] = figures["balanced_accuracy"]
+            out["val_confusion_sample"] = int(matrix.sum())
+            recall = metrics_mod.per_class_metrics(matrix, self.data.classes)
+            out["val_recall"] = [
+                {"class": name, "recall": r[2], "low": ci[0], "high": ci[1], "support": r[4]}
+                for name, r, ci in zip(self.data.classes, recall, metrics_mod.recall_intervals(matrix), strict=True)
+            ]
+        if val_top5 is not None:
+            out["val_top5"] = float(val_top5)
+        return out
+
     def finish(self, model, fit_s: float) -> StageResult:
         """Save the best model, the history and the summary (a worker of several machines saves nothing)."""
         tcfg, out, history = self.tcfg, self.out, self.history
@@ -530,7 +573,6 @@ class _Training:
         best_epoch = es_state["best_epoch"] + 1 if es_state["best"] is not None else None
         best_row = next((h for h in history if h.get("epoch") == best_epoch), {})
         val_acc = best_row.get("val_categorical_accuracy")
-        n_classes = len(self.data.classes)
         summary = {
             "epochs_run": len(history),
             "best_epoch": best_epoch,
@@ -538,6 +580,7 @@ class _Training:
             "monitor": tcfg.monitor,
             "val_accuracy": val_acc,
             **self.data.val_baselines,
+            **self._val_intervals(best_row),
             "fit_s": fit_s,
             "policy": self.policy,
             "gpus": self.gpus,
@@ -558,15 +601,16 @@ class _Training:
                 f"per-epoch validation confusion matrix ({len(self.data.sample_labels)} images) "
                 f"cost {confusion_share:.1%} of epoch time",
             )
-        majority = self.data.val_baselines["majority_baseline"]
-        acc_text = (
-            f", val acc {val_acc:.3f} (chance {1 / n_classes:.3f}, majority {majority:.3f})"
-            if val_acc is not None
-            else ""
-        )
+        acc_text = ""
+        if val_acc is not None:
+            shown = {key.removeprefix("val_"): value for key, value in summary.items()}
+            acc_text = ", " + metrics_mod.result_line("val", shown)
+            acc_text += f" on {photos_files(summary['val_photos'], summary['val_files'])}"
         best_text = (
             f"best {tcfg.monitor} {es_state['best']:.4f} at epoch {best_epoch}" if best_epoch else "no best epoch"
         )
         lost = sum(self.dropped.values())
-        lost_text = f"; {lost:,} image(s) that no longer decode left out (named in the log)" if lost else ""
+        lost_text = (
+            f"; {display.counted(lost, 'image')} that no longer decode left out (named in the log)" if lost else ""
+        )
         return StageResult(f"{len(history)} epochs, {best_text}{acc_text}{lost_text}", summary)

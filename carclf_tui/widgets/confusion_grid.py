@@ -366,13 +366,14 @@ def cursor_text(grid: Grid, counts: np.ndarray, names: Sequence[str], cursor: tu
 def header_text(confusion: rs.Confusion, counts: np.ndarray, info: dict[str, Any], mode: str,
                 zoomed: Window | None, width: int) -> Text:
     """Which matrix this is (its dense ``counts``) and how good it is: accuracy, balanced accuracy and
-    top-5 beside chance, the majority baseline and top-5 chance; the other views (``v``) where the
-    first line has room."""
+    top-5, each with its 95 % interval where known, beside chance, the majority baseline (and whether
+    the accuracy's interval clears it) and top-5 chance; the other views (``v``) where the first line
+    has room; a line naming the sink classes (``metrics.sink_classes``) when there are any."""
     names_count = len(confusion.classes)
     test = confusion.split == "test"
     first = [Text(f" {mode} ", style="reverse bold"),
              Text(" of the test split" if test else f" of the {printable(confusion.split)} sample", style="bold"),
-             Text(f" · {names_count:,} classes · {confusion.sample:,} images")]
+             Text(f" · {names_count:,} classes · {confusion.sample:,} {'photos' if test else 'images'}")]
     if confusion.epoch:
         first.append(Text(f" · {'best epoch' if test else 'epoch'} {confusion.epoch}"))
     others = Text("   v: " + " · ".join(m for m in MODES if m != mode), style="dim")
@@ -382,12 +383,37 @@ def header_text(confusion: rs.Confusion, counts: np.ndarray, info: dict[str, Any
     second = []
     for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced"), ("top5", "top-5")):
         if key in numbers:
-            second.append(Text(f"{' · ' if second else ''}{label} ") + Text(number(numbers[key], 3), style="bold"))
+            piece = Text(f"{' · ' if second else ''}{label} ") + Text(number(numbers[key], 3), style="bold")
+            low_high = numbers.get(f"{key}_ci")
+            if low_high is not None:  # the 95 % interval, at the precision a few dozen photos allow
+                piece.append(f" [{number(low_high[0], 2)}, {number(low_high[1], 2)}]")
+            second.append(piece)
     baselines = [(k, label) for k, label in (("chance", "chance"), ("majority_baseline", "majority"),
                                               ("top5_chance", "top-5 chance")) if k in numbers]
     for n, (key, label) in enumerate(baselines):
-        second.append(Text(f"{'   vs ' if n == 0 else ' · '}{label} {number(numbers[key], 3)}", style="dim"))
-    return flow(first, width) + Text("\n") + flow(second, width)
+        text = f"{'   vs ' if n == 0 else ' · '}{label} {number(numbers[key], 3)}"
+        if key == "majority_baseline" and "clears_majority" in numbers:
+            text += " (cleared)" if numbers["clears_majority"] else " (not cleared by the interval)"
+        second.append(Text(text, style="dim"))
+    out = flow(first, width) + Text("\n") + flow(second, width)
+    sinks = numbers.get("sinks") if test else _sinks(counts, confusion.classes)
+    if sinks:
+        from carclf_core.metrics import sink_text
+
+        out += Text("\n") + flow([Text(printable(sink_text(sinks)), style="yellow")], width)
+    return out
+
+
+_last_sinks: list[Any] = [None, []]
+"""The last matrix whose sinks were found, and its sinks: the header redraws on every cursor move."""
+
+
+def _sinks(counts: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
+    from carclf_core.metrics import sink_classes
+
+    if _last_sinks[0] is not counts:
+        _last_sinks[:] = [counts, sink_classes(counts, classes) if counts.size else []]
+    return _last_sinks[1]
 
 
 def _summary(counts: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
@@ -402,5 +428,9 @@ def _summary(counts: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
         numbers["chance"] = 1.0 / len(counts)
         numbers["majority_baseline"] = float(totals.max() / totals.sum()) if totals.sum() else 0.0
     numbers.update({k: v for k, v in info.items()
-                    if k in ("accuracy", "balanced_accuracy", "top5", "chance", "majority_baseline", "top5_chance")})
+                    if k in ("accuracy", "balanced_accuracy", "top5", "chance", "majority_baseline", "top5_chance",
+                             "accuracy_ci", "balanced_accuracy_ci", "top5_ci", "clears_majority", "sinks")})
+    if counts.size and "accuracy_ci" not in numbers:  # a validation sample, or a run from before intervals
+        numbers["accuracy_ci"] = metrics.wilson_interval(float(np.trace(counts)), float(counts.sum()))
+        numbers["clears_majority"] = numbers["accuracy_ci"][0] > numbers["majority_baseline"]
     return numbers

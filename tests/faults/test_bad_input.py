@@ -44,7 +44,7 @@ def test_fewer_than_two_classes_left(tmp_path):
     status, run, events = _run(tmp_path, data, "split.min_per_class=5")
     assert status == "failed"
     failure = _failure(events)
-    assert failure.stage == "split" and "1 class(es) left after filtering (need at least 2)" in failure.error
+    assert failure.stage == "split" and "1 class left after filtering (need at least 2)" in failure.error
     warnings = [e.message for e in events if e.kind == "log" and e.level == "warning"]
     assert "class 'Kia_Rio' dropped: 4 images < split.min_per_class 5" in warnings
 

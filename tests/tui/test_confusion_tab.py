@@ -113,6 +113,23 @@ def test_zooming_reaches_single_cells_and_the_arrows_pan():
     assert cg.pan(window, 1000, -1000, n) == cg.Window((n - 13, n), (0, 13))
 
 
+def test_the_header_gives_a_validation_sample_its_interval_and_names_a_sink():
+    from carclf_core import runstate as rs
+
+    classes = tuple(f"c{i}" for i in range(10))
+    m = np.diag(np.full(10, 8))
+    m[1:6, 0] = 2  # five classes answered as c0: the dark column of a sink
+    cells = tuple((int(i), int(j), int(m[i, j])) for i, j in zip(*np.nonzero(m), strict=True))
+    confusion = rs.Confusion(epoch=3, classes=classes, cells=cells, split="val", sample=int(m.sum()))
+    text = cg.header_text(confusion, m, {}, "heatmap", None, 200).plain
+    # 80 of 90 right: Wilson's 95 % interval, computed from the sample itself
+    assert "accuracy 0.889 [0.81, 0.94]" in text and "majority 0.111 (cleared)" in text
+    assert text.split("\n")[-1] == "sink: c0 takes errors from 5 classes (100% of errors)"
+    plain = cg.header_text(rs.Confusion(epoch=3, classes=classes, cells=tuple((i, i, 8) for i in range(10)),
+                                        split="val", sample=80), np.diag(np.full(10, 8)), {}, "heatmap", None, 200)
+    assert "sink" not in plain.plain
+
+
 def test_the_legend_names_each_level_and_packs_into_the_width():
     counts = np.array([[9, 1, 0], [0, 5, 5], [2, 0, 30]])
     for kind, first, last in (("row share", "≤2%", ">50%"), ("count", "1", "16-30")):
@@ -131,10 +148,14 @@ async def test_300_classes_in_colour_with_the_test_numbers_in_the_header(picture
         view = await open_confusion(pilot)
         info = app.screen.state.stages["evaluate"].info
         header = rendered(view.query_one("#confusion-header"))
-        assert "of the test split · 300 classes · 600 images" in header
+        assert "of the test split · 300 classes · 600 photos" in header
         for label, key in (("accuracy", "accuracy"), ("balanced", "balanced_accuracy"), ("top-5", "top5"),
                            ("chance", "chance"), ("majority", "majority_baseline"), ("top-5 chance", "top5_chance")):
             assert f"{label} {info[key]:.3f}" in header, label
+        # each accuracy with its 95 % interval, and whether the accuracy's clears the majority baseline
+        for key in ("accuracy", "balanced_accuracy", "top5"):
+            assert f"{info[key]:.3f} [{info[key + '_ci'][0]:.2f}, {info[key + '_ci'][1]:.2f}]" in header, key
+        assert f"majority {info['majority_baseline']:.3f} (cleared)" in header
         grid = view.heatmap.grid
         assert grid.blocked and grid.rows >= 45 and grid.prefix_w + grid.cols * grid.cell_w >= 140
         drawn = view.heatmap.render()
