@@ -58,7 +58,9 @@ def nonregular_reason(path: str | os.PathLike[str]) -> str | None:
     return f"not a regular file ({kind_of(mode)})"
 
 
-def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+def open_regular(
+    path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644, follow_symlinks: bool = False
+) -> int:
     """Open ``path`` as a regular file and return its descriptor (close it, or wrap it with ``os.fdopen``).
 
     The last component is never followed if it is a symbolic link (``O_NOFOLLOW``), and a FIFO does not
@@ -68,6 +70,8 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
         path: the file.
         flags: ``os.open`` flags (``O_RDONLY``, or ``O_WRONLY | O_APPEND | O_CREAT``...).
         mode: permissions of a file ``O_CREAT`` makes.
+        follow_symlinks: open what a final symbolic link points to (for files the user names, such
+            as ``--config``; never for files a runner writes).
 
     Raises:
         RunError: ``path`` is a symbolic link, a folder, a FIFO or another non-file, naming it.
@@ -76,7 +80,8 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
     """
     path = Path(path)
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
+        fd = os.open(path, flags | nofollow | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RunError(
