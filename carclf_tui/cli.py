@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 SIGINT, 143
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import signal
@@ -336,8 +337,24 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return run_app(config=config, run=run, pick=not (args.attach or args.demo))
 
 
+def tolerant_output() -> None:
+    """Make stdout and stderr escape what their encoding cannot hold instead of raising.
+
+    A console that cannot encode its own characters (``PYTHONIOENCODING=ascii``, a C locale, an old
+    terminal) made the first ``Škoda`` or ``⏎`` raise UnicodeEncodeError inside the runner, which
+    ended the stage and left ``state.json`` saying "running". Written as ``\\u0160koda`` instead, the
+    output stays readable and the stage goes on (Rich also draws its tables in ASCII there).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a replaced stream (tests, pipes) may lack it
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tolerant_output()
     if argv and argv[0] in ("predict", "explain"):  # use a run's exported model: carclf_tui/use.py
         from .use import main as use_main
 

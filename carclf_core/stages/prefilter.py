@@ -221,7 +221,13 @@ def run(ctx: StageContext) -> StageResult:
                 "one writes the decision",
             )
             summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {len(everything)} chunk(s)"
-            return StageResult(summary, {"shard": str(ctx.shard), "computed": computed}, complete=False)
+            data = {
+                "shard": str(ctx.shard),
+                "computed": computed,
+                "chunks_done": n_chunks - len(everything),
+                "chunks": n_chunks,
+            }  # what the dashboard shows while the stage waits for the other shards
+            return StageResult(summary, data, complete=False)
         tally = everything
 
     labels = getattr(model, "labels", None) or imagenet_labels(
