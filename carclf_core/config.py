@@ -548,7 +548,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read a config file: a UTF-8 YAML mapping of sections, within the budgets.
 
     Args:
-        path: the file; at most ``MAX_BYTES`` are read, so ``/dev/zero`` is refused at once.
+        path: the file; a regular one (a FIFO would block, ``/dev/zero`` never end), of which at
+            most ``MAX_BYTES`` are read.
 
     Returns:
         ``{section: {key: value}}`` (sections not validated yet, except that each is a mapping).

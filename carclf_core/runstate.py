@@ -632,7 +632,8 @@ def _stage_updated(s: RunState, e: ev.StageUpdated) -> None:
         done, chunks = e.result.get("chunks_done"), e.result.get("chunks")
         scored = f": {done:,} of {chunks:,} chunks scored" if _counts(done, chunks) else ""
         st.waiting = f"waiting for the other shards{scored}"
-        st.summary = f"shard {e.result['shard']} did its share; {st.waiting}"
+        shard = e.result["shard"] if isinstance(e.result["shard"], str) else "?"  # any JSON may come
+        st.summary = f"shard {shard} did its share; {st.waiting}"
         if s.current_stage == e.stage:
             s.current_stage = ""
     s.rev_stages += 1
