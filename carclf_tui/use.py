@@ -74,7 +74,9 @@ def _keep_end(text: str, cells: int) -> str:
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"carclf-tui {command}")
+    from .cli import SafeParser
+
+    parser = SafeParser(prog=f"carclf-tui {command}")
     parser.add_argument("run", help="the run (path, or folder name under runs/) whose exported model to use")
     parser.add_argument("--runs", default="runs", help="where runs live, for a run given by name (default: runs)")
     if command == "predict":

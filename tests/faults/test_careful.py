@@ -481,3 +481,14 @@ def test_a_shard_that_did_its_share_waits_for_the_others_instead_of_failing():
     # a runner that is gone without having done its share is still a failure
     crashed = rs.runner_lost(rs.fold(rs.RunState(), [ev.StageStarted(stage="prefilter")]), "runner is gone")
     assert crashed.stages["prefilter"].status == rs.FAILED and crashed.errors == 1
+
+
+def test_argument_errors_quote_names_escaped(tmp_path):
+    """argparse quotes what it did not understand: a file name passed through a glob (`-x<ESC>...`)
+    reached the terminal raw in `unrecognized arguments`."""
+    for args in (("predict", "RUN", "photo.jpg", f"--x{TITLE}"), ("explain", "RUN", "a.jpg", f"--{CLEAR}"),
+                 ("--run-all", f"--x{TITLE}"), ("--shard", f"1{TITLE}")):
+        result = use(*args, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stderr.decode()
+        assert_nothing_raw(result.stdout + result.stderr, f"the error for {args!r}")
+        assert b"error: " in result.stderr and (b"\\x1b]0;pwned-title" in result.stderr or b"\\x1b[2J" in result.stderr)
