@@ -492,3 +492,32 @@ def test_argument_errors_quote_names_escaped(tmp_path):
         assert result.returncode == 2, result.stderr.decode()
         assert_nothing_raw(result.stdout + result.stderr, f"the error for {args!r}")
         assert b"error: " in result.stderr and (b"\\x1b]0;pwned-title" in result.stderr or b"\\x1b[2J" in result.stderr)
+
+
+def test_the_dashboards_follower_lets_a_waiting_shard_wait_and_still_catches_a_lost_runner(tmp_path):
+    """The same through the dashboard's follower: the real event log, the real lock check, no runner
+    process left. The shard's stage waits; a stage whose runner vanished mid-way still fails."""
+    from carclf_core import events as ev
+    from carclf_core import runstate as rs
+    from carclf_core.eventlog import EventFollower
+    from carclf_tui.follow import _Watch
+    from carclf_tui.runner import Runner as DashboardRunner
+    from carclf_tui.sample_run import write_events
+
+    def polled(events: list) -> rs.RunState:
+        run = create_run(config_mod.from_dict({"run": {"root": str(tmp_path / "runs")}, "prefilter": {"mode": "off"}}))
+        write_events(run, events)
+        watch = _Watch(EventFollower(run.events_path), DashboardRunner(run), lambda: 100.0)
+        state = rs.RunState()
+        for _ in range(4):  # the follower calls a runner lost after two quiet polls without a lock holder
+            state, _ = watch.poll(state)
+        return state
+
+    started = [ev.RunStarted(run_dir="r", stages=("prefilter",), pid=1), ev.StageStarted(stage="prefilter", total=8)]
+    shard = ev.StageUpdated(stage="prefilter", summary="shard 2/2 done", result={"shard": "2/2", "chunks_done": 1,
+                                                                                 "chunks": 2})
+    waiting = polled([*started, shard])
+    assert waiting.stages["prefilter"].status == rs.RUNNING and waiting.errors == 0
+    assert waiting.stages["prefilter"].summary.endswith("waiting for the other shards: 1 of 2 chunks scored")
+    lost = polled(started)
+    assert lost.stages["prefilter"].status == rs.FAILED and lost.errors == 1
