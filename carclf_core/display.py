@@ -104,7 +104,8 @@ def _char_cells(char: str) -> int:
 def cell_width(text: str) -> int:
     """How many terminal cells ``text`` takes: 2 for a wide (East Asian) letter, 0 for a combining
     mark, 1 for the rest. The code-point count is wrong both ways: ``名前`` takes 4 cells, a decomposed
-    ``S\u030ckoda`` 5. Give display-safe text (:func:`printable`): control characters are not measured.
+    ``S\\u030ckoda`` (six code points) 5. Give display-safe text (:func:`printable`): control
+    characters are not measured.
     """
     if text.isascii():
         return len(text)
