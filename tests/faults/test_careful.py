@@ -150,15 +150,18 @@ def test_predict_fits_80_columns_with_paths_as_given_and_cut_by_cells(tmp_path):
     deep.mkdir(parents=True)
     for name in ("left-車.png", "right.png"):
         Image.fromarray(picture(name.startswith("left"))).save(deep / name)
-    result = use("predict", str(run.path), str(tmp_path / "photos"), cwd=tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")  # named on the command line: refused, never opened (it would block)
+    result = use("predict", str(run.path), str(tmp_path / "photos"), "pipe.jpg", cwd=tmp_path)
     text = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 3, text  # the header and one line a photo
+    assert len(lines) == 4, text  # the header and one line a photo
+    assert "skipped pipe.jpg: not a regular file (a named pipe (FIFO))" in result.stderr.decode()
     assert all(cell_len(line) <= 80 for line in lines), [cell_len(line) for line in lines]
     assert str(tmp_path) not in text  # shown relative to the working folder
-    assert "left-車.png" in lines[1] and "right.png" in lines[2]
-    assert lines[1].lstrip().startswith("…") and "red" in lines[1]
+    assert lines[1].startswith("pipe.jpg") and "not a regular file" in lines[1]
+    assert "left-車.png" in lines[2] and "right.png" in lines[3]
+    assert lines[2].lstrip().startswith("…") and "red" in lines[2]
 
 
 # --- untrusted bytes: decompression bombs ---------------------------------------------------------
