@@ -53,12 +53,10 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     :func:`remove_stale_temp_files` find what a killed writer left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{path.name}", dir=path.parent)
-    try:
-        follow_umask(fd)  # renamed into place, it is a result teammates may read: not mkstemp's 0600
-    except BaseException:
-        os.close(fd)
-        os.unlink(name)
-        raise
+    # renamed into place, it is a result teammates may read: not mkstemp's 0600. A file system that
+    # refuses chmod (some network mounts) keeps the file private rather than failing the write.
+    with contextlib.suppress(OSError):
+        follow_umask(fd)
     return fd, name
 
 
