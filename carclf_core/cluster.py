@@ -59,8 +59,8 @@ def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster | None
     "index": ...}}``; the chief is task 0 of ``worker`` unless a ``chief`` job is given.
 
     Raises:
-        ConfigError: (key ``TF_CONFIG``) not JSON, jobs other than ``chief`` and ``worker``, an address
-            that is not ``host:port``, or a task that is not in the cluster.
+        ConfigError: (key ``TF_CONFIG``) not JSON or nested too deeply, jobs other than ``chief`` and
+            ``worker``, an address that is not ``host:port``, or a task that is not in the cluster.
     """
     text = (os.environ if environ is None else environ).get(TF_CONFIG, "").strip()
     if not text:
@@ -69,6 +69,8 @@ def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster | None
         spec = json.loads(text)
     except ValueError as exc:
         raise ConfigError(TF_CONFIG, f"not JSON ({exc})", _HINT) from exc
+    except RecursionError:  # json's decoder recurses once a nesting level: [[[[...]]]] overflows it
+        raise ConfigError(TF_CONFIG, "nested too deeply to be a cluster description", _HINT) from None
     cluster, task = (spec.get("cluster"), spec.get("task")) if isinstance(spec, dict) else (None, None)
     if not isinstance(cluster, dict) or not isinstance(task, dict):
         raise ConfigError(TF_CONFIG, 'expected an object with "cluster" and "task"', _HINT)

@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, RunError
+from .files import open_regular
 
 # ImageNet-1k indices of the classes the reference counts as "a car" (beach wagon included, since
 # cars on light backgrounds land there).
@@ -555,7 +556,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read a config file: a UTF-8 YAML mapping of sections, within the budgets.
 
     Args:
-        path: the file; at most ``MAX_BYTES`` are read, so ``/dev/zero`` is refused at once.
+        path: the file; a regular one (a FIFO would block, ``/dev/zero`` never end), of which at
+            most ``MAX_BYTES`` are read.
 
     Returns:
         ``{section: {key: value}}`` (sections not validated yet, except that each is a mapping).
@@ -565,8 +567,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """
     source = str(path)
     try:
-        with open(path, "rb") as stream:
+        # a FIFO would block the open until some writer came, a device could be read forever
+        with os.fdopen(open_regular(path, follow_symlinks=True), "rb") as stream:
             raw = stream.read(MAX_BYTES + 1)
+    except RunError as exc:  # "PATH: is a named pipe (FIFO) where a file belongs"
+        raise ConfigError(source, exc.message.removeprefix(f"{path}: "), "name a YAML file") from None
     except OSError as exc:
         raise ConfigError(source, f"cannot read config file ({exc.strerror or exc})") from None
     if len(raw) > MAX_BYTES:

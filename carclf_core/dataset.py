@@ -8,12 +8,14 @@ with ``status = rejected`` and a ``reason``, so the user sees every refusal.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -521,11 +523,22 @@ def no_images_hint(index: pd.DataFrame, cfg: DataConfig) -> str:
     return "; ".join(hints)
 
 
-def merge_case_variants(labels: pd.Series) -> pd.Series:
-    """Map labels that differ only in letter case (``BMW_X5`` / ``bmw_x5``) to one spelling.
+def label_key(label: str) -> str:
+    """What two spellings of one class share: the label in Unicode's composed form (NFC), case folded.
 
-    Scraped names are not consistent in case, and two classes that are one car would split its
-    images and confuse each other. The spelling used most wins (ties: the first in sort order).
+    ``Škoda`` typed on a Mac (NFD: ``S`` and a combining caron) and on Linux (NFC: one letter) are the
+    same letters on screen but different strings; ``BMW_X5`` and ``bmw_x5`` differ only in case.
+    """
+    return unicodedata.normalize("NFC", label).casefold()
+
+
+def merge_case_variants(labels: pd.Series) -> pd.Series:
+    """Map labels that differ only in letter case or Unicode normalisation (``BMW_X5`` / ``bmw_x5``;
+    ``Škoda`` composed / decomposed) to one spelling, in Unicode's composed form (NFC).
+
+    Scraped names are not consistent in case, file systems not in normalisation (macOS stores names
+    decomposed), and two classes that are one car would split its images and confuse each other.
+    The spelling used most wins (ties: the first in sort order).
     """
     present = labels[labels != ""]
     if present.empty:
@@ -533,21 +546,70 @@ def merge_case_variants(labels: pd.Series) -> pd.Series:
     counts = present.value_counts()
     canonical: dict[str, str] = {}
     for label in sorted(counts.index, key=lambda lbl: (-counts[lbl], lbl)):
-        canonical.setdefault(label.casefold(), label)
-    mapping = {label: canonical[label.casefold()] for label in counts.index}
+        canonical.setdefault(label_key(label), unicodedata.normalize("NFC", label))
+    mapping = {label: canonical[label_key(label)] for label in counts.index}
     return labels.map(lambda lbl: mapping.get(lbl, lbl))
 
 
+def _raw_labels(index: pd.DataFrame) -> list[pd.Series]:
+    """The spellings a label may have been made from: ``make_model`` and ``make`` of the file-name
+    layout, else the class folder (the first part of the path)."""
+    if "make" in index.columns and "model" in index.columns:
+        make = index["make"].astype(str)
+        return [make + "_" + index["model"].astype(str), make]
+    return [index["path"].astype(str).str.split("/", n=1).str[0]]
+
+
 def case_variants(index: pd.DataFrame) -> dict[str, list[str]]:
-    """Canonical label -> the other spellings that were merged into it (for a warning)."""
-    if "make" not in index.columns or "model" not in index.columns:
-        return {}
-    raw = index["make"].astype(str) + "_" + index["model"].astype(str)
+    """Canonical label -> the other spellings that were merged into it (for a warning): spellings
+    that differ in case or Unicode normalisation (:func:`merge_case_variants`)."""
     merged: dict[str, set[str]] = {}
-    for original, label in zip(raw, index["label"], strict=True):
-        if label and original != label and original.casefold() == label.casefold():
-            merged.setdefault(label, set()).add(original)
+    for raw in _raw_labels(index):
+        for original, label in zip(raw, index["label"], strict=True):
+            if label and original != label and label_key(original) == label_key(label):
+                merged.setdefault(label, set()).add(original)
     return {label: sorted(others) for label, others in sorted(merged.items())}
+
+
+@functools.lru_cache(maxsize=1)
+def _confusable_prototypes() -> dict[str, str]:
+    """Each letter Unicode's confusables data lists -> one representative of the letters that look
+    like it (the smallest code point of its look-alike group, joined transitively)."""
+    from confusable_homoglyphs.confusables import confusables_data
+
+    parent: dict[str, str] = {}
+
+    def find(char: str) -> str:
+        while parent.setdefault(char, char) != char:
+            parent[char] = parent[parent[char]]
+            char = parent[char]
+        return char
+
+    for char, homoglyphs in confusables_data.items():
+        for glyph in homoglyphs:
+            other = glyph["c"].strip("\u200e\u200f")  # the data wraps right-to-left letters in marks
+            if len(char) == 1 and len(other) == 1:
+                a, b = find(char), find(other)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return {char: find(char) for char in parent}
+
+
+def confusable_labels(labels: Iterable[str]) -> list[list[str]]:
+    """Groups of two or more labels that look alike but are different letters (Latin ``A`` and
+    Cyrillic ``А``, ``0`` and ``O``), by Unicode's confusables data (UTS #39, through the
+    ``confusable-homoglyphs`` package): such classes would show as one name everywhere.
+
+    Returns:
+        Each group sorted, groups in order of their first label.
+    """
+    prototypes = _confusable_prototypes()
+    groups: dict[str, set[str]] = {}
+    for label in labels:
+        if label:
+            skeleton = "".join(prototypes.get(char, char) for char in unicodedata.normalize("NFC", label))
+            groups.setdefault(skeleton, set()).add(label)
+    return sorted((sorted(group) for group in groups.values() if len(group) > 1), key=lambda g: g[0])
 
 
 def class_counts(index: pd.DataFrame) -> pd.DataFrame:

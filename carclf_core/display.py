@@ -26,6 +26,15 @@ NEWLINE_MARK = "\u23ce"
 # byte order mark, tags), line and paragraph separators, and the lone surrogates that
 # ``os.fsdecode`` makes of undecodable bytes (writing one to a stream raises UnicodeEncodeError).
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Letters and spaces a terminal draws as blank although they are not the ASCII space: Hangul fillers
+# (U+3164 is a letter, so a label made of it looks empty and shifts its heatmap row), the Braille
+# blank, no-break and other-width spaces, and the other default-ignorable marks that are not format
+# characters (combining grapheme joiner, variation selectors, Khmer inherent vowels, Mongolian free
+# variation selectors, musical formatting).
+_BLANK = re.compile(
+    "[\u00a0\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2000-\u200a\u202f\u205f\u2800\u3000"
+    "\u3164\ufe00-\ufe0f\uffa0\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0100-\U000e01ef]"
+)
 # The ASCII part, for the fast path of the common case (plain ASCII text).
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -47,13 +56,19 @@ def _visible(char: str, newline: str) -> str:
     return _escape(char)
 
 
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES or _BLANK.match(char) is not None
+
+
 def printable(value: Any, newline: str = NEWLINE_MARK) -> str:
     """``value`` as one line of text that is safe to write to a terminal.
 
     Control characters (C0 including tab and carriage return, ESC, DEL, C1), bidirectional
-    overrides, zero-width and other invisible formatting characters, line separators and lone
-    surrogates become visible escapes (``\\x1b``, ``\\u202e``, ``\\udcff``); a newline becomes
-    ``newline``. Everything else, accented letters and other scripts included, is kept.
+    overrides, zero-width and other invisible formatting characters, line separators, lone
+    surrogates, and letters or spaces that show blank (U+3164 HANGUL FILLER, no-break and other
+    spaces than the ASCII one, variation selectors) become visible escapes (``\\x1b``, ``\\u202e``,
+    ``\\udcff``, ``\\u3164``); a newline becomes ``newline``. Everything else, accented letters and
+    other scripts included, is kept.
 
     Args:
         value: the untrusted text; anything else is converted with ``str`` first.
@@ -67,9 +82,7 @@ def printable(value: Any, newline: str = NEWLINE_MARK) -> str:
         if _ASCII_CONTROL.search(text) is None:
             return text  # the common case: plain ASCII, nothing to escape
         return _ASCII_CONTROL.sub(lambda match: _visible(match.group(), newline), text)
-    return "".join(
-        _visible(char, newline) if unicodedata.category(char) in _HIDDEN_CATEGORIES else char for char in text
-    )
+    return "".join(_visible(char, newline) if _hidden(char) else char for char in text)
 
 
 def printable_lines(value: Any) -> list[str]:
@@ -80,6 +93,43 @@ def printable_lines(value: Any) -> list[str]:
     """
     text = value if isinstance(value, str) else str(value)
     return [printable(line) for line in text.split("\n")]
+
+
+def _char_cells(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0  # drawn on the letter before it (combining accents) or not at all
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def cell_width(text: str) -> int:
+    """How many terminal cells ``text`` takes: 2 for a wide (East Asian) letter, 0 for a combining
+    mark, 1 for the rest. The code-point count is wrong both ways: ``名前`` takes 4 cells, a decomposed
+    ``S\\u030ckoda`` (six code points) 5. Give display-safe text (:func:`printable`): control
+    characters are not measured.
+    """
+    if text.isascii():
+        return len(text)
+    return sum(_char_cells(char) for char in text)
+
+
+def fit_cells(text: str, width: int, ellipsis: str = "") -> str:
+    """``text`` cut to at most ``width`` terminal cells (never halfway into a wide letter, combining
+    marks kept with their letter), ``ellipsis`` ending it when it was cut, and padded with spaces to
+    exactly ``width`` cells: what a fixed-width column of a plain-text table needs."""
+    if width <= 0:
+        return ""
+    if cell_width(text) <= width:
+        return text + " " * (width - cell_width(text))
+    room = width - cell_width(ellipsis)
+    kept, used = [], 0
+    for char in text:
+        cells = _char_cells(char)
+        if used + cells > room:
+            break
+        kept.append(char)
+        used += cells
+    cut = "".join(kept) + (ellipsis if room >= 0 else "")
+    return cut + " " * (width - cell_width(cut))
 
 
 def number(value: Any, digits: int = 4) -> str:

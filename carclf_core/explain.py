@@ -9,13 +9,17 @@ size and resize mode, EXIF orientation applied) and drawn over it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .errors import ModelError
+from .errors import ModelError, RunError
 from .export import Contract
+from .imagegate import refuse_oversized
 from .runs import atomic_path
 
 METHODS = ("occlusion", "gradcam")
@@ -27,6 +31,7 @@ def prepare(contract: Contract, path: Path) -> np.ndarray:
 
     from .inputs import decode_image
 
+    refuse_oversized(path)  # the pixel gate: a header declaring 196 MP took 3.7 GB to decode
     return decode_image(tf.constant(str(path)), contract.height, contract.width, contract.resize).numpy()
 
 
@@ -125,6 +130,36 @@ def hottest(heat: np.ndarray) -> tuple[float, float]:
     return float(rows.mean() / heat.shape[0]), float(cols.mean() / heat.shape[1])
 
 
+MAX_STEM_BYTES = 100
+"""Longest photo stem an output name keeps, in bytes: a file system allows 255 bytes a name, and a
+250-byte photo name plus ``-occlusion.png`` failed with "File name too long"."""
+
+
+def output_stem(path: Path) -> str:
+    """The stem the maps of ``path`` are saved under: the photo's own, or when longer than
+    :data:`MAX_STEM_BYTES` its start (cut between whole letters) and a hash of the whole name, so two
+    long names that start alike still get maps of their own."""
+    stem = Path(path).stem
+    raw = os.fsencode(stem)
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    cut = MAX_STEM_BYTES - 11
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # not inside a UTF-8 letter
+        cut -= 1
+    return os.fsdecode(raw[:cut]) + "-" + hashlib.sha256(raw).hexdigest()[:10]
+
+
+def _output_folder(out: Path) -> Path:
+    """Make ``out`` and refuse it when it is a symbolic link (the maps would be written wherever it
+    points), as the run's ``events.jsonl`` and ``.lock`` are refused."""
+    if out.is_symlink():
+        raise RunError(f"{out}: is a symbolic link; refusing to write through it", "remove it; explain makes a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(out).st_mode):
+        raise RunError(f"{out}: is not a folder", "move it out of the way; explain makes a folder")
+    return out
+
+
 def explain(
     model, contract: Contract, path: Path, out: Path, methods: tuple[str, ...] = METHODS, class_index: int | None = None
 ) -> dict[str, Path]:
@@ -132,16 +167,20 @@ def explain(
 
     Args:
         class_index: the class to explain; default the predicted one.
+
+    Raises:
+        RunError: ``out`` is a symbolic link or not a folder.
+        ImageError: the photo is refused before decoding (over the pixel limit, not a regular file).
     """
+    out = _output_folder(out)
     image = prepare(contract, path)
     if class_index is None:
         class_index = int(np.argmax(np.asarray(model.predict_on_batch(image[None]))[0]))
     makers = {"occlusion": occlusion, "gradcam": gradcam}
-    out.mkdir(parents=True, exist_ok=True)
     saved = {}
     for method in methods:
         heat = makers[method](model, image, class_index)
-        target = out / f"{Path(path).stem}-{method}.png"
+        target = out / f"{output_stem(path)}-{method}.png"
         with atomic_path(target) as tmp:
             overlay(image, heat).save(tmp, format="PNG")
         saved[method] = target

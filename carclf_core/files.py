@@ -58,7 +58,9 @@ def nonregular_reason(path: str | os.PathLike[str]) -> str | None:
     return f"not a regular file ({kind_of(mode)})"
 
 
-def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+def open_regular(
+    path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o666, follow_symlinks: bool = False
+) -> int:
     """Open ``path`` as a regular file and return its descriptor (close it, or wrap it with ``os.fdopen``).
 
     The last component is never followed if it is a symbolic link (``O_NOFOLLOW``), and a FIFO does not
@@ -67,7 +69,10 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
     Args:
         path: the file.
         flags: ``os.open`` flags (``O_RDONLY``, or ``O_WRONLY | O_APPEND | O_CREAT``...).
-        mode: permissions of a file ``O_CREAT`` makes.
+        mode: permissions of a file ``O_CREAT`` makes, less the umask (so a shared run's files are
+            as readable as the user's umask says).
+        follow_symlinks: open what a final symbolic link points to (for files the user names, such
+            as ``--config``; never for files a runner writes).
 
     Raises:
         RunError: ``path`` is a symbolic link, a folder, a FIFO or another non-file, naming it.
@@ -76,7 +81,8 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
     """
     path = Path(path)
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
+        fd = os.open(path, flags | nofollow | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RunError(
@@ -96,6 +102,29 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: i
         os.close(fd)
         raise
     return fd
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only set it, and setting it
+    to read it races with every other thread creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): the racy way, restored at once
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(fd: int) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (always 0600, to keep it private while it is written)
+    the permissions any other new file would get: ``0666`` less the umask. Else every atomically
+    written result of a run is readable by its owner alone, and a teammate's ``predict`` or
+    ``--attach`` on a shared run fails."""
+    os.fchmod(fd, 0o666 & ~current_umask())
 
 
 COMPLETE_MARKER = ".complete"

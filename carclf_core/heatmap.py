@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .display import cell_width, fit_cells
 from .metrics import as_matrix
 
 SHADES = " .:-=+*#%@"
@@ -101,7 +102,8 @@ def _shade(values: np.ndarray, clip: tuple[int, int]) -> np.ndarray:
 
 
 def _label(name: str, width: int) -> str:
-    return name[:width].ljust(width) if width > 0 else ""
+    # by terminal cells, not code points: a wide or a decomposed name would shift its row
+    return fit_cells(name, width)
 
 
 def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[int, int] = (0, 5)) -> list[str]:
@@ -121,7 +123,8 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
         clip: (low, high) count range for the shading.
 
     Returns:
-        The lines, each at most ``width`` characters; empty when the box is too small for any grid.
+        The lines, each at most ``width`` terminal cells (names are cut and padded by cells, so wide
+        and combining letters keep the grid aligned); empty when the box is too small for any grid.
     """
     m = as_matrix(matrix)
     n = m.shape[0]
@@ -133,7 +136,7 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
     legend = f"{low}[{SHADES[1:]}]{high}+  rows true, cols predicted"
     # lines reserved: header ruler, legend, and maybe a block note
     grid_h_max = height - 2
-    label_w = min(max(len(c) for c in classes), 14) if classes else 0
+    label_w = min(max(cell_width(c) for c in classes), 14) if classes else 0
     number_w = len(str(n))
     prefix_w = number_w + 1 + label_w + 1
     if width - prefix_w < min(n, 8):
@@ -176,7 +179,7 @@ def render(matrix, classes: Sequence[str], width: int, height: int, clip: tuple[
         if diag_mask[i, i] and shades[i, i] == " ":
             row = row[:i] + "\u00b7" + row[i + 1 :]  # an empty diagonal cell still shows where it is
         label = f"{numbers[i]:>{number_w}} " + (_label(names[i], label_w) + " " if label_w else "")
-        lines.append((label + "|" + row)[:width])
+        lines.append(label + "|" + row)  # the label is label_w cells whatever its letters, the row fits
     lines.extend(lines_note)
     lines.append(legend[:width])
     return lines[:height]

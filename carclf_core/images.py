@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import struct
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +24,8 @@ from PIL import Image
 
 from .errors import DatasetError
 from .files import nonregular_reason
+from .imagegate import MAX_PIXELS as MAX_PIXELS  # the limit lives with the gate; readers find it here too
+from .imagegate import bomb_reason, pixel_limit_reason
 
 OK = "ok"
 REJECTED = "rejected"
@@ -32,9 +33,6 @@ REJECTED = "rejected"
 # is a JPEG followed by more pictures (stereo cameras, some phones): TensorFlow decodes the first.
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"}
 JPEG_FORMATS = {"JPEG", "MPO"}
-# Largest image the pipeline accepts: a 10,000 x 10,000 photo costs 300 MB decoded, and several decode
-# in parallel; we refuse it with a reason rather than risk the training process's memory.
-MAX_PIXELS = 40_000_000
 MIN_SIDE = 8
 """Smallest width or height accepted, in pixels: below it there is no car to see."""
 MAX_ASPECT = 20.0
@@ -59,8 +57,6 @@ _TRANSPOSE = {
 _STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
 _EOI = b"\xff\xd9"
 _READ_CHUNK = 1 << 20
-# Our own MAX_PIXELS check reports large images; Pillow's warning about them would only be noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +218,9 @@ def _open_checked(path: Path, data: bytes | None, pixels: bool) -> tuple[ImageCh
             if fmt not in DECODABLE_FORMATS:
                 accepted = ", ".join(sorted(DECODABLE_FORMATS))
                 return _rejected(f"{fmt} image: the input pipeline decodes only {accepted}", size, image, fmt), None
-            if width * height > MAX_PIXELS:
-                limit = f"{width}x{height} pixels, limit {MAX_PIXELS:,}"
-                return _rejected(f"too large ({limit})", size, image, fmt), None
+            too_large = pixel_limit_reason(width, height)  # the one pixel gate, before any decode
+            if too_large is not None:
+                return _rejected(too_large, size, image, fmt), None
             if max(width, height) > MAX_ASPECT * min(width, height):
                 aspect = f"{width}x{height} pixels, more than {MAX_ASPECT:g}:1"
                 return _rejected(f"too narrow ({aspect})", size, image, fmt), None
@@ -244,8 +240,8 @@ def _open_checked(path: Path, data: bytes | None, pixels: bool) -> tuple[ImageCh
                 orientation = jpeg_orientation(stream.read(HEAD_BYTES))
     except PermissionError as exc:
         return ImageCheck(REJECTED, f"unreadable ({exc.strerror})", bytes=size), None
-    except Image.DecompressionBombError:
-        return ImageCheck(REJECTED, "too large (decompression bomb guard)", bytes=size), None
+    except Image.DecompressionBombError as exc:
+        return ImageCheck(REJECTED, bomb_reason(exc), bytes=size), None
     except OSError as exc:
         text = str(exc)
         if "truncated" in text.lower() or "broken data stream" in text:

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import InputConfig
+from .imagegate import admitted
 from .images import orientation_of_file, orientations
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -166,6 +167,17 @@ class RowAudit:
         return np.flatnonzero(~self.seen)
 
 
+def _gated(ds: tf.data.Dataset, paths: Sequence[str], row_at: int) -> tf.data.Dataset:
+    """Leave out, before any decode, the files the pixel gate refuses from their headers (too many
+    pixels, not a regular file): they go missing as a file that fails to decode does, and the caller
+    names them (:func:`carclf_core.imagegate.check_pixels`). ``row_at``: where the row is in an element."""
+    allowed = admitted(paths)
+    if allowed.all():
+        return ds  # no op added: the common case
+    table = tf.constant(allowed)
+    return ds.filter(lambda *element: tf.gather(table, element[row_at]))
+
+
 def make_dataset(
     paths: Sequence[str],
     labels: Sequence[int] | np.ndarray,
@@ -211,6 +223,7 @@ def make_dataset(
             tf.range(len(paths), dtype=tf.int64),
         )
     )
+    ds = _gated(ds, paths, row_at=3)
     parallel = cfg.decode_workers or AUTOTUNE
     buffer = cfg.shuffle_buffer or max(len(paths), 1)
     keep_rows = with_rows or audit is not None
@@ -305,7 +318,7 @@ def make_prefilter_dataset(
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
     turns = orientations(paths)
     turned = bool((turns != 1).any())
-    ds = tf.data.Dataset.zip((files, tf.data.Dataset.from_tensor_slices(turns), rows))
+    ds = _gated(tf.data.Dataset.zip((files, tf.data.Dataset.from_tensor_slices(turns), rows)), paths, row_at=2)
     ds = ds.map(
         lambda path, orientation, row: (decode_prefilter_image(path, size, resize, orientation if turned else 1), row),
         num_parallel_calls=decode_workers or AUTOTUNE,

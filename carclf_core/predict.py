@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config as config_mod
 from .export import Contract
+from .files import nonregular_reason
 from .images import check_image
 
 IMAGE_ENDINGS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -48,8 +49,9 @@ def image_files(targets: Sequence[Path]) -> tuple[list[Path], list[Prediction]]:
             files += sorted(p for p in target.rglob("*") if p.suffix.lower() in IMAGE_ENDINGS and p.is_file())
         elif target.is_file():
             files.append(target)
-        else:
-            problems.append(Prediction(str(target), error="no such file or folder"))
+        else:  # a FIFO is named as one: it is not opened (a read would wait for a writer)
+            why = nonregular_reason(target)
+            problems.append(Prediction(str(target), error="no such file or folder" if why == "missing" else str(why)))
     return files, problems
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import config as config_mod
 from .errors import RunError
-from .files import nonregular_reason, open_regular
+from .files import follow_umask, nonregular_reason, open_regular
 
 CONFIG_FILE = "config.yaml"
 TYPED_CONFIG_FILE = "config.typed.yaml"
@@ -52,7 +52,12 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     target name (Keras picks the format from endings such as ``.weights.h5``), and the prefix lets
     :func:`remove_stale_temp_files` find what a killed writer left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{path.name}", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"-{path.name}", dir=path.parent)
+    # renamed into place, it is a result teammates may read: not mkstemp's 0600. A file system that
+    # refuses chmod (some network mounts) keeps the file private rather than failing the write.
+    with contextlib.suppress(OSError):
+        follow_umask(fd)
+    return fd, name
 
 
 # What mkstemp/mkdtemp make in _temp_beside and the SavedModel export: the prefix, 8 random
@@ -265,7 +270,7 @@ class RunDir:
         """The lock file's descriptor; a symlink in its place is refused, never followed (a link
         would let the runner truncate whatever file it points to)."""
         try:
-            return os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            return os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise RunError(

@@ -65,6 +65,10 @@ class StageState:
     traceback: str = ""
     stale_reason: str = ""
     """Why a done stage is stale (its inputs changed since it was made); empty when it is not."""
+    waiting: str = ""
+    """Why a running stage has no runner here and is not lost: a prefilter shard did its share and
+    the other shards (other machines) finish the stage (``waiting for the other shards: 3 of 4
+    chunks scored``); empty otherwise."""
 
 
 @dataclasses.dataclass
@@ -499,6 +503,10 @@ def runner_lost(state: RunState, reason: str, tail: Sequence[str] = (), t: float
     name = state.running_stage()
     if name is None:
         return state
+    if state.stages[name].waiting:
+        # a shard that did its share exits 0 and leaves the stage running: the other shards, on other
+        # machines, finish it, so no runner here is no failure
+        return state
     new = state.copy()
     stage = new.stages[name]
     stage.status = FAILED
@@ -572,7 +580,7 @@ def _run_finished(s: RunState, e: ev.RunFinished) -> None:
     s.rev_stages += 1
 
 
-def _stage_started(s: RunState, e: ev.StageStarted) -> None:
+def _stage_started(s: RunState, e: ev.StageStarted) -> None:  # also ends a wait: a shard (re)started
     s.stage(e.stage)  # keeps its place in the order
     s.stages[e.stage] = StageState(e.stage, status=RUNNING, started=e.t, total=e.total)
     s.current_stage = e.stage
@@ -620,7 +628,19 @@ def _stage_updated(s: RunState, e: ev.StageUpdated) -> None:
     st = s.stage(e.stage)
     st.summary = e.summary
     st.info.update(e.result)
+    if "shard" in e.result:  # a shard did its share and left: the stage waits for the others
+        done, chunks = e.result.get("chunks_done"), e.result.get("chunks")
+        scored = f": {done:,} of {chunks:,} chunks scored" if _counts(done, chunks) else ""
+        st.waiting = f"waiting for the other shards{scored}"
+        shard = e.result["shard"] if isinstance(e.result["shard"], str) else "?"  # any JSON may come
+        st.summary = f"shard {shard} did its share; {st.waiting}"
+        if s.current_stage == e.stage:
+            s.current_stage = ""
     s.rev_stages += 1
+
+
+def _counts(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**12 for v in values)
 
 
 def _stages_stale(s: RunState, e: ev.StagesStale) -> None:

@@ -7,6 +7,7 @@ Exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 SIGINT, 143
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import signal
@@ -45,8 +46,18 @@ exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 Ctrl-C,\n14
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
+class SafeParser(argparse.ArgumentParser):
+    """argparse, whose errors quote the arguments (``unrecognized arguments: ...``, a bad value): a
+    file name passed through a shell glob may hold escape sequences, so the message is made
+    display-safe before it is printed."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, printable(f"{self.prog}: error: {message}") + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SafeParser(
         prog="carclf-tui",
         description="Car-model image classification by transfer learning: a terminal dashboard\n"
                     "and a headless pipeline (index, prefilter, split, train, evaluate).",
@@ -383,8 +394,24 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return run_app(config=config, run=run, pick=not (args.attach or args.demo))
 
 
+def tolerant_output() -> None:
+    """Make stdout and stderr escape what their encoding cannot hold instead of raising.
+
+    A console that cannot encode its own characters (``PYTHONIOENCODING=ascii``, a C locale, an old
+    terminal) made the first ``Škoda`` or ``⏎`` raise UnicodeEncodeError inside the runner, which
+    ended the stage and left ``state.json`` saying "running". Written as ``\\u0160koda`` instead, the
+    output stays readable and the stage goes on (Rich also draws its tables in ASCII there).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a replaced stream (tests, pipes) may lack it
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tolerant_output()
     if argv and argv[0] in ("predict", "explain"):  # use a run's exported model: carclf_tui/use.py
         from .use import main as use_main
 

@@ -10,6 +10,7 @@ into the stage that emits: an event it cannot show costs one line saying so.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -112,8 +113,9 @@ class ConsoleRenderer:
         try:
             self._show(event)
         except Exception as exc:  # the monitor never fails the stage it watches
-            self._stop_bar()
-            self._line(f"  (console: cannot show a {event.kind} event: {type(exc).__name__}: {exc})")
+            with contextlib.suppress(Exception):  # not even when the console cannot write at all
+                self._stop_bar()
+                self._line(f"  (console: cannot show a {event.kind} event: {type(exc).__name__}: {exc})")
 
     def _show(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -214,7 +216,15 @@ class ConsoleRenderer:
             self._line(f"  ... more {event.stage} warnings in events.jsonl")
 
     def close(self) -> None:
-        """Stop any bar and print the run's summary table."""
+        """Stop any bar and print the run's summary table; a console that cannot write it costs the
+        table, never the runner's exit status or its state."""
+        try:
+            self._summary()
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                print(printable(f"(console: cannot show the summary: {type(exc).__name__}: {exc})"), file=sys.stderr)
+
+    def _summary(self) -> None:
         self._stop_bar()
         if not self.results:
             return

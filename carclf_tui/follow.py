@@ -146,8 +146,9 @@ class _Watch:
             if self.suspect >= 2:
                 reason = (f"runner exited with code {code} without finishing the stage" if code is not None
                           else "runner is gone (no process holds the run's lock)")
-                state = runstate.runner_lost(state, reason, runner.log_tail(), clock())
-                changed = True
+                lost = runstate.runner_lost(state, reason, runner.log_tail(), clock())
+                changed = changed or lost is not state  # a shard that did its share waits: unchanged
+                state = lost
                 self.suspect = 0
         else:
             self.suspect = 0

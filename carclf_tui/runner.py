@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from carclf_core.errors import CarclfError
+from carclf_core.files import open_regular
 from carclf_core.runs import RunDir
 
 LOG_FILE = "runner.log"
@@ -59,10 +61,12 @@ class Runner:
 
         Raises:
             RunnerBusy: our child is still running, or another process holds the run's lock.
+            RunError: ``runner.log`` is a symbolic link (the output would be appended to whatever it
+                names), a FIFO or a folder: refused as ``events.jsonl`` and ``.lock`` are.
         """
         if self.own_child_alive() or self.run.is_locked():
             raise RunnerBusy(f"{self.run.name}: a runner is already working on this run")
-        with open(self.log_path, "ab") as log:
+        with os.fdopen(open_regular(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
             log.write(f"--- carclf-tui runner: {' '.join(stages) or 'resume'}\n".encode())
             log.flush()
             # Its own session: a Ctrl-C or hang-up in the dashboard's terminal does not reach it.
@@ -109,12 +113,12 @@ class Runner:
     def log_tail(self, lines: int = 15) -> list[str]:
         """The last ``lines`` lines of ``runner.log`` (what a crashed runner said last)."""
         try:
-            with open(self.log_path, "rb") as handle:
+            with os.fdopen(open_regular(self.log_path), "rb") as handle:
                 handle.seek(0, os.SEEK_END)
                 size = handle.tell()
                 handle.seek(max(0, size - 16384))
                 data = handle.read()
-        except OSError:
+        except (OSError, CarclfError):  # missing, or not a plain file: nothing of it is shown
             return []
         text = data.decode("utf-8", "replace").splitlines()
         return [line for line in text if line.strip()][-lines:]

@@ -10,31 +10,80 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from carclf_core.display import printable
-from carclf_core.errors import CarclfError
+from carclf_core.errors import CarclfError, DatasetError
 from carclf_core.predict import Prediction
 from carclf_core.runs import open_run
 
 EXIT_OK, EXIT_NONE, EXIT_USAGE = 0, 1, 2
+PHOTO_SHARE = 0.45
+"""Share of the terminal's width the photo column may take in ``predict``'s table; a longer path
+keeps its end (the file name) and loses its start."""
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number of 1 or more (``--top-k 0`` listed nothing and then failed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {ascii(text)}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+def _say(console: Console, text: object) -> None:
+    """One line of text from outside (paths, labels, messages), escaped and never parsed as markup."""
+    console.print(Text(printable(text)), soft_wrap=True)
+
+
+def _shown_path(path: str) -> str:
+    """A path as the table shows it: relative to the working folder when it lies below it, else as
+    given (an absolute path of 100 characters wrapped over four lines of an 80-column table)."""
+    if os.path.isabs(path):
+        relative = os.path.relpath(path)
+        if not relative.startswith(".."):
+            return relative
+    return path
+
+
+def _keep_end(text: str, cells: int) -> str:
+    """``text`` cut from the start to at most ``cells`` terminal cells, marked with ``…``: the end of
+    a path is the file name the user looks for."""
+    if cell_len(text) <= cells:
+        return text
+    kept, used = [], 1
+    for char in reversed(text):
+        width = cell_len(char)
+        if used + width > cells:
+            break
+        kept.append(char)
+        used += width
+    return "\u2026" + "".join(reversed(kept))
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"carclf-tui {command}")
+    from .cli import SafeParser
+
+    parser = SafeParser(prog=f"carclf-tui {command}")
     parser.add_argument("run", help="the run (path, or folder name under runs/) whose exported model to use")
     parser.add_argument("--runs", default="runs", help="where runs live, for a run given by name (default: runs)")
     if command == "predict":
         parser.description = "Classify photos with a run's exported model, prepared exactly as training did."
         parser.add_argument("targets", nargs="+", type=Path, help="image files and folders (walked recursively)")
-        parser.add_argument("--top-k", type=int, default=5, help="classes listed per photo (default 5)")
-        parser.add_argument("--batch-size", type=int, default=32, help="images a model call (default 32)")
+        parser.add_argument("--top-k", type=_at_least_one, default=5, help="classes listed per photo (default 5)")
+        parser.add_argument("--batch-size", type=_at_least_one, default=32, help="images a model call (default 32)")
         parser.add_argument("--prefilter", action="store_true",
                             help="first ask the run's prefilter model whether each photo shows a car")
         out = parser.add_mutually_exclusive_group()
@@ -60,7 +109,11 @@ def main(argv: Sequence[str]) -> int:
         model, contract = load_exported(run)
         return _predict(args, run, model, contract) if command == "predict" else _explain(args, run, model, contract)
     except CarclfError as exc:
-        print(f"carclf-tui {command}: {exc}", file=sys.stderr)
+        print(printable(f"carclf-tui {command}: {exc}"), file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a run a teammate made, whose files this user may not read
+        where = exc.filename if exc.filename is not None else args.run
+        print(printable(f"carclf-tui {command}: {where}: {exc.strerror or exc}"), file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -82,12 +135,12 @@ def _predict(args, run, model, contract) -> int:
     files, problems = image_files(args.targets)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if not files:
-        err.print(f"carclf-tui predict: no image files in {', '.join(map(str, args.targets))}", markup=False)
+        _say(err, f"carclf-tui predict: no image files in {', '.join(map(str, args.targets))}")
         return EXIT_NONE
     cars: dict[int, tuple[float, bool]] | None = None
     if args.prefilter:
         if not contract.prefilter:
-            err.print("carclf-tui predict: the run has no prefilter (prefilter.mode was off)", markup=False)
+            _say(err, "carclf-tui predict: the run has no prefilter (prefilter.mode was off)")
             return EXIT_USAGE
         cars = car_probabilities(contract, files, args.batch_size)
     with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -101,7 +154,7 @@ def _predict(args, run, model, contract) -> int:
     _write(args, answers)
     failed = [a for a in answers if a.error and not a.error.startswith("not a car")]
     for a in failed:
-        err.print(f"skipped {a.path}: {a.error}", markup=False)
+        _say(err, f"skipped {a.path}: {a.error}")
     return EXIT_OK if len(failed) < len(answers) else EXIT_NONE
 
 
@@ -123,55 +176,86 @@ def _write(args, answers) -> None:
                               "error": a.error or None, "car_probability": a.car_prob}))
         return
     if args.csv:
+        # a terminal obeys escapes in names and labels; a file or a pipe gets them as they are
+        cell = printable if sys.stdout.isatty() else str
         writer = csv.writer(sys.stdout)
         k = max((len(a.top) for a in answers), default=0)
         writer.writerow(["path", "error", "car_probability"] + [f"{h}{i + 1}" for i in range(k)
                                                                  for h in ("class", "probability")])
         for a in answers:
-            row = [a.path, a.error, "" if a.car_prob is None else f"{a.car_prob:.6f}"]
+            row = [cell(a.path), cell(a.error), "" if a.car_prob is None else f"{a.car_prob:.6f}"]
             for c, p in a.top:
-                row += [c, f"{p:.6f}"]
+                row += [cell(c), f"{p:.6f}"]
             writer.writerow(row)
         return
-    table = Table(box=None, header_style="bold")
-    table.add_column("photo", overflow="fold")  # a path is never cut: it is what the user looks for
-    table.add_column("prediction", overflow="fold")
-    table.add_column("probability", justify="right")
-    table.add_column("next best", overflow="fold")
+    _table(answers, with_car=args.prefilter)
+
+
+def _table(answers: Sequence[Prediction], with_car: bool) -> None:
+    """The answers as a table of one line a photo that fits the terminal: every name escaped
+    (:func:`printable`) and built as ``Text``; the path cut from its start, the classes at their end,
+    by terminal cells (a wide letter takes two)."""
+    console = Console(highlight=False)
+    rows = []
     for a in answers:
-        if a.error:
-            table.add_row(a.path, a.error, "", "")
-            continue
-        (best, p), rest = a.top[0], a.top[1:]
-        table.add_row(a.path, best, f"{p:.3f}", ", ".join(f"{c} {q:.2f}" for c, q in rest))
-    Console(highlight=False).print(table)
+        best = "" if a.error else printable(a.top[0][0])
+        rows.append((printable(_shown_path(a.path)), printable(a.error) if a.error else best,
+                     "" if a.error else f"{a.top[0][1]:.3f}", "" if a.car_prob is None else f"{a.car_prob:.2f}",
+                     "" if a.error else ", ".join(f"{printable(c)} {q:.2f}" for c, q in a.top[1:])))
+    # the fixed columns first, then the prediction and the photo share the rest; next best gets what is left
+    gaps = 2 * (4 if with_car else 3)
+    free = console.width - gaps - len("probability") - (len("car ") + 2 if with_car else 0)
+    prediction = min(max([len("prediction")] + [cell_len(r[1]) for r in rows]), 28, max(free // 3, 10))
+    photo = min(max([len("photo")] + [cell_len(r[0]) for r in rows]), max(int(free * PHOTO_SHARE), 12))
+    rest = max(free - photo - prediction, len("next best"))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("photo", no_wrap=True, width=photo)
+    table.add_column("prediction", no_wrap=True, width=prediction)
+    table.add_column("probability", justify="right", no_wrap=True)
+    if with_car:
+        table.add_column("car", justify="right", no_wrap=True)  # the prefilter's car probability, kept ones too
+    table.add_column("next best", no_wrap=True, width=rest)
+    for path, said, probability, car, others in rows:
+        cells = [Text(_keep_end(path, photo)), _cut(said, prediction), Text(probability)]
+        table.add_row(*cells, *([Text(car)] if with_car else []), _cut(others, rest))
+    console.print(table)
+
+
+def _cut(text: str, cells: int) -> Text:
+    cut = Text(text)
+    cut.truncate(cells, overflow="ellipsis")
+    return cut
 
 
 def _explain(args, run, model, contract) -> int:
     from carclf_core.explain import explain
 
+    err = Console(stderr=True, highlight=False)
     if not args.image.is_file():
-        print(f"carclf-tui explain: {args.image}: no such file", file=sys.stderr)
+        _say(err, f"carclf-tui explain: {args.image}: no such file")
         return EXIT_USAGE
     class_index = None
     if args.class_name is not None:
         if args.class_name not in contract.classes:
-            print(f"carclf-tui explain: --class {args.class_name!r} is not one of the run's {len(contract.classes)} "
-                  "classes", file=sys.stderr)
+            _say(err, f"carclf-tui explain: --class {args.class_name!r} is not one of the run's "
+                      f"{len(contract.classes)} classes")
             return EXIT_USAGE
         class_index = contract.classes.index(args.class_name)
     methods = ("occlusion", "gradcam") if args.method == "both" else (args.method,)
     try:
         saved = explain(model, contract, args.image, run.path / "explain", methods, class_index)
+    except DatasetError as exc:  # the photo refused before decoding (the pixel gate)
+        _say(err, f"carclf-tui explain: {exc}")
+        return EXIT_NONE
     except CarclfError as exc:
-        print(f"carclf-tui explain: {exc}", file=sys.stderr)
+        _say(err, f"carclf-tui explain: {exc}")
         return EXIT_USAGE
     except Exception as exc:  # a photo that does not decode
-        print(f"carclf-tui explain: {args.image}: cannot explain it ({type(exc).__name__}: {exc})", file=sys.stderr)
+        _say(err, f"carclf-tui explain: {args.image}: cannot explain it ({type(exc).__name__}: {exc})")
         return EXIT_NONE
-    console = Console(highlight=False, soft_wrap=True)  # a path printed whole, never broken across lines
+    console = Console(highlight=False)
     for method, path in saved.items():
-        console.print(f"{method}: {path}", markup=False)
+        _say(console, f"{method}: {path}")  # a path printed whole, never broken across lines
         if not args.no_show and console.is_terminal:
             from textual_image.renderable import Image as TerminalImage
 

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from carclf_core import config as config_mod
+from carclf_core import runstate
 from carclf_core.cluster import Cluster, Shard, cluster_from_env
 from carclf_core.errors import ConfigError
 from carclf_core.eventlog import read_events
@@ -373,6 +374,11 @@ def test_two_shards_make_the_decision_one_process_makes(photo_dir, tmp_path):  #
     assert state["status"] == "running", state
     waiting = [e for e in read_events(run / "events.jsonl").events if e.kind == "stage_updated"]
     assert waiting and "waiting for 1 chunk(s)" in waiting[-1].summary and "0 images scored" in waiting[-1].summary
+    # the dashboard shows the stage waiting for the other shard, with the chunks scored, not failed
+    view = runstate.fold(runstate.RunState(), read_events(run / "events.jsonl").events)
+    shown = view.stages["prefilter"]
+    assert shown.status == "running" and view.errors == 0
+    assert shown.waiting == "waiting for the other shards: 2 of 3 chunks scored"
     second = Runner(["--resume", str(run), "--stage", "prefilter", "--shard", "2/2"], tmp_path)
     assert second.wait(timeout=240) == 0, second.output[-2000:]
     finished = [e for e in read_events(run / "events.jsonl").events if e.kind == "stage_finished"][-1]

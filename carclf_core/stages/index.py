@@ -38,7 +38,14 @@ def run(ctx: StageContext) -> StageResult:
     with atomic_path(out / "class_counts.csv") as tmp:
         counts.to_csv(tmp, index=False)
     for label, others in dataset.case_variants(frame).items():
-        ctx.log("warning", f"class names differing only in case merged into {label!r}: {', '.join(others)}")
+        merged = ", ".join(map(ascii, others))  # NFC and NFD spellings look the same on screen: ascii() tells
+        ctx.log("warning", f"class names differing only in case or Unicode form merged into {ascii(label)}: {merged}")
+    for alike in dataset.confusable_labels(counts["label"]):
+        ctx.log(
+            "warning",
+            f"{len(alike)} classes look alike but are spelled with different letters: {', '.join(map(ascii, alike))}; "
+            "they stay separate classes: rename the files or folders of the wrong ones",
+        )
     rejected = frame[frame["status"] == dataset.REJECTED]
     for row in rejected.itertuples():
         ctx.log("warning", f"rejected: {row.reason}", file=str(row.path))

@@ -239,9 +239,16 @@ def run(ctx: StageContext) -> StageResult:
                 f"{counted(len(everything), 'chunk')} of other shards still missing: the shard that scores the last "
                 "one writes the decision",
             )
-            waiting = counted(len(everything), "chunk")
-            summary = f"shard {ctx.shard} done ({computed:,} images scored); waiting for {waiting}"
-            return StageResult(summary, {"shard": str(ctx.shard), "computed": computed}, complete=False)
+            summary = (
+                f"shard {ctx.shard} done ({computed:,} images scored); waiting for {counted(len(everything), 'chunk')}"
+            )
+            data = {
+                "shard": str(ctx.shard),
+                "computed": computed,
+                "chunks_done": n_chunks - len(everything),
+                "chunks": n_chunks,
+            }  # what the dashboard shows while the stage waits for the other shards
+            return StageResult(summary, data, complete=False)
         tally = everything
 
     labels = getattr(model, "labels", None) or imagenet_labels(

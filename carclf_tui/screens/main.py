@@ -23,6 +23,7 @@ from textual.worker import Worker, get_current_worker
 
 from carclf_core import runstate as rs
 from carclf_core.display import printable
+from carclf_core.errors import CarclfError
 
 from ..follow import follow
 from ..messages import RunRequested, StateUpdated
@@ -196,6 +197,9 @@ class MainScreen(Screen):
             pid = self.app.runner.start(names)
         except RunnerBusy as exc:
             self.notify(printable(exc), severity="warning", markup=False)
+            return
+        except CarclfError as exc:  # runner.log is a symbolic link or not a file
+            self.notify(printable(f"cannot start the runner: {exc}"), severity="error", timeout=10, markup=False)
             return
         except OSError as exc:
             self.notify(printable(f"cannot start the runner: {exc}"), severity="error", timeout=10, markup=False)

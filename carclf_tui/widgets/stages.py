@@ -24,6 +24,8 @@ RESUME_HINT = "u (resume) brings it up to date"
 
 
 def status_text(stage: rs.StageState) -> Text:
+    if stage.status == rs.RUNNING and stage.waiting:  # a shard did its share; other machines finish it
+        return Text("◷ waiting", style="yellow")
     symbol, style = STATUS_STYLE.get(stage.status, ("?", ""))
     label = f"{symbol} {stage.status}"
     if stage.status == rs.RUNNING and stage.total:
