@@ -164,7 +164,8 @@ class Change:
     manifest makes every reader check it and leaves a half-written decision to be recomputed. Here
     readers keep reading plain files at their usual paths.
 
-    Only use one while holding the run's lock.
+    Used as a context manager (``with Change(...) as change:``), a block that raises before the
+    commit removes what it staged. Only use one while holding the run's lock.
     """
 
     def __init__(self, root: Path, what: str):
@@ -177,6 +178,7 @@ class Change:
         self.id = secrets.token_hex(4)
         self._renames: dict[str, str] = {}  # target -> staged, relative to root
         self._appends: list[tuple[str, str]] = []
+        self._committed = False
 
     def _relative(self, path: Path) -> str:
         relative = os.path.relpath(Path(path), self.root)
@@ -213,28 +215,49 @@ class Change:
         """Append ``text`` (whole lines) to ``target`` (the event log, the config history) on commit."""
         self._appends.append((self._relative(target), text))
 
+    def __enter__(self) -> Change:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """A block that raised before :meth:`commit` wrote the journal leaves nothing behind."""
+        if kind is not None and not self._committed:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the staged files of a change that will not be committed."""
+        for staged in self._renames.values():
+            with contextlib.suppress(OSError):
+                os.unlink(self.root / staged)
+        self._renames.clear()
+        self._appends.clear()
+
     def commit(self) -> None:
         """Make every staged file and append take effect (see the class's description)."""
         appends = []
         for target, text in self._appends:
-            try:
-                size = (self.root / target).stat().st_size
-            except FileNotFoundError:
-                size = 0
-            if size and not _ends_with_newline(self.root / target):
+            size, last = _size_and_last_byte(self.root / target)  # refuses a link or a FIFO before the journal
+            if size and last != b"\n":
                 text = "\n" + text  # end a line torn by a killed writer first, as the event log's sink does
             appends.append([target, size, text])
         journal = self.root / f"{CHANGE_PREFIX}{self.id}.json"
         renames = [[staged, target] for target, staged in self._renames.items()]
         write_json_atomic(journal, {"what": self.what, "t": time.time(), "renames": renames, "appends": appends})
+        self._committed = True  # from here the journal decides: a failure is finished by the next lock
         _apply_change(self.root, renames, appends)
         os.unlink(journal)
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _size_and_last_byte(path: Path) -> tuple[int, bytes]:
+    """A file's size and last byte (0 and nothing when it does not exist yet); never through a link."""
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
+        return 0, b""
+    try:
+        size = os.fstat(fd).st_size
+        return size, os.pread(fd, 1, size - 1) if size else b""
+    finally:
+        os.close(fd)
 
 
 def _apply_change(root: Path, renames: list[list[str]], appends: list[list[Any]]) -> None:

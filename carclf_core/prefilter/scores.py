@@ -367,7 +367,12 @@ def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
     anywhere leaves the old decision whole, or one that the next runner on the run finishes.
     """
     what = rule["threshold"] if rule["rule"] == "prob_sum" else rule["top_k"]
-    change = Change(run.path, f"prefilter decision saved ({rule['rule']} {what})")
+    with Change(run.path, f"prefilter decision saved ({rule['rule']} {what})") as change:
+        return _stage_decision(run, rule, what, change)
+
+
+def _stage_decision(run: RunDir, rule: dict[str, Any], what: Any, change: Change) -> dict[str, Any]:
+    """Stage every file and line of the saved decision into ``change``, then commit it."""
     result = decide(run, load_scores(run, ("path", "status", "reason")), rule, change=change)
     config = run.load_config()
     new_config = dataclasses.replace(
@@ -423,16 +428,23 @@ def decide(
     if write:
         kept, rejected = _tables(scores, rule, hits, car_prob)
         folder = run.prefilter_dir
-        own = change is None
-        change = change or Change(run.path, "prefilter decision")
-        with change.path(run.kept_csv) as tmp:
-            kept.to_csv(tmp, index=False)
-        with change.path(folder / "rejected.csv") as tmp:
-            rejected.to_csv(tmp, index=False)
-        change.write_json(folder / RULE_FILE, {**result, "updated": time.time()})
-        if own:
-            change.commit()
+        if change is not None:
+            _stage_tables(change, folder, kept, rejected, result)
+        else:
+            with Change(run.path, "prefilter decision") as own:
+                _stage_tables(own, folder, kept, rejected, result)
+                own.commit()
     return result
+
+
+def _stage_tables(
+    change: Change, folder: Path, kept: pd.DataFrame, rejected: pd.DataFrame, result: dict[str, Any]
+) -> None:
+    with change.path(folder / "kept.csv") as tmp:
+        kept.to_csv(tmp, index=False)
+    with change.path(folder / "rejected.csv") as tmp:
+        rejected.to_csv(tmp, index=False)
+    change.write_json(folder / RULE_FILE, {**result, "updated": time.time()})
 
 
 # --- score chunks: the unit of resume ----------

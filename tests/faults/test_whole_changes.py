@@ -204,7 +204,8 @@ def test_a_decision_saved_in_full_is_consistent_and_makes_the_split_stale(base_r
 
 
 @pytest.mark.parametrize("full_disk", [False, True], ids=["killed", "disk-full"])
-def test_a_save_cut_short_at_every_write_is_old_or_new_whole_and_resume_finishes_it(base_run, tmp_path, full_disk):
+def test_a_save_cut_short_at_every_write_is_old_or_new_whole_and_resume_finishes_it(base_run, tmp_path, full_disk,
+                                                                                    capsys):
     _, steps = _cut_short(_save(_copy(base_run, tmp_path, "count")), at=10**6)
     outcomes = set()
     for at in range(1, steps + 1):
@@ -225,7 +226,10 @@ def test_a_save_cut_short_at_every_write_is_old_or_new_whole_and_resume_finishes
             assert decided in (OLD, NEW), f"step {at}"
             # the split made from the old decision is stale as soon as the new one is in place
             assert summary.status == ("stale" if decided == NEW else "partial"), (at, summary)
+        capsys.readouterr()
         assert _cli("--resume", str(run), "--stage", "split") == 0, f"step {at}"
+        said = "was cut short; finished it now from its journal" in capsys.readouterr().out
+        assert said == bool(journal), f"step {at}"
         outcome = _check_after_resume(run)
         assert outcome == NEW or not journal, f"step {at}: a committed change was lost"
         outcomes.add(outcome)
@@ -313,3 +317,17 @@ def test_a_change_staged_but_never_committed_leaves_nothing(tmp_path, base_run):
     with rundir.lock() as completed:
         assert completed == []
     assert _leftovers(run) == [] and rundir.kept_csv.read_bytes() == before
+
+
+def test_a_save_into_a_symlinked_event_log_is_refused_before_anything_changes(tmp_path, base_run):
+    run = _copy(base_run, tmp_path, "link")
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("not the run's\n")
+    (run / "events.jsonl").unlink()
+    (run / "events.jsonl").symlink_to(outside)
+    before = {p.name: p.read_bytes() for p in (run / "prefilter").iterdir() if p.is_file()}
+    with pytest.raises(RunError, match="symbolic link"):
+        store.reapply(run, threshold=NEW, write=True)
+    assert {p.name: p.read_bytes() for p in (run / "prefilter").iterdir() if p.is_file()} == before
+    assert outside.read_text() == "not the run's\n" and RunDir(run).load_config().prefilter.threshold == OLD
+    assert _leftovers(run) == []  # what it had staged is removed with the refusal
