@@ -32,7 +32,7 @@ from .events import (
 from .events import StageStatus as Status
 from .pipeline import StageCancelled, StageContext, StageResult
 from .provenance import LINEAGES, provenance_fields, staleness
-from .runs import PREVIOUS_DIR, RunDir
+from .runs import PREVIOUS_DIR, REPLACING, RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,11 +167,6 @@ def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
         **made,
     )
     return Status.DONE
-
-
-REPLACING = "replacing"
-"""``state.json``'s key, in the entry of a stage re-run from scratch, naming where its earlier results
-go (``previous/<stage>-<timestamp>``) until the stage is done again."""
 
 
 def _start_fresh(ctx: StageContext, name: str, entry: dict) -> None:

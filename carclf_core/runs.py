@@ -39,6 +39,9 @@ RUN_FORMAT = 1
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 PREVIOUS_DIR = "previous"
 """Where a re-run stage's earlier results are kept (``previous/<stage>-<timestamp>/``)."""
+REPLACING = "replacing"
+"""``state.json``'s key, in the entry of a done stage being run again from scratch, naming where its
+earlier results go (``previous/<stage>-<timestamp>``) until the stage is done again."""
 STAGE_FOLDERS = ("index", "prefilter", "split", "train", "evaluate")
 """The folders stages write into; the only places the temporary-file sweep looks."""
 

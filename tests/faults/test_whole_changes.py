@@ -331,3 +331,15 @@ def test_a_save_into_a_symlinked_event_log_is_refused_before_anything_changes(tm
     assert {p.name: p.read_bytes() for p in (run / "prefilter").iterdir() if p.is_file()} == before
     assert outside.read_text() == "not the run's\n" and RunDir(run).load_config().prefilter.threshold == OLD
     assert _leftovers(run) == []  # what it had staged is removed with the refusal
+
+
+def test_predict_on_a_run_whose_evaluate_rerun_was_cut_short_says_resume_and_where_the_old_export_is(
+        tmp_path, base_run, capsys):
+    """What a re-run of evaluate cut short after its mark leaves (as the re-run tests above make it for
+    the index): evaluate running, its earlier results under previous/."""
+    run = _copy(base_run, tmp_path, "predict")
+    RunDir(run).replace_stage_state("evaluate", {"status": "running", "replacing": "previous/evaluate-20260101-000000"})
+    assert main(["predict", str(run), str(tmp_path)]) == 2
+    said = capsys.readouterr().err
+    assert "no exported model" in said and "the evaluate stage is running" in said
+    assert "previous/evaluate-20260101-000000/export" in said and f"carclf-tui --resume {run} runs it" in said
