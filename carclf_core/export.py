@@ -125,9 +125,9 @@ def load_exported(run: RunDir):
     Raises:
         RunError: no export, a damaged contract, or a model file that does not load.
     """
+    contract = read_contract(run)  # first: a run without an export is refused without loading Keras
     from .model import load_model  # Keras, and the project's own layers registered for safe loading
 
-    contract = read_contract(run)
     path = export_dir(run) / contract.files.get("keras", "model.keras")
     try:
         return load_model(path), contract
