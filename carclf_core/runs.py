@@ -593,9 +593,10 @@ class RunDir:
         """
         changes = self.config_changes(config)
         if changes:
-            write_text_atomic(self.config_path, config_mod.dump(config))
-            with open(self.path / CONFIG_HISTORY_FILE, "a", encoding="utf-8") as handle:
-                handle.write(config_history_line(changes, source))
+            with Change(self.path, f"config changed ({source})") as change:  # the config and its history line
+                change.write_text(self.config_path, config_mod.dump(config))
+                change.append(self.path / CONFIG_HISTORY_FILE, config_history_line(changes, source))
+                change.commit()
         return changes
 
     def config_changes(self, config: config_mod.Config) -> dict[str, list[Any]]:
