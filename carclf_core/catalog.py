@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import CarclfError
+from .errors import CarclfError, RunError
 from .provenance import LINEAGES, staleness
-from .runs import LOCK_FILE, RunDir, list_runs
+from .runs import LOCK_FILE, RunDir, list_runs, unfinished_changes
 
 MAX_JSON_BYTES = 1 << 20
 """Largest summary file read (1 MiB); the files summarised are a few kilobytes."""
@@ -143,6 +143,9 @@ def summarize(run: RunDir) -> RunSummary:
         if _is_locked(run):
             status = RUNNING
             detail = next((str(name) for name, entry in stages.items() if entry.get("status") == "running"), "")
+        elif cut_short := unfinished_changes(run.path):
+            # parts of two decisions until a runner finishes the change: never shown as done or stale
+            status, detail = INTERRUPTED, f"{cut_short[0]}, cut short: --resume finishes it"
         else:
             try:
                 status, detail = _status(run, stages)
@@ -160,6 +163,8 @@ def summarize(run: RunDir) -> RunSummary:
             created=created,
         )
     except _Unreadable as exc:
+        return RunSummary(run, DAMAGED, str(exc), created=created or _modified(run))
+    except RunError as exc:  # a damaged change journal: the error names it
         return RunSummary(run, DAMAGED, str(exc), created=created or _modified(run))
     except CarclfError as exc:  # its config.yaml no longer loads
         return RunSummary(run, DAMAGED, f"config.yaml: {exc}", created=created or _modified(run))

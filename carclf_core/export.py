@@ -23,7 +23,7 @@ import numpy as np
 from .config import Config
 from .errors import RunError
 from .quiet import captured_output, worth_showing
-from .runs import RunDir, atomic_path, write_json_atomic
+from .runs import REPLACING, RunDir, atomic_path, write_json_atomic
 
 CONTRACT_FILE = "contract.json"
 CONTRACT_VERSION = 1
@@ -91,6 +91,20 @@ def export_dir(run: RunDir) -> Path:
     return run.evaluate_dir / "export"
 
 
+def _no_export_hint(run: RunDir) -> str:
+    """What to do about a missing export: run evaluate, or finish its re-run (its earlier export kept)."""
+    try:
+        entry = run.read_state()["stages"].get("evaluate", {})
+    except RunError:
+        entry = {}
+    status = entry.get("status")
+    if status in (None, "done") or not isinstance(status, str):
+        return "run the evaluate stage first"
+    earlier = entry.get(REPLACING)
+    kept = f"; the earlier export is in {run.path / earlier / 'export'}" if isinstance(earlier, str) else ""
+    return f"the evaluate stage is {status}{kept}: carclf-tui --resume {run.path} runs it"
+
+
 def read_contract(run: RunDir) -> Contract:
     """The contract of a run's export.
 
@@ -99,7 +113,7 @@ def read_contract(run: RunDir) -> Contract:
     """
     path = export_dir(run) / CONTRACT_FILE
     if not path.is_file():
-        raise RunError(f"{run.path}: no exported model ({path} is missing)", "run the evaluate stage first")
+        raise RunError(f"{run.path}: no exported model ({path} is missing)", _no_export_hint(run))
     try:
         return Contract.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
@@ -112,9 +126,9 @@ def load_exported(run: RunDir):
     Raises:
         RunError: no export, a damaged contract, or a model file that does not load.
     """
+    contract = read_contract(run)  # first: a run without an export is refused without loading Keras
     from .model import load_model  # Keras, and the project's own layers registered for safe loading
 
-    contract = read_contract(run)
     path = export_dir(run) / contract.files.get("keras", "model.keras")
     try:
         return load_model(path), contract

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +76,20 @@ LINEAGES: dict[str, Lineage] = {
 """Each stage's lineage, in stage order (the registry lists the same names in the same order)."""
 
 
-def fingerprint(run: RunDir, files: Sequence[str]) -> str:
-    """A short hash over the named files' names and bytes (a missing file counts as absent)."""
+def fingerprint(run: RunDir, files: Sequence[str], locate: Callable[[Path], Path] | None = None) -> str:
+    """A short hash over the named files' names and bytes (a missing file counts as absent).
+
+    Args:
+        run: the run the names are relative to.
+        files: the files.
+        locate: where each file's content is read from (a :class:`carclf_core.runs.Change` not yet
+            committed holds it aside: its ``current``); default the file itself.
+    """
     digest = hashlib.blake2b(digest_size=12)
     for name in files:
         path = Path(run.path) / name
+        if locate is not None:
+            path = locate(path)
         digest.update(name.encode() + b"\0")
         try:
             with open(path, "rb") as handle:
@@ -91,32 +100,50 @@ def fingerprint(run: RunDir, files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def provenance_fields(
+    run: RunDir,
+    name: str,
+    config: Config,
+    note: str,
+    stages: dict[str, Any],
+    locate: Callable[[Path], Path] | None = None,
+) -> dict[str, Any]:
+    """The ``inputs`` and ``made`` fields :func:`record` stores for stage ``name``, given the run's
+    ``stages`` (``state.json``'s) and where its outputs are read (see :func:`fingerprint`)."""
+    lineage = LINEAGES[name]
+    upstream = {up: stages.get(up, {}).get("made", {}) for up in lineage.upstream}
+    return {
+        "inputs": {"config": lineage.config_values(config), "upstream": upstream},
+        "made": {"fingerprint": fingerprint(run, lineage.outputs, locate), "note": note, "t": time.time()},
+    }
+
+
 def record(run: RunDir, name: str, config: Config, note: str) -> None:
     """Store, for a stage that just finished, what it was made from and what it made.
 
-    Also called when a finished stage's outputs change in place (a new prefilter threshold saved),
-    so the stage itself stays fresh and the stages after it turn stale.
+    A finished stage whose outputs change in place (a new prefilter threshold saved) stores the same
+    fields, in the same change as its outputs (:func:`provenance_fields`), so the stage itself stays
+    fresh and the stages after it turn stale.
     """
-    lineage = LINEAGES[name]
-    stages = run.read_state().get("stages", {})
-    upstream = {up: stages.get(up, {}).get("made", {}) for up in lineage.upstream}
-    run.update_stage_state(
-        name,
-        inputs={"config": lineage.config_values(config), "upstream": upstream},
-        made={"fingerprint": fingerprint(run, lineage.outputs), "note": note, "t": time.time()},
-    )
+    run.update_stage_state(name, **provenance_fields(run, name, config, note, run.read_state().get("stages", {})))
 
 
 def _describe(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def staleness(run: RunDir, config: Config) -> dict[str, str]:
+def staleness(run: RunDir, config: Config, stages: dict[str, Any] | None = None) -> dict[str, str]:
     """Finished stages whose inputs changed since they were made, with the reason, in stage order.
 
     A stage finished before provenance was recorded (an older run) is taken as fresh.
+
+    Args:
+        run: the run.
+        config: its config.
+        stages: ``state.json``'s stages as a change about to be committed makes them; default the
+            run's own.
     """
-    stages = run.read_state().get("stages", {})
+    stages = run.read_state().get("stages", {}) if stages is None else stages
     flat = flat_config(config.to_dict())
     stale: dict[str, str] = {}
     for name, lineage in LINEAGES.items():

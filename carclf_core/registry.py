@@ -15,6 +15,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .config import Config
 from .errors import CarclfError
@@ -30,8 +31,8 @@ from .events import (
 )
 from .events import StageStatus as Status
 from .pipeline import StageCancelled, StageContext, StageResult
-from .provenance import record, staleness
-from .runs import RunDir
+from .provenance import LINEAGES, provenance_fields, staleness
+from .runs import PREVIOUS_DIR, REPLACING, RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +113,21 @@ def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
     stage = STAGE_BY_NAME[name]
     ctx.stage = name
     state = ctx.run.update_stage_state if owner else (lambda stage, **fields: None)
-    if owner and stage.set_aside and ctx.run.read_state().get("stages", {}).get(name, {}).get("status") == Status.DONE:
-        kept = ctx.run.set_aside(name)
-        if kept is not None:
-            ctx.log("info", f"{name} was done: starting it fresh; its earlier results are kept in {kept}")
+    if owner:
+        stages = ctx.run.read_state().get("stages", {})
+        # an upstream stage never run is left to the stage to find (it says what it misses)
+        unfinished = [up for up in LINEAGES[name].upstream if stages.get(up, {}).get("status", "done") != Status.DONE]
+        if unfinished:
+            # before anything is set aside: a stage whose inputs are not whole must not move its results away
+            up = unfinished[0]
+            ctx.log(
+                "error",
+                f"{name} not started: it reads the results of {up}, which is {stages[up]['status']}; "
+                f"carclf-tui --resume {ctx.run.path} runs what is left, in order",
+            )
+            return Status.FAILED
+        if stage.set_aside:
+            _start_fresh(ctx, name, stages.get(name, {}))
     started = time.monotonic()
     state(name, status=Status.RUNNING, started=time.time())
     ctx.emit(StageStarted(stage=name))
@@ -138,12 +150,58 @@ def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
         return Status.RUNNING
     duration = time.monotonic() - started
     ctx.emit(StageFinished(stage=name, duration_s=duration, summary=result.summary, result=result.data))
-    state(
-        name, status=Status.DONE, finished=time.time(), duration_s=duration, summary=result.summary, result=result.data
+    # done and what it was made from in one write: never a done stage without its record
+    made = (
+        provenance_fields(ctx.run, name, ctx.config, result.summary, ctx.run.read_state().get("stages", {}))
+        if owner
+        else {}
     )
-    if owner:
-        record(ctx.run, name, ctx.config, result.summary)
+    state(
+        name,
+        drop=(REPLACING,),
+        status=Status.DONE,
+        finished=time.time(),
+        duration_s=duration,
+        summary=result.summary,
+        result=result.data,
+        **made,
+    )
     return Status.DONE
+
+
+def _start_fresh(ctx: StageContext, name: str, entry: dict) -> None:
+    """Set a done stage's results aside under ``previous/`` so it starts fresh; or finish that for a
+    stage whose re-run was cut short between its mark and the move.
+
+    The mark comes first: ``state.json`` says the stage runs (not done) and where its results go,
+    then the folder moves. Cut short between the two (a kill, a full disk), the run has a stage that
+    is not done and still holds its old folder, which the next start moves as marked; never a stage
+    that says done without its folder. The earlier results stay whole under ``previous/``.
+    """
+    run = ctx.run
+    folder = run.path / name
+    if entry.get("status") == Status.DONE:
+        marked: dict = {"status": Status.RUNNING, "started": time.time()}
+        target = run.previous_path(name) if folder.is_dir() and any(folder.iterdir()) else None
+        if target is not None:
+            marked[REPLACING] = os.path.relpath(target, run.path)
+        run.replace_stage_state(name, marked)
+    else:
+        marked_target = entry.get(REPLACING)
+        if not isinstance(marked_target, str):
+            return
+        parts = Path(marked_target).parts
+        # state.json is a file from outside: only ever a name under previous/
+        if len(parts) != 2 or parts[0] != PREVIOUS_DIR or parts[1] in ("..", "."):
+            return
+        target = run.path / marked_target
+        if target.exists() or target.is_symlink():
+            return
+    if target is None:
+        return
+    kept = run.set_aside(name, target)
+    if kept is not None:
+        ctx.log("info", f"{name} was done: starting it fresh; its earlier results are kept in {kept}")
 
 
 def pending_stages(run: RunDir, config: Config | None = None) -> list[str]:

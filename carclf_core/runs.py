@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -38,6 +39,9 @@ RUN_FORMAT = 1
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 PREVIOUS_DIR = "previous"
 """Where a re-run stage's earlier results are kept (``previous/<stage>-<timestamp>/``)."""
+REPLACING = "replacing"
+"""``state.json``'s key, in the entry of a done stage being run again from scratch, naming where its
+earlier results go (``previous/<stage>-<timestamp>``) until the stage is done again."""
 STAGE_FOLDERS = ("index", "prefilter", "split", "train", "evaluate")
 """The folders stages write into; the only places the temporary-file sweep looks."""
 
@@ -61,8 +65,11 @@ def _temp_beside(path: Path) -> tuple[int, str]:
 
 
 # What mkstemp/mkdtemp make in _temp_beside and the SavedModel export: the prefix, 8 random
-# characters, a dash; nothing a user names by hand looks like this by accident.
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(savedmodel-)?[a-z0-9_]{8}(-.+)?")
+# characters, a dash; nothing a user names by hand looks like this by accident. Also a Change's staged
+# files whose change was never committed (the sweep runs after complete_changes has used the others).
+_TEMP_NAME = re.compile(
+    re.escape(TEMP_PREFIX) + r"(savedmodel-)?[a-z0-9_]{8}(-.+)?|" + re.escape(".pending-") + r"[0-9a-f]{8}-.+"
+)
 
 
 def remove_stale_temp_files(run_path: Path) -> list[Path]:
@@ -135,6 +142,213 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# --- changes of several files at once -----------------------------------------------------------
+
+CHANGE_PREFIX = ".change-"
+"""A committed :class:`Change`'s journal in the run folder: ``.change-<id>.json``."""
+PENDING_PREFIX = ".pending-"
+"""A :class:`Change`'s staged file, beside the file it replaces: ``.pending-<id>-<name>``."""
+_CHANGE_NAME = re.compile(re.escape(CHANGE_PREFIX) + r"([0-9a-f]{8})\.json")
+
+
+class Change:
+    """Files that together make one decision (a prefilter decision: ``kept.csv``, ``rejected.csv``,
+    ``rule.json``, and the ``config.yaml``, ``state.json`` and log lines that record it), changed all
+    at once or not at all.
+
+    Each new file is written aside first (``.pending-<id>-<name>`` beside its target, itself written
+    atomically); :meth:`commit` then writes a journal naming every rename and append (the one atomic
+    step that decides), does them, and removes the journal. A process killed before the journal
+    leaves only staged files (swept at the next lock: the run keeps the old decision whole); one
+    killed after it leaves a journal, and the next runner to take the run's lock finishes the change
+    from it (:func:`complete_changes`, called by :meth:`RunDir.lock`) with renames and appends only:
+    nothing is recomputed, every step can be repeated. Until then the journal names the run as
+    cut short (:func:`unfinished_changes`), for readers that take no lock.
+
+    Why not a manifest checked on open, or a folder swapped in: a decision spans three places (the
+    stage folder, ``config.yaml``, ``state.json``); a folder swap covers only one of them, and a
+    manifest makes every reader check it and leaves a half-written decision to be recomputed. Here
+    readers keep reading plain files at their usual paths.
+
+    Used as a context manager (``with Change(...) as change:``), a block that raises before the
+    commit removes what it staged. Only use one while holding the run's lock.
+    """
+
+    def __init__(self, root: Path, what: str):
+        """Args:
+        root: the run folder; every file of the change lies inside it.
+        what: the change in a few words, for the message of a runner that finishes it.
+        """
+        self.root = Path(root)
+        self.what = what
+        self.id = secrets.token_hex(4)
+        self._renames: dict[str, str] = {}  # target -> staged, relative to root
+        self._appends: list[tuple[str, str]] = []
+        self._committed = False
+
+    def _relative(self, path: Path) -> str:
+        relative = os.path.relpath(Path(path), self.root)
+        if relative.startswith(".."):
+            raise ValueError(f"{path}: outside the run folder {self.root}")
+        return relative
+
+    def staged(self, target: Path) -> Path:
+        """Where ``target``'s new content is written until the commit (write it atomically)."""
+        target = Path(target)
+        staged = target.parent / f"{PENDING_PREFIX}{self.id}-{target.name}"
+        self._renames[self._relative(target)] = self._relative(staged)
+        return staged
+
+    def current(self, path: Path) -> Path:
+        """The file that holds ``path``'s content as the change makes it (staged, or the file itself)."""
+        staged = self._renames.get(self._relative(path))
+        return self.root / staged if staged else Path(path)
+
+    @contextlib.contextmanager
+    def path(self, target: Path) -> Iterator[Path]:
+        """A temporary path for a writer that wants a file name; its file becomes ``target``'s new
+        content (see :func:`atomic_path`)."""
+        with atomic_path(self.staged(target)) as tmp:
+            yield tmp
+
+    def write_text(self, target: Path, text: str) -> None:
+        write_text_atomic(self.staged(target), text)
+
+    def write_json(self, target: Path, data: Any) -> None:
+        write_json_atomic(self.staged(target), data)
+
+    def append(self, target: Path, text: str) -> None:
+        """Append ``text`` (whole lines) to ``target`` (the event log, the config history) on commit."""
+        self._appends.append((self._relative(target), text))
+
+    def __enter__(self) -> Change:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """A block that raised before :meth:`commit` wrote the journal leaves nothing behind."""
+        if kind is not None and not self._committed:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the staged files of a change that will not be committed."""
+        for staged in self._renames.values():
+            with contextlib.suppress(OSError):
+                os.unlink(self.root / staged)
+        self._renames.clear()
+        self._appends.clear()
+
+    def commit(self) -> None:
+        """Make every staged file and append take effect (see the class's description)."""
+        appends = []
+        for target, text in self._appends:
+            size, last = _size_and_last_byte(self.root / target)  # refuses a link or a FIFO before the journal
+            if size and last != b"\n":
+                text = "\n" + text  # end a line torn by a killed writer first, as the event log's sink does
+            appends.append([target, size, text])
+        journal = self.root / f"{CHANGE_PREFIX}{self.id}.json"
+        renames = [[staged, target] for target, staged in self._renames.items()]
+        write_json_atomic(journal, {"what": self.what, "t": time.time(), "renames": renames, "appends": appends})
+        self._committed = True  # from here the journal decides: a failure is finished by the next lock
+        _apply_change(self.root, renames, appends)
+        os.unlink(journal)
+
+
+def _size_and_last_byte(path: Path) -> tuple[int, bytes]:
+    """A file's size and last byte (0 and nothing when it does not exist yet); never through a link."""
+    try:
+        fd = open_regular(path)
+    except FileNotFoundError:
+        return 0, b""
+    try:
+        size = os.fstat(fd).st_size
+        return size, os.pread(fd, 1, size - 1) if size else b""
+    finally:
+        os.close(fd)
+
+
+def _apply_change(root: Path, renames: list[list[str]], appends: list[list[Any]]) -> None:
+    """Do a journal's renames and appends; any of them done already is not done again."""
+    for staged, target in renames:
+        if (root / staged).is_file():
+            os.replace(root / staged, root / target)
+    for target, offset, text in appends:
+        data = text.encode("utf-8")
+        fd = open_regular(root / target, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        try:
+            if os.pread(fd, len(data), offset) != data:
+                os.write(fd, data)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _journals(root: Path) -> list[Path]:
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    return [root / name for name in names if _CHANGE_NAME.fullmatch(name) and not (root / name).is_symlink()]
+
+
+def _read_journal(path: Path) -> dict[str, Any]:
+    """A journal's content, checked: every path inside the run, every staged file a Change's name.
+
+    Raises:
+        RunError: not a journal this module wrote (it is written atomically, so never torn).
+    """
+    problem = "not a change journal"
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            data = json.loads(handle.read(MAX_STATE_BYTES))
+        renames, appends = data["renames"], data["appends"]
+        for staged, _ in renames:
+            if not Path(staged).name.startswith(PENDING_PREFIX):
+                raise ValueError(staged)
+        paths = [p for pair in renames for p in pair] + [a[0] for a in appends]
+        if any(os.path.isabs(p) or ".." in Path(p).parts for p in paths):
+            raise ValueError(paths)
+        if not all(isinstance(a[1], int) and isinstance(a[2], str) for a in appends):
+            raise ValueError(appends)
+        return data
+    except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+        problem += f" ({type(exc).__name__})"
+    raise RunError(f"{path}: {problem}", "move it out of the run folder, then check the run's files by hand")
+
+
+def _describe_change(data: dict[str, Any]) -> str:
+    when = data.get("t")
+    at = time.strftime(" at %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else ""
+    return f"{data.get('what') or 'a change'}{at}"
+
+
+def unfinished_changes(run_path: Path) -> list[str]:
+    """Changes cut short in this run (a journal is still there), described; empty when none.
+
+    Such a run holds parts of two decisions until a runner takes its lock (``--resume``).
+
+    Raises:
+        RunError: a damaged journal.
+    """
+    return [_describe_change(_read_journal(path)) for path in _journals(Path(run_path))]
+
+
+def complete_changes(run_path: Path) -> list[str]:
+    """Finish every change cut short in the run (see :class:`Change`); returns what was finished.
+
+    Only call this while holding the run's lock, alone (not a shard's shared lock).
+
+    Raises:
+        RunError: a damaged journal.
+    """
+    done = []
+    for path in _journals(Path(run_path)):
+        data = _read_journal(path)
+        _apply_change(Path(run_path), data["renames"], data["appends"])
+        os.unlink(path)
+        done.append(_describe_change(data))
+    return done
 
 
 # --- run directory -------------------------------------------------------------------------------
@@ -261,9 +475,19 @@ class RunDir:
         state.setdefault("stages", {})
         return state
 
-    def update_stage_state(self, stage: str, **fields: Any) -> None:
+    def update_stage_state(self, stage: str, drop: tuple[str, ...] = (), **fields: Any) -> None:
+        """Set ``fields`` of the stage's entry in ``state.json`` (and remove the keys ``drop``)."""
         state = self.read_state()
-        state.setdefault("stages", {}).setdefault(stage, {}).update(fields)
+        entry = state.setdefault("stages", {}).setdefault(stage, {})
+        entry.update(fields)
+        for key in drop:
+            entry.pop(key, None)
+        write_json_atomic(self.state_path, state)
+
+    def replace_stage_state(self, stage: str, entry: dict[str, Any]) -> None:
+        """Make ``entry`` the stage's whole entry in ``state.json`` (what it said before is gone)."""
+        state = self.read_state()
+        state.setdefault("stages", {})[stage] = entry
         write_json_atomic(self.state_path, state)
 
     def _open_lock(self) -> int:
@@ -280,14 +504,20 @@ class RunDir:
             raise RunError(f"{self.path / LOCK_FILE}: cannot open the run's lock ({exc.strerror})") from exc
 
     @contextlib.contextmanager
-    def lock(self, shared: bool = False) -> Iterator[None]:
+    def lock(self, shared: bool = False) -> Iterator[list[str]]:
         """Hold the run's lock for the block; a second runner on the same run fails with RunError.
+
+        Taken alone (not ``shared``), it first finishes the changes an earlier process was killed in
+        the middle of (:func:`complete_changes`) and sweeps what interrupted writes left.
 
         Args:
             shared: for the runners of a stage shared between machines (``--shard I/N``): any number
                 of them hold the lock together, each writing only its own files and files every one
                 would write alike; a runner of the whole run is refused while they do, and they while
                 it does. (A training worker on another machine takes no lock: the chief holds it.)
+
+        Yields:
+            What was finished, one description a change (empty for a shared lock, and mostly).
         """
         fd = self._open_lock()
         try:
@@ -305,9 +535,11 @@ class RunDir:
             if not shared:  # one pid: the runner; shards are several (and their temporaries live)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._check_writable()
+            completed = []
             if not shared:
+                completed = complete_changes(self.path)
                 remove_stale_temp_files(self.path)
-            yield
+            yield completed
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -364,29 +596,38 @@ class RunDir:
         Returns:
             ``{"section.key": [old, new]}`` for every key whose value changed (empty: nothing written).
         """
-        old = flat_config(self.load_config().to_dict())
-        new = flat_config(config.to_dict())
-        changes = {key: [old.get(key), value] for key, value in new.items() if old.get(key) != value}
+        changes = self.config_changes(config)
         if changes:
-            write_text_atomic(self.config_path, config_mod.dump(config))
-            line = json.dumps({"t": time.time(), "source": source, "changes": changes}, default=str)
-            with open(self.path / CONFIG_HISTORY_FILE, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            with Change(self.path, f"config changed ({source})") as change:  # the config and its history line
+                change.write_text(self.config_path, config_mod.dump(config))
+                change.append(self.path / CONFIG_HISTORY_FILE, config_history_line(changes, source))
+                change.commit()
         return changes
 
-    def set_aside(self, stage: str) -> Path | None:
-        """Move a stage's folder to ``previous/<stage>-<timestamp>/`` so the stage can start fresh;
-        nothing is deleted. Returns where it went, or None when there was nothing to move."""
+    def config_changes(self, config: config_mod.Config) -> dict[str, list[Any]]:
+        """``{"section.key": [old, new]}`` for every key ``config`` sets otherwise than the run's config."""
+        old = flat_config(self.load_config().to_dict())
+        new = flat_config(config.to_dict())
+        return {key: [old.get(key), value] for key, value in new.items() if old.get(key) != value}
+
+    def set_aside(self, stage: str, target: Path | None = None) -> Path | None:
+        """Move a stage's folder to ``target`` (default: :meth:`previous_path`) so the stage can start
+        fresh; nothing is deleted. Returns where it went, or None when there was nothing to move."""
         folder = self.path / stage
         if not folder.is_dir() or not any(folder.iterdir()):
             return None
+        target = target or self.previous_path(stage)
+        target.parent.mkdir(exist_ok=True)
+        os.replace(folder, target)
+        return target
+
+    def previous_path(self, stage: str) -> Path:
+        """A free name for a stage's earlier results: ``previous/<stage>-<timestamp>[-N]/``."""
         target_root = self.path / PREVIOUS_DIR
-        target_root.mkdir(exist_ok=True)
         base = f"{stage}-{_timestamp()}"
         for attempt in range(1000):
             target = target_root / (base if attempt == 0 else f"{base}-{attempt + 1}")
             if not target.exists():
-                os.replace(folder, target)
                 return target
         raise RunError(f"{target_root}: no free folder name for {base}")
 
@@ -408,6 +649,11 @@ def _state_shape_problem(state: Any) -> str:
         if not isinstance(entry.get("status", ""), str):
             return f'stage "{name}" has a status that is not text'
     return ""
+
+
+def config_history_line(changes: dict[str, list[Any]], source: str) -> str:
+    """The line :data:`CONFIG_HISTORY_FILE` records a config change with (ends with a newline)."""
+    return json.dumps({"t": time.time(), "source": source, "changes": changes}, default=str) + "\n"
 
 
 def flat_config(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -247,7 +247,7 @@ def run_headless(args: argparse.Namespace) -> int:
 
     console = ConsoleRenderer(interactive=False if args.plain else None)
     try:
-        with run.lock(shared=args.shard is not None):
+        with run.lock(shared=args.shard is not None) as completed:
             jsonl = JsonlSink(run.events_path)
 
             def emit(event) -> None:
@@ -259,6 +259,8 @@ def run_headless(args: argparse.Namespace) -> int:
             if jsonl.torn_line is not None:
                 emit(LogLine(level="warning", message=f"{run.events_path}: line {jsonl.torn_line} was cut "
                              "short by an earlier runner that was killed; readers skip it"))
+            for what in completed:  # the run held parts of two decisions until now
+                emit(LogLine(level="warning", message=f"{what} was cut short; finished it now from its journal"))
             if changed_config is not None:
                 changes = run.update_config(changed_config, source="--set on resume")
                 config = changed_config

@@ -34,10 +34,18 @@ import pandas as pd
 from .. import config as config_mod
 from ..config import PrefilterConfig
 from ..errors import ConfigError, RunError
-from ..eventlog import JsonlSink
-from ..events import ConfigChanged, StagesStale, StageUpdated
-from ..provenance import record, staleness
-from ..runs import RunDir, atomic_path, open_run, write_json_atomic
+from ..events import ConfigChanged, Event, StagesStale, StageUpdated, to_json
+from ..provenance import provenance_fields, staleness
+from ..runs import (
+    CONFIG_HISTORY_FILE,
+    Change,
+    RunDir,
+    atomic_path,
+    config_history_line,
+    open_run,
+    unfinished_changes,
+    write_json_atomic,
+)
 from .rule import (
     BROKEN,
     NUM_CLASSES,
@@ -66,6 +74,7 @@ ROWS_A_SLICE = 4_096
 SCORES_CSV = "scores.csv"
 UNUSED = -1
 """A top-k index that names no class: the file is broken, or fewer classes than k have a probability."""
+RULE_FILE = "rule.json"
 
 
 def load_scores(run: RunDir, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -264,7 +273,7 @@ def current_rule(run: RunDir) -> dict[str, Any]:
     """The rule the run uses now: the last written ``rule.json``, else the run's config."""
     rule = config_rule(run.load_config().prefilter)
     try:
-        stored = json.loads((run.prefilter_dir / "rule.json").read_text(encoding="utf-8"))
+        stored = json.loads((run.prefilter_dir / RULE_FILE).read_text(encoding="utf-8"))
         rule.update({k: stored[k] for k in rule if k in stored})
     except (OSError, ValueError, AttributeError):
         pass
@@ -272,7 +281,18 @@ def current_rule(run: RunDir) -> dict[str, Any]:
 
 
 def kept_paths(run: RunDir) -> set[str] | None:
-    """Paths the prefilter's current decision keeps, or None when the run has no decision yet."""
+    """Paths the prefilter's current decision keeps, or None when the run has no decision yet.
+
+    Raises:
+        RunError: a change of the run was cut short (:func:`carclf_core.runs.unfinished_changes`):
+            ``kept.csv`` may belong to another decision than ``rule.json`` and the config.
+    """
+    cut_short = unfinished_changes(run.path)
+    if cut_short:
+        raise RunError(
+            f"{run.path}: {cut_short[0]} was cut short: kept.csv may not match rule.json and the config",
+            f"carclf-tui --resume {run.path} finishes it",
+        )
     if not run.kept_csv.is_file():
         return None
     return set(pd.read_csv(run.kept_csv, dtype={"path": str}, keep_default_na=False)["path"])
@@ -347,8 +367,20 @@ def reapply(
 
 def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
     """Write a new decision, make its rule the run's config from now on, and tell the event log:
-    the prefilter row shows the new count, the stages made from the old list turn stale."""
-    result = decide(run, load_scores(run, ("path", "status", "reason")), rule, write=True)
+    the prefilter row shows the new count, the stages made from the old list turn stale.
+
+    ``kept.csv``, ``rejected.csv``, ``rule.json``, ``config.yaml``, ``state.json`` and the lines of the
+    config history and the event log are one :class:`~carclf_core.runs.Change`: a save cut short
+    anywhere leaves the old decision whole, or one that the next runner on the run finishes.
+    """
+    what = rule["threshold"] if rule["rule"] == "prob_sum" else rule["top_k"]
+    with Change(run.path, f"prefilter decision saved ({rule['rule']} {what})") as change:
+        return _stage_decision(run, rule, what, change)
+
+
+def _stage_decision(run: RunDir, rule: dict[str, Any], what: Any, change: Change) -> dict[str, Any]:
+    """Stage every file and line of the saved decision into ``change``, then commit it."""
+    result = decide(run, load_scores(run, ("path", "status", "reason")), rule, change=change)
     config = run.load_config()
     new_config = dataclasses.replace(
         config,
@@ -357,28 +389,39 @@ def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
         ),
     )
     source = "prefilter decision saved"
-    changes = run.update_config(new_config, source=source)
+    changes = run.config_changes(new_config)
+    if changes:
+        change.write_text(run.config_path, config_mod.dump(new_config))
+        change.append(run.path / CONFIG_HISTORY_FILE, config_history_line(changes, source))
     summary = f"{result['kept']:,} / {result['scored']:,} kept ({result['kept'] / max(result['scored'], 1):.0%})"
     if result["broken"]:
         summary += f", {result['broken']:,} broken"
-    note = f"{summary}, {rule['rule']} {rule['threshold'] if rule['rule'] == 'prob_sum' else rule['top_k']}"
-    run.update_stage_state("prefilter", summary=summary)
-    record(run, "prefilter", new_config, note)
-    sink = JsonlSink(run.events_path)
-    try:
-        if changes:
-            sink(ConfigChanged(changes=changes, source=source))
-        sink(StageUpdated(stage="prefilter", summary=summary, result={"kept": result["kept"]}))
-        sink(StagesStale(stale=staleness(run, new_config)))
-    finally:
-        sink.close()
+    note = f"{summary}, {rule['rule']} {what}"
+    state = run.read_state()
+    stages = state.setdefault("stages", {})
+    entry = stages.setdefault("prefilter", {})
+    entry["summary"] = summary
+    entry.update(provenance_fields(run, "prefilter", new_config, note, stages, locate=change.current))
+    change.write_json(run.state_path, state)
+    events: list[Event] = [ConfigChanged(changes=changes, source=source)] if changes else []
+    events.append(StageUpdated(stage="prefilter", summary=summary, result={"kept": result["kept"]}))
+    events.append(StagesStale(stale=staleness(run, new_config, stages)))
+    change.append(run.events_path, "".join(to_json(event) + "\n" for event in events))
+    change.commit()
     return result
 
 
-def decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool = True) -> dict[str, Any]:
+def decide(
+    run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool = True, change: Change | None = None
+) -> dict[str, Any]:
     """Apply ``rule`` to the run's stored scores (``scores``: their table, for the paths and reasons);
-    with ``write``, store ``kept.csv``, ``rejected.csv`` and ``rule.json`` atomically. Returns the rule
-    with the counts (see :func:`reapply`).
+    with ``write``, store ``kept.csv``, ``rejected.csv`` and ``rule.json`` as one change. Returns the
+    rule with the counts (see :func:`reapply`).
+
+    Args:
+        run, scores, rule, write: as above.
+        change: write the three files into this change (the caller adds its own files and commits
+            it); default a change of their own, committed here.
 
     Raises:
         RunError: the stored rule inputs belong to another scores table.
@@ -392,12 +435,23 @@ def decide(run: RunDir, scores: pd.DataFrame, rule: dict[str, Any], write: bool 
     if write:
         kept, rejected = _tables(scores, rule, hits, car_prob)
         folder = run.prefilter_dir
-        with atomic_path(folder / "kept.csv") as tmp:
-            kept.to_csv(tmp, index=False)
-        with atomic_path(folder / "rejected.csv") as tmp:
-            rejected.to_csv(tmp, index=False)
-        write_json_atomic(folder / "rule.json", {**result, "updated": time.time()})
+        if change is not None:
+            _stage_tables(change, folder, kept, rejected, result)
+        else:
+            with Change(run.path, "prefilter decision") as own:
+                _stage_tables(own, folder, kept, rejected, result)
+                own.commit()
     return result
+
+
+def _stage_tables(
+    change: Change, folder: Path, kept: pd.DataFrame, rejected: pd.DataFrame, result: dict[str, Any]
+) -> None:
+    with change.path(folder / "kept.csv") as tmp:
+        kept.to_csv(tmp, index=False)
+    with change.path(folder / "rejected.csv") as tmp:
+        rejected.to_csv(tmp, index=False)
+    change.write_json(folder / RULE_FILE, {**result, "updated": time.time()})
 
 
 # --- score chunks: the unit of resume ----------
