@@ -30,7 +30,7 @@ from ..images import broken_reason
 from ..pipeline import StageContext, StageResult
 from ..prefilter import scores as store
 from ..prefilter.classifiers import efficientnet_lite0_path, imagenet_labels, load_classifier, model_signature
-from ..prefilter.rule import NUM_CLASSES, apply_rule, examples, histogram
+from ..prefilter.rule import NUM_CLASSES, RULES, apply_rule, examples, histogram
 from .index import load_index
 
 PROGRESS_INTERVAL_S = 0.25
@@ -60,14 +60,18 @@ class _Tally:
         frame, _ = store.scores_table([chunk], self.cfg.car_classes, None, with_text=False)
         self.chunks.append(chunk)
         self._car_probs.append(frame["car_prob"].to_numpy(dtype=np.float64))
-        self._is_car.append(apply_rule(frame, self.cfg.rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes))
+        # the learned rule decides once every chunk is there: until then progress counts the threshold's
+        rule = self.cfg.rule if self.cfg.rule in RULES else "prob_sum"
+        self._is_car.append(apply_rule(frame, rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes))
         self.done += len(chunk.paths)
         self.reused += len(chunk.paths) if reused else 0
 
-    def report_chunks(self) -> None:
-        """Histogram and examples over the finished chunks."""
+    def report_chunks(self, kept: int | None = None) -> None:
+        """Histogram and examples over the finished chunks (``kept``: the decision's count, once made)."""
         car_prob = np.concatenate(self._car_probs)
         self.kept, self.scored = int(np.concatenate(self._is_car).sum()), int((~np.isnan(car_prob)).sum())
+        if kept is not None:
+            self.kept = kept
         edges, counts = histogram(car_prob)
         self.ctx.emit(
             PrefilterHistogram(
@@ -229,7 +233,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     scores = store.write_scores(ctx.run, tally.chunks, cfg.car_classes, labels, store_probs=cfg.store_probs)
     result = store.decide(ctx.run, scores, store.config_rule(cfg))
-    tally.report_chunks()
+    tally.report_chunks(kept=result["kept"])
     tally.progress(total, n_chunks - 1, force=True)
     kept, scored, broken = result["kept"], result["scored"], result["broken"]
     if ctx.shard is not None:
@@ -237,6 +241,14 @@ def run(ctx: StageContext) -> StageResult:
     summary = f"{kept:,} / {scored:,} kept ({kept / max(scored, 1):.0%})"
     if broken:
         summary += f", {broken:,} broken"
+    if cfg.rule == "learned":
+        learned = result["learned"]
+        summary += f", learned from {learned['labelled']} labels"
+        ctx.log(
+            "info",
+            f"prefilter: learned rule from {learned['labelled']} labelled photos ({learned['labelled_car']} cars) "
+            f"in {learned['labels_file']}, on the stored {learned['features']} (no classifier run)",
+        )
     if cfg.mode == "score":
         summary += "; mode score: all images stay in the dataset"
     return StageResult(
