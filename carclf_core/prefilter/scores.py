@@ -511,8 +511,9 @@ class Teacher:
         return ~self.inputs.broken
 
     def counts(self) -> dict[str, int]:
-        """Labelled photos (rows, copies included) of each kind: ``car`` and ``not``."""
-        return {"car": int((self.y == 1).sum()), "not": int((self.y == 0).sum())}
+        """Labelled photos (a photo's copies counted once) of each kind: ``car`` and ``not``."""
+        rows = learned.first_per_photo(np.flatnonzero(~np.isnan(self.y)), self.shas)
+        return {"car": int((self.y[rows] == 1).sum()), "not": int((self.y[rows] == 0).sum())}
 
     def label(self, row: int, label: str | None) -> None:
         """Label the photo of ``row`` (all its copies) and write the labels file atomically."""
@@ -544,8 +545,9 @@ class Teacher:
         return odds
 
     def labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The labelled usable rows (ascending), their features and labels."""
-        rows = np.flatnonzero(~np.isnan(self.y) & self.usable)
+        """The labelled usable rows (ascending; one a photo: copies would weigh a photo twice and count it
+        twice in the estimate), their features and labels."""
+        rows = learned.first_per_photo(np.flatnonzero(~np.isnan(self.y) & self.usable), self.shas)
         return rows, self._feature_rows(rows), self.y[rows].astype(np.int64)
 
     def learn(self) -> dict[str, Any]:
