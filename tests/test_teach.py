@@ -223,9 +223,9 @@ def test_labels_of_one_kind_or_an_unknown_label_fail_naming_the_file_and_nothing
 
 def test_the_cold_queue_looks_for_the_missing_kind():
     car_prob = np.array([0.5, 0.12, 0.09, 0.01, np.nan])
-    unlabelled = np.full(5, np.nan)
+    unlabelled = np.full(5, np.nan)  # nearest the threshold (by ratio) first; broken never
     assert learned.queue(learned.cold_start_uncertainty(car_prob, 0.1, unlabelled), unlabelled,
-                         ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5).tolist() == [2, 1, 0, 3]  # nearest the threshold (by ratio) first
+                         ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5).tolist() == [2, 1, 0, 3]
     only_cars = np.array([np.nan, 1.0, np.nan, np.nan, np.nan])
     order = learned.queue(learned.cold_start_uncertainty(car_prob, 0.1, only_cars), only_cars,
                           ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5)
