@@ -229,4 +229,8 @@ def test_the_cold_queue_looks_for_the_missing_kind():
     only_cars = np.array([np.nan, 1.0, np.nan, np.nan, np.nan])
     order = learned.queue(learned.cold_start_uncertainty(car_prob, 0.1, only_cars), only_cars,
                           ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5)
-    assert order.tolist() == [2, 3, 0]  # what the threshold rejects first: where a non-car may be
+    assert order.tolist() == [3, 2, 0]  # the least car-like first: where a non-car is
+    only_not = np.array([np.nan, np.nan, np.nan, 0.0, np.nan])
+    order = learned.queue(learned.cold_start_uncertainty(car_prob, 0.1, only_not), only_not,
+                          ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5)
+    assert order.tolist() == [0, 1, 2]

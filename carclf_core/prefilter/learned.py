@@ -266,19 +266,21 @@ def queue(uncertainty: np.ndarray, y: np.ndarray, usable: np.ndarray, shas: Sequ
 
 
 def cold_start_uncertainty(car_prob: np.ndarray, threshold: float, y: np.ndarray) -> np.ndarray:
-    """How sure the threshold rule is of each row, while the labels do not hold both kinds yet.
+    """The queue's order while the labels do not hold both kinds yet (no model can be fitted).
 
-    With no label yet (or both kinds), the photos nearest the threshold come first; once only cars
-    (only non-cars) are labelled, the photos the threshold rejects (keeps) come first, nearest it
-    first: the queue looks where the missing kind is likely to be.
+    With no label yet, the photos nearest the threshold come first (where the threshold rule is least
+    sure). Once only cars are labelled, the least car-like photos come first, and once only non-cars,
+    the most car-like: the queue goes where the missing kind is, so the first model comes after two or
+    three labels (near the threshold the demo has a dozen cars before its first non-car).
     """
-    distance = np.abs(np.log(np.clip(car_prob, 1e-6, 1.0)) - math.log(max(threshold, 1e-6)))
     labelled = y[~np.isnan(y)]
     if labelled.size and (labelled == 1).all():
-        distance = distance + np.where(car_prob > threshold, 1e3, 0.0)
+        order = np.asarray(car_prob, dtype=np.float64)
     elif labelled.size and (labelled == 0).all():
-        distance = distance + np.where(car_prob > threshold, 0.0, 1e3)
-    return np.where(np.isnan(car_prob), np.inf, distance)
+        order = -np.asarray(car_prob, dtype=np.float64)
+    else:
+        order = np.abs(np.log(np.clip(car_prob, 1e-6, 1.0)) - math.log(max(threshold, 1e-6)))
+    return np.where(np.isnan(car_prob), np.inf, order)
 
 
 def probability(odds: float | np.ndarray) -> Any:
