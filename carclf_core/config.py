@@ -224,8 +224,8 @@ class PrefilterConfig:
     `resize_with_crop_or_pad`: right for its 320-pixel pictures, a keyhole view of a big photo); `pad`:
     scale keeping aspect, then pad. Default `center_crop`: with EfficientNet-Lite0 a cat photo
     (scikit-image's chelsea) scores 0.88 as a cat at 451 pixels and 0.86 upscaled to 4,510, where
-    `crop_or_pad` gives 0.02; on the demo's 516 cars (320 pixels wide) it keeps 96.7 % (`crop_or_pad`
-    97.1 %, `pad` 77.3 %), dropping 71 of 76 interiors and close-ups with either crop."""
+    `crop_or_pad` gives 0.02; on the demo's 514 cars (320 pixels wide) it keeps 98.1 % (`crop_or_pad`
+    98.4 %, `pad` 91.1 %), dropping all 78 interiors and close-ups with each (`bench/bench_teach.py`)."""
     batch_size: int = _field(256, positive)
     """Images a model call. Default 256 (GPU); the CPU demo uses less."""
     chunk_size: int = _field(2048, positive)
