@@ -20,7 +20,9 @@ from carclf_core import config as config_mod
 from carclf_core import demo
 from carclf_core.errors import ConfigError
 from carclf_core.eventlog import JsonlSink
+from carclf_core.export import make_contract
 from carclf_core.pipeline import StageContext
+from carclf_core.predict import rule_keeps
 from carclf_core.prefilter import learned
 from carclf_core.prefilter import scores as store
 from carclf_core.prefilter.classifiers import model_signature
@@ -198,6 +200,11 @@ def test_a_labels_csv_applied_headless_gives_the_same_decision_without_the_class
     assert rule["learned"]["labels_sha256"] == learned.file_sha256(labels_csv) == mine["learned"]["labels_sha256"]
     assert rule["learned"]["coef"] == pytest.approx(mine["learned"]["coef"])
     assert len(rule["learned"]["coef"]) == 1000
+    # the exported contract carries the model: predict --prefilter decides a photo as the run did
+    prefilter = make_contract(twin, twin.load_config(), [], {}).prefilter
+    scores = store.load_scores(twin, ("path",))
+    keeps = rule_keeps(prefilter, np.load(twin.prefilter_dir / "probs.npy"))
+    assert set(scores["path"][keeps]) == kept(twin)
     assert list(stale_stages(twin, twin.load_config())) == ["split"]
     assert pending_stages(twin) == ["split", "train", "evaluate"]  # what --resume brings up to date
     resumed = carclf("--resume", str(twin.path), "--stage", "split", "--plain", cwd=tmp_path)
