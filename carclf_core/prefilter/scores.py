@@ -310,6 +310,7 @@ def reapply(
     rule: str | None = None,
     top_k: int | None = None,
     write: bool = False,
+    labels: str | None = None,
 ) -> dict[str, Any]:
     """Apply a (changed) rule to the stored scores, without running the model.
 
@@ -317,6 +318,7 @@ def reapply(
         run: a run (or its folder) whose prefilter stage has finished.
         threshold, rule, top_k: new values; ``None`` keeps the run's current one (its ``rule.json``,
             else its config).
+        labels: for the learned rule, the labels file (``run``: the run's own); ``None`` keeps the current.
         write: rewrite ``kept.csv``, ``rejected.csv`` and ``rule.json`` atomically.
 
     Returns:
@@ -332,7 +334,8 @@ def reapply(
     current = current_rule(run)
     if rule is None and current["rule"] == learned.LEARNED and (threshold is not None or top_k is not None):
         rule = "prob_sum" if threshold is not None else "top_k"  # a threshold asked of a learned rule: back to it
-    changes = {k: v for k, v in (("threshold", threshold), ("rule", rule), ("top_k", top_k)) if v is not None}
+    asked = (("threshold", threshold), ("rule", rule), ("top_k", top_k), ("labels", labels))
+    changes = {k: v for k, v in asked if v is not None}
     # the config's own checks, so a bad value gets the same message as in config.yaml (ConfigError)
     checked = config_mod.from_dict({"prefilter": changes}).prefilter
     current.update({key: getattr(checked, key) for key in changes})

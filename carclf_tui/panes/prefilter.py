@@ -233,6 +233,10 @@ class PrefilterPane(Pane):
             config = run.load_config()
             key = (_version(run.prefilter_dir / "scores.csv"), _version(run.prefilter_dir / "probs.npy"))
             if self._teacher is None or key != self._teacher_key:
+                own = run.prefilter_dir / learned.LABELS_CSV
+                if config.prefilter.labels != "run" and not own.exists():
+                    # the run applies another labels file: teaching goes on from it, in the run's own
+                    learned.write_labels(own, learned.read_labels(config.prefilter.labels))
                 self._teacher, self._teacher_key = Teacher.open(run, "run"), key
             teacher = self._teacher
             for row, label in jobs:
@@ -315,7 +319,7 @@ class PrefilterPane(Pane):
         from carclf_core.prefilter.scores import reapply
 
         try:
-            self.post_message(TeachSaved(reapply(self.app.run_dir, rule="learned", write=True)))
+            self.post_message(TeachSaved(reapply(self.app.run_dir, rule="learned", labels="run", write=True)))
         except (CarclfError, OSError, ValueError, KeyError) as exc:
             self.post_message(TeachSaved(None, str(exc)))
 
