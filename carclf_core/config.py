@@ -201,8 +201,15 @@ class PrefilterConfig:
     weights: str = _field("imagenet", path_like)
     """For `resnet50v2`: `imagenet` (Keras download and cache) or a local weights file
     (`resnet50v2_weights_tf_dim_ordering_tf_kernels.h5`). Default `imagenet`."""
-    rule: Literal["prob_sum", "top_k"] = _field("prob_sum")
-    """`prob_sum`: summed car-class probability > threshold; `top_k`: a car class among the top k."""
+    rule: Literal["prob_sum", "top_k", "learned"] = _field("prob_sum")
+    """`prob_sum`: summed car-class probability > threshold; `top_k`: a car class among the top k;
+    `learned`: a logistic regression learned from labelled photos (`prefilter.labels`) on the stored
+    scores, deciding without the classifier (README: Teaching the prefilter). Default `prob_sum`."""
+    labels: str = _field("run", path_like)
+    """For the `learned` rule: the labels, a CSV with the columns `path, sha, label` (label `car`, or
+    `not`, `interior`, `part`); a label belongs to every copy of the photo with that `sha`. `run`: the
+    run's own `prefilter/labels.csv`, which the dashboard's prefilter tab writes (`t`, then `y`/`n`).
+    Default `run`."""
     threshold: float = _field(0.1, fraction)
     """Car-probability threshold for `prob_sum`, 0..1. Default 0.1 (the reference's)."""
     top_k: int = _field(5, lambda v: None if 1 <= v <= 1000 else "expected 1..1000")
@@ -218,8 +225,8 @@ class PrefilterConfig:
     `resize_with_crop_or_pad`: right for its 320-pixel pictures, a keyhole view of a big photo); `pad`:
     scale keeping aspect, then pad. Default `center_crop`: with EfficientNet-Lite0 a cat photo
     (scikit-image's chelsea) scores 0.88 as a cat at 451 pixels and 0.86 upscaled to 4,510, where
-    `crop_or_pad` gives 0.02; on the demo's 516 cars (320 pixels wide) it keeps 96.7 % (`crop_or_pad`
-    97.1 %, `pad` 77.3 %), dropping 71 of 76 interiors and close-ups with either crop."""
+    `crop_or_pad` gives 0.02; on the demo's 514 cars (320 pixels wide) it keeps 98.1 % (`crop_or_pad`
+    98.4 %, `pad` 91.1 %), dropping all 78 interiors and close-ups with each (`bench/bench_teach.py`)."""
     batch_size: int = _field(256, positive)
     """Images a model call. Default 256 (GPU); the CPU demo uses less."""
     chunk_size: int = _field(2048, positive)
@@ -808,9 +815,10 @@ def dump(config: Config) -> str:
 _PATH_NAMES = {
     "prefilter.model": ("resnet50v2",),
     "prefilter.weights": ("imagenet", "null"),
+    "prefilter.labels": ("run",),
     "train.weights": ("imagenet", "null"),
 }
-PATH_KEYS = ("data.dir", "run.root", "prefilter.model", "prefilter.weights", "train.weights")
+PATH_KEYS = ("data.dir", "run.root", "prefilter.model", "prefilter.weights", "prefilter.labels", "train.weights")
 """Keys whose value is (or may be) a file or folder: what :func:`resolve_paths` makes absolute."""
 
 

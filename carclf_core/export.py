@@ -164,6 +164,15 @@ def make_contract(run: RunDir, config: Config, classes: list[str], metrics: dict
             "resize": p.resize,
         }
     )
+    if prefilter and p.rule == "learned":  # the model itself, so predict --prefilter decides as the run did
+        try:
+            record = json.loads((run.prefilter_dir / "rule.json").read_text(encoding="utf-8"))["learned"]
+            prefilter["learned"] = {k: record[k] for k in ("features", "floor", "coef", "intercept")}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RunError(
+                f"{run.prefilter_dir / 'rule.json'}: no learned rule to export ({exc})",
+                "run the prefilter stage again (carclf-tui --resume RUN --stage prefilter)",
+            ) from exc
     kept: dict[str, Any] = {
         k: metrics[k] for k in ("accuracy", "top5", "balanced_accuracy", "images", "chance") if k in metrics
     }

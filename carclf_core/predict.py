@@ -101,17 +101,33 @@ def predict(
         yield answers.get(row) or Prediction(str(path), error=_why_not(path))
 
 
+def rule_keeps(prefilter: dict, probs: np.ndarray) -> np.ndarray:
+    """Which rows of 1000-class probabilities the contract's prefilter rule (``prefilter``: the
+    contract's ``prefilter`` entry) keeps: a threshold or top-k rule, or the learned rule's model."""
+    import pandas as pd
+
+    from .prefilter import learned
+    from .prefilter.rule import PROB_COLUMNS, apply_rule
+
+    keys = ("rule", "threshold", "top_k", "car_classes")
+    cfg = config_mod.from_dict({"prefilter": {k: prefilter[k] for k in keys if k in prefilter}}).prefilter
+    if cfg.rule == learned.LEARNED:
+        model = learned.Model.from_dict(prefilter["learned"])
+        features = probs if model.features == "probs" else np.asarray(probs)[:, list(cfg.car_classes)]
+        return np.asarray(model.decision(learned.transform(features)) > 0)
+    frame = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
+    return apply_rule(frame, cfg.rule, cfg.threshold, cfg.top_k, cfg.car_classes)
+
+
 def car_probabilities(contract: Contract, files: Sequence[Path], batch_size: int = 32) -> dict[int, tuple[float, bool]]:
     """The run's prefilter on ``files``: row -> (summed car probability, kept by the run's rule).
 
     Rows missing from the result could not be decoded. Raises ModelError when the prefilter model
     cannot be loaded (its message names the key and what to do).
     """
-    import pandas as pd
-
     from .inputs import make_prefilter_dataset
     from .prefilter.classifiers import load_classifier
-    from .prefilter.rule import PROB_COLUMNS, apply_rule, car_probability
+    from .prefilter.rule import car_probability
 
     p = contract.prefilter
     keys = ("model", "weights", "rule", "threshold", "top_k", "car_classes", "input_size", "resize")
@@ -121,8 +137,7 @@ def car_probabilities(contract: Contract, files: Sequence[Path], batch_size: int
     batches = make_prefilter_dataset([str(f) for f in files], classifier.size, cfg.resize, batch_size)
     for images, rows in batches.as_numpy_iterator():
         probs = classifier.predict(images)
-        frame = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
-        kept = apply_rule(frame, cfg.rule, cfg.threshold, cfg.top_k, cfg.car_classes)
+        kept = rule_keeps(p, probs)
         for row, prob, keep in zip(rows.tolist(), car_probability(probs, cfg.car_classes), kept, strict=True):
             result[row] = (float(prob), bool(keep))
     return result

@@ -46,6 +46,7 @@ from ..runs import (
     unfinished_changes,
     write_json_atomic,
 )
+from . import learned
 from .rule import (
     BROKEN,
     NUM_CLASSES,
@@ -266,6 +267,7 @@ def config_rule(cfg: PrefilterConfig) -> dict[str, Any]:
         "top_k": cfg.top_k,
         "car_classes": list(cfg.car_classes),
         "model": cfg.model,
+        "labels": cfg.labels,
     }
 
 
@@ -304,16 +306,19 @@ def _counts(rule: dict[str, Any], inputs: RuleInputs, hits: np.ndarray) -> dict[
 
 
 def _tables(
-    scores: pd.DataFrame, rule: dict[str, Any], hits: np.ndarray, car_prob: np.ndarray
+    scores: pd.DataFrame, rule: dict[str, Any], hits: np.ndarray, car_prob: np.ndarray, odds: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """kept and rejected tables (rejected with its reasons) of a decision on ``scores``."""
+    """kept and rejected tables (rejected with its reasons) of a decision on ``scores`` (``odds``: the
+    learned rule's log-odds of a car, per row)."""
     status = scores["status"].to_numpy()
     car_prob = np.round(car_prob, 6)
     kept = pd.DataFrame({"path": scores["path"].to_numpy()[hits], "car_prob": car_prob[hits]})
     rejected_mask = ~hits
     status = status[rejected_mask]
     probs = car_prob[rejected_mask]
-    if rule["rule"] == "prob_sum":
+    if odds is not None:
+        below = [f"learned rule: not a whole car (p {learned.probability(o):.3f})" for o in odds[rejected_mask]]
+    elif rule["rule"] == "prob_sum":
         below = [f"car probability {p:.3f} <= threshold {rule['threshold']:g}" for p in probs]
     else:
         below = [f"no car class in the top {rule['top_k']} (car probability {p:.3f})" for p in probs]
@@ -332,6 +337,7 @@ def reapply(
     rule: str | None = None,
     top_k: int | None = None,
     write: bool = False,
+    labels: str | None = None,
 ) -> dict[str, Any]:
     """Apply a (changed) rule to the stored scores, without running the model.
 
@@ -339,6 +345,7 @@ def reapply(
         run: a run (or its folder) whose prefilter stage has finished.
         threshold, rule, top_k: new values; ``None`` keeps the run's current one (its ``rule.json``,
             else its config).
+        labels: for the learned rule, the labels file (``run``: the run's own); ``None`` keeps the current.
         write: rewrite ``kept.csv``, ``rejected.csv`` and ``rule.json`` atomically.
 
     Returns:
@@ -352,10 +359,15 @@ def reapply(
     if not isinstance(run, RunDir):
         run = open_run(run)
     current = current_rule(run)
-    changes = {k: v for k, v in (("threshold", threshold), ("rule", rule), ("top_k", top_k)) if v is not None}
+    if rule is None and current["rule"] == learned.LEARNED and (threshold is not None or top_k is not None):
+        rule = "prob_sum" if threshold is not None else "top_k"  # a threshold asked of a learned rule: back to it
+    asked = (("threshold", threshold), ("rule", rule), ("top_k", top_k), ("labels", labels))
+    changes = {k: v for k, v in asked if v is not None}
     # the config's own checks, so a bad value gets the same message as in config.yaml (ConfigError)
     checked = config_mod.from_dict({"prefilter": changes}).prefilter
     current.update({key: getattr(checked, key) for key in changes})
+    if not write and current["rule"] == learned.LEARNED:  # the labels are matched to the table's paths
+        return decide(run, load_scores(run, ("path", "status", "reason")), current, write=False)
     if not write:  # counts only: the rule inputs, never the scores table
         inputs = load_rule_inputs(run)
         return _counts(
@@ -373,7 +385,7 @@ def _save_decision(run: RunDir, rule: dict[str, Any]) -> dict[str, Any]:
     config history and the event log are one :class:`~carclf_core.runs.Change`: a save cut short
     anywhere leaves the old decision whole, or one that the next runner on the run finishes.
     """
-    what = rule["threshold"] if rule["rule"] == "prob_sum" else rule["top_k"]
+    what = {"prob_sum": rule["threshold"], "top_k": rule["top_k"]}.get(rule["rule"], "from labels")
     with Change(run.path, f"prefilter decision saved ({rule['rule']} {what})") as change:
         return _stage_decision(run, rule, what, change)
 
@@ -385,7 +397,11 @@ def _stage_decision(run: RunDir, rule: dict[str, Any], what: Any, change: Change
     new_config = dataclasses.replace(
         config,
         prefilter=dataclasses.replace(
-            config.prefilter, rule=rule["rule"], threshold=rule["threshold"], top_k=rule["top_k"]
+            config.prefilter,
+            rule=rule["rule"],
+            threshold=rule["threshold"],
+            top_k=rule["top_k"],
+            labels=rule.get("labels", config.prefilter.labels),
         ),
     )
     source = "prefilter decision saved"
@@ -396,7 +412,10 @@ def _stage_decision(run: RunDir, rule: dict[str, Any], what: Any, change: Change
     summary = f"{result['kept']:,} / {result['scored']:,} kept ({result['kept'] / max(result['scored'], 1):.0%})"
     if result["broken"]:
         summary += f", {result['broken']:,} broken"
-    note = f"{summary}, {rule['rule']} {what}"
+    if rule["rule"] == learned.LEARNED:
+        note = f"{summary}, learned from {result['learned']['labelled']} labels"
+    else:
+        note = f"{summary}, {rule['rule']} {what}"
     state = run.read_state()
     stages = state.setdefault("stages", {})
     entry = stages.setdefault("prefilter", {})
@@ -430,10 +449,17 @@ def decide(
     if inputs.rows != len(scores) or (inputs.paths_sha and inputs.paths_sha != _paths_sha(scores["path"])):
         raise _damaged(run.prefilter_dir / RULE_INPUTS, f"made for other scores than {SCORES_CSV}")
     car_prob = car_probabilities(run, inputs, rule["car_classes"])
-    hits = is_car(run, inputs, rule, car_prob)
+    odds = None
+    if rule["rule"] == learned.LEARNED:
+        teacher = Teacher.open(run, rule["labels"], inputs=inputs, paths=scores["path"].to_numpy())
+        rule = {**rule, "learned": teacher.learn()}
+        odds = np.asarray(teacher.odds)
+        hits = (odds > 0) & ~inputs.broken
+    else:
+        hits = is_car(run, inputs, rule, car_prob)
     result = _counts(rule, inputs, hits)
     if write:
-        kept, rejected = _tables(scores, rule, hits, car_prob)
+        kept, rejected = _tables(scores, rule, hits, car_prob, odds)
         folder = run.prefilter_dir
         if change is not None:
             _stage_tables(change, folder, kept, rejected, result)
@@ -447,11 +473,196 @@ def decide(
 def _stage_tables(
     change: Change, folder: Path, kept: pd.DataFrame, rejected: pd.DataFrame, result: dict[str, Any]
 ) -> None:
+    """Stage the files that together are the prefilter's decision, whatever the rule: ``kept.csv``,
+    ``rejected.csv`` and ``rule.json``. Every rule's decision is written here and only here."""
     with change.path(folder / "kept.csv") as tmp:
         kept.to_csv(tmp, index=False)
     with change.path(folder / "rejected.csv") as tmp:
         rejected.to_csv(tmp, index=False)
     change.write_json(folder / RULE_FILE, {**result, "updated": time.time()})
+
+
+# --- the learned rule: labels matched to the stored scores ----------
+
+
+def labels_file(run: RunDir, labels: str) -> Path:
+    """The labels file ``prefilter.labels`` names: ``run`` is the run's own ``prefilter/labels.csv``."""
+    return run.prefilter_dir / learned.LABELS_CSV if labels == "run" else Path(labels)
+
+
+def photo_shas(run: RunDir, paths: Sequence[str] | np.ndarray) -> list[str]:
+    """The index's content hash of each of ``paths`` (copies of a photo share it); '' where the index
+    has none (an index from before hashing, or a path it does not list)."""
+    try:
+        index = pd.read_csv(run.index_csv, usecols=["path", "sha"], dtype=str, keep_default_na=False)
+    except (OSError, ValueError):
+        return [""] * len(paths)
+    by_path = dict(zip(index["path"], index["sha"], strict=True))
+    return [by_path.get(str(p), "") for p in paths]
+
+
+@dataclasses.dataclass
+class Teacher:
+    """A run's labels matched to its stored scores: what the learned rule fits, decides and proposes.
+
+    Built once (the scores' paths, the index's hashes, the rule inputs), then cheap to label and refit
+    on: a refit reads ``probs.npy`` once, a slice at a time, for every photo's log-odds.
+    """
+
+    run: RunDir
+    labels_path: Path
+    labels: pd.DataFrame
+    inputs: RuleInputs
+    paths: np.ndarray
+    shas: list[str]
+    car_prob: np.ndarray
+    """Each photo's summed car probability (NaN when broken): the threshold rule's view."""
+    features: str
+    y: np.ndarray
+    """Per row: 1 car, 0 not, NaN unlabelled."""
+    model: learned.Model | None = None
+    odds: np.ndarray | None = None
+    """Per row, the fitted model's log-odds of a car (None before a fit)."""
+
+    @classmethod
+    def open(
+        cls, run: RunDir, labels: str = "run", inputs: RuleInputs | None = None, paths: np.ndarray | None = None
+    ) -> Teacher:
+        """The teacher of ``run`` with the labels ``labels`` names (see :func:`labels_file`).
+
+        Raises:
+            FileNotFoundError: no stored scores. ConfigError: an unreadable labels file, or a run that
+            stored its scores before ``rule_inputs.npz`` (nothing to learn from).
+        """
+        inputs = inputs if inputs is not None else load_rule_inputs(run)
+        paths = paths if paths is not None else load_scores(run, ("path",))["path"].to_numpy()
+        if (run.prefilter_dir / PROBS).is_file():
+            features = "probs"
+        elif inputs.car_probs is not None:
+            features = "car_probs"
+        else:
+            raise ConfigError(
+                "prefilter.rule",
+                "learned needs the stored probabilities (probs.npy or rule_inputs.npz), and this run has neither",
+                "run the prefilter stage again (its finished chunks are reused)",
+            )
+        path = labels_file(run, labels)
+        table = learned.read_labels(path)
+        shas = photo_shas(run, paths)
+        car_prob = (
+            car_probabilities(run, inputs, inputs.car_classes)
+            if inputs.car_probs is not None
+            else (np.asarray(inputs.car_prob, dtype=np.float64))
+        )
+        return cls(
+            run,
+            path,
+            table,
+            inputs,
+            paths,
+            shas,
+            car_prob,
+            features,
+            learned.targets(table, [str(p) for p in paths], shas),
+        )
+
+    @property
+    def usable(self) -> np.ndarray:
+        return ~self.inputs.broken
+
+    def counts(self) -> dict[str, int]:
+        """Labelled photos (a photo's copies counted once) of each kind: ``car`` and ``not``."""
+        rows = learned.first_per_photo(np.flatnonzero(~np.isnan(self.y)), self.shas)
+        return {"car": int((self.y[rows] == 1).sum()), "not": int((self.y[rows] == 0).sum())}
+
+    def label(self, row: int, label: str | None) -> None:
+        """Label the photo of ``row`` (all its copies) and write the labels file atomically."""
+        self.labels = learned.with_label(self.labels, str(self.paths[row]), self.shas[row], label)
+        learned.write_labels(self.labels_path, self.labels)
+        self.y = learned.targets(self.labels, [str(p) for p in self.paths], self.shas)
+
+    def _feature_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self.features == "car_probs":
+            return learned.transform(self.inputs.car_probs[rows])  # type: ignore[index]
+        wanted = np.zeros(self.inputs.rows, dtype=bool)
+        wanted[rows] = True
+        start = [0]
+
+        def pick(part: np.ndarray) -> np.ndarray:
+            mask = wanted[start[0] : start[0] + len(part)]
+            start[0] += len(part)
+            return learned.transform(part[mask])
+
+        found = probs_by_slices(self.run, self.inputs.rows, pick)
+        assert found is not None  # features are "probs" only while probs.npy exists
+        return found  # rows in ascending order: ``rows`` is sorted by the caller
+
+    def _all_odds(self, model: learned.Model) -> np.ndarray:
+        if self.features == "car_probs":
+            return model.decision(learned.transform(self.inputs.car_probs))  # type: ignore[arg-type]
+        odds = probs_by_slices(self.run, self.inputs.rows, lambda part: model.decision(learned.transform(part)))
+        assert odds is not None
+        return odds
+
+    def labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The labelled usable rows (ascending; one a photo: copies would weigh a photo twice and count it
+        twice in the estimate), their features and labels."""
+        rows = learned.first_per_photo(np.flatnonzero(~np.isnan(self.y) & self.usable), self.shas)
+        return rows, self._feature_rows(rows), self.y[rows].astype(np.int64)
+
+    def learn(self) -> dict[str, Any]:
+        """Fit the model on the labels, decide every photo (:attr:`odds`), and return what ``rule.json``
+        records of it: the labels file and its hash, the label counts, the features, the coefficients
+        and the cross-validated estimate.
+
+        Raises:
+            ConfigError: (``prefilter.labels``) the labels do not hold both a car and a non-car.
+        """
+        rows, x, y = self.labelled()
+        if not learned.can_fit(y.astype(np.float64)):
+            counts = self.counts()
+            raise learned.labels_error(
+                self.labels_path,
+                f"{len(self.labels)} labels match {counts['car']} car and {counts['not']} non-car photos of this "
+                "run; the learned rule needs at least one of each",
+            )
+        self.model = learned.fit(x, y, self.features)
+        self.odds = self._all_odds(self.model)
+        self.odds[self.inputs.broken] = -np.inf
+        return {
+            **self.model.to_dict(),
+            "labels_file": str(self.labels_path),
+            "labels_sha256": learned.file_sha256(self.labels_path),
+            "labelled": len(rows),
+            "labelled_car": int((y == 1).sum()),
+            "labelled_not": int((y == 0).sum()),
+            "estimate": learned.estimate(x, y, self.features),
+        }
+
+    def estimate(self) -> dict[str, Any] | None:
+        """The cross-validated precision and recall on the labels now (None until two of each kind)."""
+        _, x, y = self.labelled()
+        return learned.estimate(x, y, self.features)
+
+    def uncertainty(self, threshold: float) -> np.ndarray:
+        """How sure the current rule is of each photo: the model's |log-odds| once it is fitted on both
+        kinds, else the threshold rule's distance (see :func:`learned.cold_start_uncertainty`)."""
+        if self.odds is not None and learned.can_fit(self.y):
+            return np.abs(self.odds)
+        return learned.cold_start_uncertainty(self.car_prob, threshold, self.y)
+
+    def queue(self, threshold: float, n: int) -> np.ndarray:
+        """The next ``n`` photos to label (rows), least certain first, one per photo."""
+        return learned.queue(self.uncertainty(threshold), self.y, self.usable, self.shas, n)
+
+    def boundary(self, n: int) -> np.ndarray:
+        """The ``n`` photos (rows, one per photo) the fitted model is least sure of, labelled or not;
+        empty before a fit."""
+        if self.odds is None:
+            return np.zeros(0, dtype=np.int64)
+        usable = np.flatnonzero(self.usable)
+        order = usable[np.argsort(np.abs(self.odds[usable]), kind="stable")]
+        return learned.first_per_photo(order, self.shas)[:n]
 
 
 # --- score chunks: the unit of resume ----------

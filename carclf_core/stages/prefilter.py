@@ -31,7 +31,7 @@ from ..images import broken_reason
 from ..pipeline import StageContext, StageResult
 from ..prefilter import scores as store
 from ..prefilter.classifiers import efficientnet_lite0_path, imagenet_labels, load_classifier, model_signature
-from ..prefilter.rule import NUM_CLASSES, apply_rule, examples, histogram
+from ..prefilter.rule import NUM_CLASSES, RULES, apply_rule, examples, histogram
 from .index import load_index
 
 PROGRESS_INTERVAL_S = 0.25
@@ -62,7 +62,9 @@ class _Tally:
     def _decide(self, chunk: store.Chunk) -> tuple[np.ndarray, np.ndarray]:
         """Car probability and the rule's decision of each image of ``chunk``."""
         frame, _ = store.scores_table([chunk], self.cfg.car_classes, None, with_text=False)
-        is_car = apply_rule(frame, self.cfg.rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes)
+        # the learned rule decides once every chunk is there: until then progress counts the threshold's
+        rule = self.cfg.rule if self.cfg.rule in RULES else "prob_sum"
+        is_car = apply_rule(frame, rule, self.cfg.threshold, self.cfg.top_k, self.cfg.car_classes)
         return frame["car_prob"].to_numpy(dtype=np.float64), is_car
 
     def add(self, chunk: store.Chunk, reused: bool = False) -> None:
@@ -81,10 +83,12 @@ class _Tally:
         self.batch_kept += int(is_car.sum())
         self.batch_scored += len(paths)
 
-    def report_chunks(self) -> None:
-        """Histogram and examples over the finished chunks."""
+    def report_chunks(self, kept: int | None = None) -> None:
+        """Histogram and examples over the finished chunks (``kept``: the decision's count, once made)."""
         car_prob = np.concatenate(self._car_probs)
         self.kept, self.scored = int(np.concatenate(self._is_car).sum()), int((~np.isnan(car_prob)).sum())
+        if kept is not None:
+            self.kept = kept
         edges, counts = histogram(car_prob)
         self.ctx.emit(
             PrefilterHistogram(
@@ -256,7 +260,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     scores = store.write_scores(ctx.run, tally.chunks, cfg.car_classes, labels, store_probs=cfg.store_probs)
     result = store.decide(ctx.run, scores, store.config_rule(cfg))
-    tally.report_chunks()
+    tally.report_chunks(kept=result["kept"])
     tally.progress(total, n_chunks - 1, force=True)
     kept, scored, broken = result["kept"], result["scored"], result["broken"]
     if ctx.shard is not None:
@@ -264,6 +268,14 @@ def run(ctx: StageContext) -> StageResult:
     summary = f"{kept:,} / {scored:,} kept ({kept / max(scored, 1):.0%})"
     if broken:
         summary += f", {broken:,} broken"
+    if cfg.rule == "learned":
+        learned = result["learned"]
+        summary += f", learned from {learned['labelled']} labels"
+        ctx.log(
+            "info",
+            f"prefilter: learned rule from {learned['labelled']} labelled photos ({learned['labelled_car']} cars) "
+            f"in {learned['labels_file']}, on the stored {learned['features']} (no classifier run)",
+        )
     if cfg.mode == "score":
         summary += "; mode score: all images stay in the dataset"
     return StageResult(

@@ -1,12 +1,14 @@
 """The prefilter pane: progress and kept share, the score histogram, pictures of the files nearest the
 threshold being tried, and the trial threshold (``+ - [ ]`` move it, ``w`` saves the kept/rejected lists
-it gives)."""
+it gives). Teach mode (``t``) labels the photos a queue proposes (``y`` a whole car, ``n``/``i``/``p``
+not: interior, part) and shows the rule learned from them; ``w`` then saves the learned rule."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,7 +24,7 @@ from ..messages import ThresholdApplied, ThresholdFailed
 from ..screens.confirm import ConfirmScreen
 from ..widgets.pictures import ThumbnailCache
 from ..widgets.plots import HistogramPlot
-from ..widgets.prefilter import EXAMPLES, Example, ExamplesView, PrefilterSummary
+from ..widgets.prefilter import EXAMPLES, Example, ExamplesView, PrefilterSummary, TeachView
 from .base import Pane
 
 
@@ -37,6 +39,25 @@ class ExamplesFound(Message):
         self.rejected = rejected
         self.data_dir = data_dir
         self.note = note
+
+
+class Taught(Message):
+    """The teach worker labelled what it was sent and refitted the learned rule: the new view."""
+
+    def __init__(self, view: TeachView, data_dir: Path | None, error: str = "") -> None:
+        super().__init__()
+        self.view = view
+        self.data_dir = data_dir
+        self.error = error
+
+
+class TeachSaved(Message):
+    """The learned rule was saved as the run's decision (``result``: reapply's), or could not be."""
+
+    def __init__(self, result: dict | None, error: str = "") -> None:
+        super().__init__()
+        self.result = result
+        self.error = error
 
 
 @dataclasses.dataclass
@@ -73,8 +94,21 @@ class PrefilterPane(Pane):
                 id="threshold-up-fine"),
         Binding("left_square_bracket", "threshold(-0.01)", "Threshold -0.01", show=False, key_display="[",
                 id="threshold-down-fine"),
-        Binding("w", "save_threshold", "Save", id="save-threshold", tooltip="save the threshold as the run's"),
+        Binding("w", "save_threshold", "Save", id="save-threshold",
+                tooltip="save the threshold (in teach mode: the learned rule) as the run's"),
+        # t shows in the footer only in teach mode (at 80 columns the threshold keys leave no room; the
+        # threshold line names it instead)
+        Binding("t", "teach(True)", "Teach", show=False, id="teach",
+                tooltip="teach mode: label photos, learn a rule from them"),
+        Binding("t", "teach(False)", "Threshold", id="teach-off", tooltip="back to the threshold"),
+        # priority: n is also the screen's new-run key, which it keeps outside teach mode
+        Binding("y", "label('car')", "Label", key_display="y/n", id="label-car",
+                tooltip="teach mode: y a whole car, n not one (i an interior, p a part)"),
+        Binding("n", "label('not')", "Not a car", show=False, priority=True, id="label-not"),
+        Binding("i", "label('interior')", "An interior", show=False, id="label-interior"),
+        Binding("p", "label('part')", "A part (wheel, light, badge...)", show=False, id="label-part"),
     ]
+    HELP = "t: teach mode, where y/n/i/p label the first picture and w saves the learned rule"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -92,6 +126,18 @@ class PrefilterPane(Pane):
         self._examples_key: tuple | None = None
         self.examples_threshold: float | None = None
         """The threshold the shown examples were found for (None: none shown yet)."""
+        self.teach = False
+        """Teach mode: the label keys work, the pictures are the queue and the learned boundary."""
+        self.teach_view: TeachView | None = None
+        """The learned rule's newest view (from the teach worker)."""
+        self.labels_sent = 0
+        """Label keys pressed in this dashboard (each reaches the labels file in order)."""
+        self._jobs: list[tuple[int, str]] = []
+        """Labels (scores row, label) pressed and not yet handed to the teach worker."""
+        self._teaching = False
+        self._teacher = None
+        """The worker's :class:`carclf_core.prefilter.scores.Teacher` (only the worker touches it)."""
+        self._teacher_key: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield PrefilterSummary(id="prefilter-summary")
@@ -108,17 +154,26 @@ class PrefilterPane(Pane):
         self._draw()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("threshold", "save_threshold"):
-            # nothing to move or save before the stage reports a threshold: the keys stay out of the
-            # footer (at 80 columns it has no room to spare)
-            return self.threshold is not None
+        if action == "label":
+            return self.teach  # outside teach mode n is the screen's (a new run)
+        if action == "threshold":
+            # nothing to move before the stage reports a threshold, nor in teach mode: the keys stay
+            # out of the footer (at 80 columns it has no room to spare)
+            return self.threshold is not None and not self.teach
+        if action == "teach":
+            return bool(parameters and parameters[0]) != self.teach and (self.threshold is not None or self.teach)
+        if action == "save_threshold":
+            return self.threshold is not None or self.teach
         return True
 
     def _draw(self) -> None:
         state = self._state
         if state is None:
             return
-        self.query_one(PrefilterSummary).show(state, self.threshold, self.trial, self.trial_pending, self.notice)
+        self.query_one(PrefilterSummary).show(state, self.threshold, self.trial, self.trial_pending, self.notice,
+                                              self._shown_teach_view() if self.teach else None)
+        if self.teach:
+            return  # the pictures are the teach worker's
         self.query_one(HistogramPlot).show(state.prefilter.edges, state.prefilter.counts, self.threshold)
         stage = state.stages.get("prefilter")
         key = (self.threshold, stage.status if stage else "", state.prefilter.kept_examples,
@@ -126,6 +181,156 @@ class PrefilterPane(Pane):
         if self.threshold is not None and key != self._examples_key:
             self._examples_key = key
             self._find_examples(self.threshold, (state.prefilter.kept_examples, state.prefilter.rejected_examples))
+
+    def _shown_teach_view(self) -> TeachView:
+        view = self.teach_view or TeachView(pending=True)
+        return dataclasses.replace(view, pending=view.pending or self._teaching or bool(self._jobs))
+
+    # --- teach mode ------------------------------------------------------------------------------
+    def action_teach(self, on: bool = True) -> None:
+        """Teach mode (label photos, learn a rule from them) on, or back to the threshold."""
+        self.teach = bool(on)
+        self.notice = ""
+        self.query_one(HistogramPlot).display = not self.teach
+        self._examples_key = None  # back in threshold mode the threshold's pictures come again
+        if self.teach:
+            self._start_teaching()
+        self.refresh_bindings()
+        self._draw()
+
+    def action_label(self, label: str) -> None:
+        """Label the first picture of the queue ``label`` (every copy of the photo shares it) and show
+        the next; the rule is refitted in the worker, the labels file rewritten at once."""
+        view = self.teach_view
+        if not self.teach or view is None or not view.queue:
+            return
+        first, rest = view.queue[0], view.queue[1:]
+        self._jobs.append((first.row, label))
+        self.labels_sent += 1
+        self.teach_view = dataclasses.replace(view, queue=rest)  # the next picture at once, refit or not
+        self._show_teach_pictures(self.teach_view)
+        self._start_teaching()
+        self._draw()
+
+    def _start_teaching(self) -> None:
+        """Hand the pressed labels to the teach worker, one worker at a time (so labels keep their order)."""
+        if self._teaching:
+            return
+        jobs, self._jobs = self._jobs, []
+        self._teaching = True
+        threshold = self.threshold if self.threshold is not None else self.app.config.prefilter.threshold
+        self._teach(jobs, threshold)
+
+    @work(thread=True, group="teach", name="teach the prefilter", exit_on_error=False)
+    def _teach(self, jobs: list[tuple[int, str]], threshold: float) -> None:
+        """Label ``jobs`` in the run's labels file, refit the learned rule, and post what to show: its
+        counts and estimate, the queue (least certain first) and the photos nearest its boundary."""
+        from carclf_core.prefilter import learned
+        from carclf_core.prefilter.scores import Teacher
+
+        run = self.app.run_dir
+        try:
+            config = run.load_config()
+            key = (_version(run.prefilter_dir / "scores.csv"), _version(run.prefilter_dir / "probs.npy"))
+            if self._teacher is None or key != self._teacher_key:
+                own = run.prefilter_dir / learned.LABELS_CSV
+                if config.prefilter.labels != "run" and not own.exists():
+                    # the run applies another labels file: teaching goes on from it, in the run's own
+                    learned.write_labels(own, learned.read_labels(config.prefilter.labels))
+                self._teacher, self._teacher_key = Teacher.open(run, "run"), key
+            teacher = self._teacher
+            for row, label in jobs:
+                teacher.label(row, label)
+            kept = estimate = None
+            if learned.can_fit(teacher.y):
+                estimate = teacher.learn()["estimate"]
+                kept = int((teacher.odds > 0).sum())
+            else:
+                teacher.model = teacher.odds = None
+            counts = teacher.counts()
+            queue = teacher.queue(threshold, EXAMPLES)
+            boundary = teacher.boundary(EXAMPLES)
+            labels = self._labels(run, config, [str(teacher.paths[i]) for i in (*queue, *boundary)])
+            tags = {1.0: "car", 0.0: "not"}
+
+            def example(row: int, value: float) -> Example:
+                path = str(teacher.paths[row])
+                return Example(path, value, labels.get(path), tags.get(float(teacher.y[row]), ""), int(row))
+
+            view = TeachView(
+                labelled_car=counts["car"], labelled_not=counts["not"], kept=kept,
+                scored=int(teacher.usable.sum()), estimate=estimate,
+                queue=tuple(example(int(i), float(teacher.car_prob[i])) for i in queue),
+                boundary=tuple(example(int(i), float(learned.probability(teacher.odds[i]))) for i in boundary),
+            )
+        except (CarclfError, OSError, ValueError, KeyError) as exc:
+            self.post_message(Taught(self.teach_view or TeachView(), None, str(exc)))
+            return
+        self.post_message(Taught(view, Path(config.data.dir)))
+
+    def on_taught(self, message: Taught) -> None:
+        message.stop()
+        self._teaching = False
+        self.notice = message.error
+        if self._jobs:  # labels pressed meanwhile: their turn (the queue shown stays until then)
+            self._start_teaching()
+        else:
+            self.teach_view = message.view
+            if self.teach and not message.error:
+                self._show_teach_pictures(message.view, message.data_dir)
+        self._draw()
+
+    def _show_teach_pictures(self, view: TeachView, data_dir: Path | None = None) -> None:
+        data_dir = data_dir or getattr(self, "_teach_data_dir", None)
+        self._teach_data_dir = data_dir
+        first = Text("label the first", style="bold")
+        first.append(": y car · n not · i interior · p part", style="dim")
+        self.query_one("#examples-kept", ExamplesView).show(view.queue, None, data_dir, title=first)
+        boundary = Text("nearest the learned boundary", style="bold")
+        boundary.append(" (p of a car)" if view.boundary else "", style="dim")
+        self.query_one("#examples-rejected", ExamplesView).show(view.boundary, None, data_dir, title=boundary)
+
+    def _save_learned(self) -> None:
+        view = self.teach_view
+        if view is None or view.kept is None:
+            self.notify("label a car and a non-car first: there is no learned rule to save", severity="warning")
+            return
+        order = self._state.stage_order if self._state is not None else []
+        later = order[order.index("prefilter") + 1:] if "prefilter" in order else []
+        made = [name for name in later if self._state and self._state.stages[name].status in (rs.DONE, rs.STALE)]
+        stale = (f"{', '.join(made)} become{'s' if len(made) == 1 else ''} stale" if made
+                 else "no later stage is done yet")
+        labels = view.labelled_car + view.labelled_not
+        detail = (f"It keeps {view.kept:,} of {view.scored:,} scored images, learned from {labels} labels. kept.csv "
+                  "and rejected.csv are rewritten; config.yaml records rule: learned, rule.json the labels' "
+                  "hash and the model.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notice = "saving the learned rule…"
+                self._draw()
+                self._save_learned_worker()
+
+        self.app.push_screen(ConfirmScreen(f"save the learned rule as the run's? {stale}", detail, yes="Save"),
+                             answered)
+
+    @work(thread=True, exclusive=True, group="reapply", name="save the learned rule", exit_on_error=False)
+    def _save_learned_worker(self) -> None:
+        from carclf_core.prefilter.scores import reapply
+
+        try:
+            self.post_message(TeachSaved(reapply(self.app.run_dir, rule="learned", labels="run", write=True)))
+        except (CarclfError, OSError, ValueError, KeyError) as exc:
+            self.post_message(TeachSaved(None, str(exc)))
+
+    def on_teach_saved(self, message: TeachSaved) -> None:
+        message.stop()
+        if message.result is None:
+            self.notice = message.error
+        else:
+            self.notice = (f"saved: the learned rule keeps {message.result['kept']:,} of {message.result['scored']:,}; "
+                           "stages made from the old lists are stale: u (resume) brings them up to date")
+        self._draw()
 
     # --- keys ------------------------------------------------------------------------------------
     def action_threshold(self, delta: float) -> None:
@@ -142,6 +347,9 @@ class PrefilterPane(Pane):
         the run's config records it, and the finished stages made from the old lists turn stale."""
         if self.busy:
             self.notify("a stage is running: stop it before saving the prefilter decision", severity="warning")
+            return
+        if self.teach:
+            self._save_learned()
             return
         if self.threshold is None:
             self.notify("no threshold to save yet", severity="warning")
@@ -234,6 +442,8 @@ class PrefilterPane(Pane):
 
     def on_examples_found(self, message: ExamplesFound) -> None:
         message.stop()
+        if self.teach:
+            return  # teach mode shows its own pictures
         if self.threshold is not None and abs(message.threshold - self.threshold) > 1e-9:
             return  # an older key press; a newer search is on its way
         self.examples_threshold = message.threshold

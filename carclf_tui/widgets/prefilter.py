@@ -1,5 +1,6 @@
 """The prefilter panel's parts: progress and kept share, the threshold line, and the pictures on both
-sides of the threshold being tried."""
+sides of the threshold being tried; in teach mode, the learned rule's lines (labels, what it would
+keep, its cross-validated estimate)."""
 
 from __future__ import annotations
 
@@ -57,10 +58,13 @@ class PrefilterSummary(Static):
     """
 
     def show(self, state: rs.RunState, threshold: float | None, trial: dict | None, pending: bool,
-             message: str = "") -> None:
-        self._args = (state, threshold, trial, pending, message)
+             message: str = "", teach: TeachView | None = None) -> None:
+        self._args = (state, threshold, trial, pending, message, teach)
         text = progress_text(state)
-        if threshold is not None:
+        if teach is not None:
+            text.append("\n")
+            text.append_text(teach_lines(teach, self.size.width - 2 if self.size.width else 78))
+        elif threshold is not None:
             text.append("\n")
             text.append_text(threshold_line(threshold, state.prefilter.threshold, trial, pending,
                                             self.size.width - 2 if self.size.width else 78))
@@ -88,11 +92,65 @@ def threshold_line(threshold: float, stored: float | None, trial: dict | None, p
     elif trial is not None:
         text.append(f"  → kept {trial['kept']:,} / {trial['scored']:,} ({fmt.share(trial['kept'], trial['scored'])})",
                     style="bold")
-    hint = "   [+/-] change  [w] save"
-    if text.cell_len + len(hint) <= width:
-        text.append(hint, style="dim")
+    for hint in ("   [+/-] change  [w] save  [t] teach", "  [t] teach"):  # t is in the footer only in teach mode
+        if text.cell_len + len(hint) <= width:
+            text.append(hint, style="dim")
+            break
     text.truncate(max(width, 1), overflow="ellipsis")
     return text
+
+
+@dataclasses.dataclass(frozen=True)
+class TeachView:
+    """What teach mode shows of the learned rule now (made by the pane's worker)."""
+
+    labelled_car: int = 0
+    labelled_not: int = 0
+    kept: int | None = None
+    """Photos the learned rule would keep (None: no rule yet, the labels lack a kind)."""
+    scored: int = 0
+    estimate: dict | None = None
+    """Cross-validated ``precision``, ``recall`` and their ``*_interval`` (None: too few labels)."""
+    pending: bool = False
+    """Labels sent, the rule not yet refitted on them."""
+    queue: tuple[Example, ...] = ()
+    boundary: tuple[Example, ...] = ()
+
+
+def _interval(low_high: object) -> str:
+    try:
+        low, high = low_high  # type: ignore[misc]
+        return f" ({float(low):.2f}-{float(high):.2f})"
+    except (TypeError, ValueError):
+        return ""
+
+
+def teach_lines(view: TeachView, width: int) -> Text:
+    """Two lines: the labels and what the learned rule would keep, then its cross-validated estimate;
+    each cut to ``width``."""
+    first = Text("learned rule ", style="bold")
+    labels = view.labelled_car + view.labelled_not
+    first.append(f"{labels} label{'s' if labels != 1 else ''} ({view.labelled_car} car, {view.labelled_not} not)")
+    if view.pending:
+        first.append("  learning…", style="dim")
+    elif view.kept is not None:
+        first.append(f"  → would keep {view.kept:,} / {view.scored:,} ({fmt.share(view.kept, view.scored)})",
+                     style="bold")
+    else:
+        first.append("  label a car (y) and a non-car (n) to learn", style="dim")
+    second = Text("cross-validated ", style="dim")
+    estimate = view.estimate
+    if estimate:
+        second.append(f"precision {fmt.number(estimate.get('precision'), 2)}"
+                      f"{_interval(estimate.get('precision_interval'))}", style="bold")
+        second.append(f"  recall {fmt.number(estimate.get('recall'), 2)}{_interval(estimate.get('recall_interval'))}",
+                      style="bold")
+    else:
+        second.append("estimate: after 2 labels of each kind", style="dim")
+    for line in (first, second):
+        line.no_wrap = True
+        line.truncate(max(width, 1), overflow="ellipsis")
+    return Text("\n").join([first, second])
 
 
 EXAMPLES = 8
@@ -106,6 +164,10 @@ class Example:
     path: str
     car_prob: float
     label: str | None = None
+    tag: str = ""
+    """What the user labelled it (teach mode), shown after the number."""
+    row: int = -1
+    """Its row in the stored scores (teach mode: what a label key labels)."""
 
 
 def caption(example: Example) -> Text:
@@ -114,6 +176,8 @@ def caption(example: Example) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(fmt.number(example.car_prob, 3), style="bold")
     text.append(" ")
+    if example.tag:
+        text.append(f"={example.tag} ", style="italic")
     if example.label:
         make, _, model = printable(example.label).partition("_")
         text.append(f"{make}\n{model}")
@@ -156,10 +220,14 @@ class ExamplesView(Vertical):
         self.query_one(PictureStrip).set_rows(self._rows())
 
     def show(self, examples: tuple[Example, ...], threshold: float | None, data_dir: Path | None,
-             note: str = "") -> None:
-        """Show ``examples`` (closest to the threshold first), read from under ``data_dir``."""
-        title = Text(self.side, style="bold")
-        if threshold is not None:
+             note: str = "", title: Text | None = None) -> None:
+        """Show ``examples`` (closest to the threshold first), read from under ``data_dir``, under
+        ``title`` (default: the side and the threshold)."""
+        if title is not None:
+            title = title.copy()
+        else:
+            title = Text(self.side, style="bold")
+        if threshold is not None and self.side in ("kept", "rejected"):
             title.append(f" · {'just above' if self.side == 'kept' else 'at or below'} {threshold:.2f}")
         if note:
             title.append(f"  {note}", style="dim")

@@ -1,4 +1,5 @@
-"""The dashboard process never imports TensorFlow (or Keras), even after visiting every panel."""
+"""The dashboard process never imports TensorFlow (or Keras), even after visiting every panel, nor
+scikit-learn before its first frame."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ SCRIPT = textwrap.dedent("""
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
             first = time.perf_counter() - started
+            # scikit-learn (the learned prefilter rule) is imported only when a rule is fitted
+            assert not [m for m in sys.modules if m.split(".")[0] == "sklearn"], "sklearn at the first frame"
             screen = app.screen
             while screen.state.run_status != "done":
                 await pilot.pause(0.05)
