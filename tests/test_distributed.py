@@ -21,7 +21,7 @@ import pytest
 
 from carclf_core import config as config_mod
 from carclf_core import runstate
-from carclf_core.cluster import Cluster, Shard, cluster_from_env
+from carclf_core.cluster import Cluster, Shard, cluster_from_env, multi_worker_wanted
 from carclf_core.errors import ConfigError
 from carclf_core.eventlog import read_events
 from carclf_core.events import LogLine, WorkersReport
@@ -61,6 +61,14 @@ def test_tf_config_names_the_chief_and_the_workers():
         ('{"cluster": {"ps": ["a:1"], "worker": ["b:2"]}, "task": {"type": "worker", "index": 0}}', "'ps'"),
         ('{"cluster": {"worker": ["no-port"]}, "task": {"type": "worker", "index": 0}}', "host:port"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": -1}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": true}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
+        ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', "cluster.worker: expected a list"),
+        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "at most one chief"),
+        ('{"cluster": {"chief": ["a:1"], "worker": ["a:1"]}, "task": {"type": "chief"}}', "address twice"),
+        ('["a:1"]', 'expected an object with "cluster" and "task"'),
+        ('{"cluster": {"worker": ["a:1"]}}', 'expected an object with "cluster" and "task"'),
     ],
 )
 def test_a_bad_tf_config_is_refused_naming_it(text, words):
@@ -73,9 +81,20 @@ def test_shards_split_the_chunks_between_them():
     shards = [Shard.parse(f"{i}/3") for i in (1, 2, 3)]
     owners = [[s.owns(chunk) for s in shards].index(True) for chunk in range(10)]
     assert owners == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
-    for bad in ("0/2", "3/2", "1-2", "a/b"):
+    assert [str(s) for s in shards] == ["1/3", "2/3", "3/3"] and Shard.parse(" 1 / 1 ") == Shard(1, 1)
+    for bad in ("0/2", "3/2", "1-2", "a/b", "1/2/3", "1234567/1234567"):
         with pytest.raises(ValueError, match="I/N"):
             Shard.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "mode, machines, wanted",
+    [("multi_worker", None, True), ("multi_worker", 1, True), ("auto", 2, True), ("auto", 1, False),
+     ("auto", None, False), ("mirrored", 2, False), ("none", 2, False)],
+)
+def test_machines_train_together_when_multi_worker_or_auto_with_several(mode, machines, wanted):
+    cluster = None if machines is None else Cluster(workers=tuple(f"h{i}:1" for i in range(machines)), rank=0)
+    assert multi_worker_wanted(mode, cluster) is wanted
 
 
 def test_workers_reports_reach_the_run_state_and_the_training_tab():

@@ -209,6 +209,27 @@ def test_resume_skips_finished_chunks(photo_dir, tmp_path):
 
 
 @needs_lite0
+def test_a_resume_after_the_resize_mode_changed_rescores_every_chunk(photo_dir, tmp_path):
+    """Chunks hold scores of images resized one way: after ``prefilter.resize`` changes, a resume must
+    score every image again (the chunks' signature names the resize mode), while a resume with the
+    same settings reuses them all."""
+    config = _config(photo_dir, tmp_path, resize="center_crop")
+    run, status, _ = _run(config)
+    assert status == "done"
+
+    def computed(events) -> int:
+        return [e for e in events if isinstance(e, StageFinished) and e.stage == "prefilter"][0].result["computed"]
+
+    _, status, events = _run(config, run=run)
+    assert status == "done" and computed(events) == 0  # same settings: every chunk reused
+    changed = _config(photo_dir, tmp_path, resize="pad")
+    _, status, events = _run(changed, run=run)
+    assert status == "done" and computed(events) == 6  # three chunks of two: all scored again
+    warnings = [e.message for e in events if isinstance(e, LogLine) and e.level == "warning"]
+    assert any("recomputing" in w and "'resize': 'center_crop'" in w and "'resize': 'pad'" in w for w in warnings)
+
+
+@needs_lite0
 def test_rethreshold_without_the_model(photo_dir, tmp_path):
     run, status, _ = _run(_config(photo_dir, tmp_path))
     assert status == "done"

@@ -268,6 +268,29 @@ def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
     assert summary["replicas"] == 2 and summary["epochs_run"] == 1
 
 
+@pytest.mark.parametrize("files, machines, batch", [(10, 2, 2), (11, 2, 4), (13, 4, 1), (7, 3, 2)])
+def test_each_machine_trains_on_its_own_share_and_the_shares_cover_the_split(files, machines, batch):
+    """Every machine of a multi-worker run decodes only its share of the training files: the shares
+    of all machines are disjoint, together they are the whole split, and each is topped up (with its
+    own files) to the same whole number of global batches, so all machines step together."""
+    from carclf_core.cluster import Cluster
+    from carclf_core.stages.train import _even_share
+
+    paths = [f"class{i % 3}/img{i:02d}.jpg" for i in range(files)]
+    labels = np.arange(files) % 3
+    workers = tuple(f"host{rank}:2222" for rank in range(machines))
+    global_batch = batch * machines
+    shares = [_even_share(paths, labels, Cluster(workers=workers, rank=rank), global_batch)
+              for rank in range(machines)]
+    own = [set(share) for share, _ in shares]
+    assert set().union(*own) == set(paths)
+    assert sum(len(files_of) for files_of in own) == len(paths), "two machines share files"
+    lengths = {len(share) for share, _ in shares}
+    assert len(lengths) == 1 and lengths.pop() % global_batch == 0
+    for share, share_labels in shares:
+        assert [labels[paths.index(p)] for p in share] == list(share_labels)  # labels stay with their files
+
+
 def test_images_that_stop_decoding_are_left_out_and_named(tmp_path):
     """Files broken after the split (one each of train, val and test): training and evaluation go on
     without them, name each with its reason and count them; evaluate does not send the user back

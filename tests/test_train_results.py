@@ -94,7 +94,11 @@ def test_a_resume_after_the_best_epoch_gives_evaluate_the_best_weights(tmp_path)
     history = json.loads((run.train_dir / "history.json").read_text())
     val_loss = [h["val_loss"] for h in history]
     assert [h["epoch"] for h in history] == [1, 2, 3] and val_loss[0] < min(val_loss[1:]), val_loss
-    assert json.loads((run.train_dir / "summary.json").read_text())["best_epoch"] == 1
+    # the summary reports the best epoch's metrics, not the last epoch's
+    summary = json.loads((run.train_dir / "summary.json").read_text())
+    assert summary["best_epoch"] == 1 and summary["best_metrics"] == history[0] and summary["epochs_run"] == 3
+    assert summary["best"] == pytest.approx(history[0]["val_loss"])
+    assert summary["val_accuracy"] == history[0]["val_categorical_accuracy"]
     best = load_model(run.best_model).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(best, best_of_epoch_1, strict=True))
     last = load_weights(run.train_dir / "last_weights.npz")

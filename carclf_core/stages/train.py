@@ -579,6 +579,8 @@ class _Training:
             "best": es_state["best"],
             "monitor": tcfg.monitor,
             "val_accuracy": val_acc,
+            # the best epoch's whole history row (loss, accuracies, top-5, train and validation)
+            "best_metrics": best_row,
             **self.data.val_baselines,
             **self._val_intervals(best_row),
             "fit_s": fit_s,

@@ -385,12 +385,21 @@ class CurvePlot(SafeDrawing):
         self._state: rs.RunState | None = None
         self._drawn: tuple = ()
 
-    def show(self, state: rs.RunState) -> None:
-        """Draw ``state``'s curves: at once for a new epoch or best, paced for new batches alone."""
+    @staticmethod
+    def _key(state: rs.RunState) -> tuple:
+        """What the curves of ``state`` are drawn from (the status: the empty plot's words)."""
         best = state.patience.best_epoch if state.patience else None
         epoch_key = (len(state.epoch_rows), state.epoch_rows[-1].epoch if state.epoch_rows else 0, best)
         train = state.stages.get("train")
-        key = (state.rev_training, train.status if train else "", epoch_key)  # the status: the empty plot's words
+        return (state.rev_training, train.status if train else "", epoch_key)
+
+    def shows(self, state: rs.RunState) -> bool:
+        """Whether the drawing is of ``state``, with no batches held back for the pacer."""
+        return self._drawn == self._key(state)
+
+    def show(self, state: rs.RunState) -> None:
+        """Draw ``state``'s curves: at once for a new epoch or best, paced for new batches alone."""
+        key = self._key(state)
         if self._drawn and key == self._drawn:
             return
         if self._drawn and key[1:] == self._drawn[1:] and not self.pacer.due(output_backlog(self.app)):

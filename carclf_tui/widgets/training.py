@@ -286,6 +286,10 @@ class EpochTable(DataTable):
         columns = fitting_columns(self.size.width - self.SCROLLBAR, 2 * self.cell_padding)
         if columns != self.columns_shown:
             self._build(columns)
+        if self.row_count:
+            # The cursor scrolled into view while the tab was hidden or not yet laid out scrolled a
+            # table of no height: once it has its size, bring the cursor (the newest epoch) into view.
+            self.call_after_refresh(self.move_cursor, row=self.cursor_row)
 
     def _build(self, columns: tuple[Column, ...]) -> None:
         row = self.cursor_row

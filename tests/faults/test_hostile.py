@@ -538,6 +538,19 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never showed; the pane:\n{self.screen()}")
 
+    def wait_until_still(self, quiet: float = 1.0, timeout: float = 90) -> str:
+        """Wait until the pane shows the same for ``quiet`` seconds (a tab drawn, however slowly)."""
+        deadline = time.monotonic() + timeout
+        shown, since = self.screen(), time.monotonic()
+        while time.monotonic() - since < quiet:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the pane was still changing after {timeout} s:\n{shown}")
+            time.sleep(0.2)
+            now = self.screen()
+            if now != shown:
+                shown, since = now, time.monotonic()
+        return shown
+
     def close(self) -> None:
         self.tmux("kill-server")
 
@@ -557,11 +570,11 @@ def test_a_real_terminal_gets_no_title_clipboard_or_clear_from_names(tmp_path):
         log = term.press_until("5", "not markup")  # the log tab, drawn
         for key in "24631":  # every other tab (the confusion tab's keys last: its grid takes focus)
             term.tmux("send-keys", "-t", "t", key)
-            time.sleep(1.0)
+            term.wait_until_still()
         title = term.tmux("display-message", "-p", "-t", "t", "#{pane_title}")
         buffers = term.tmux("list-buffers")
         term.tmux("send-keys", "-t", "t", "q")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline and b"\x1b[?1049l" not in typescript.read_bytes():
             time.sleep(0.2)  # the dashboard left the alternate screen: all its output is recorded
     finally:

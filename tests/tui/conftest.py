@@ -52,13 +52,36 @@ def make_app(run: RunDir, mode: str = "hang", **kwargs) -> CarclfApp:
     return CarclfApp(run, config_mod.Config(), runner_command=fake_command(mode), **kwargs)
 
 
-async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+WAIT_S = 90.0
+"""How long a test waits for the state it needs before it fails. Generous: a passing wait returns as
+soon as the state is there, and on a busy machine (the suite beside another job, load 6 and more) a
+replay or a tab switch that takes 0.2 s idle has taken over 10 s."""
+
+
+async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
     """Let the app run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         await pilot.pause(0.05)
+
+
+async def wait_until_still(pilot, looks: int = 4, timeout: float = WAIT_S) -> None:
+    """Let the app run until its screen stops changing: the same picture ``looks`` times in a row, a
+    tenth of a second apart, with no message or animation pending; so that a snapshot or a check of
+    the screen is never taken mid-draw, however slow the machine. Fails after ``timeout`` seconds."""
+    app = pilot.app
+    deadline = time.monotonic() + timeout
+    last, same = None, 0
+    while same < looks:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the screen was still changing after {timeout}s")
+        await pilot.pause(0.1)
+        await pilot.wait_for_scheduled_animations()
+        picture = app.export_screenshot()
+        same = same + 1 if picture == last else 0
+        last = picture
 
 
 def cell(table, row: str, column: str) -> str:

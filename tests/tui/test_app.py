@@ -19,7 +19,7 @@ from carclf_tui.widgets.prefilter import PrefilterSummary
 from carclf_tui.widgets.stages import StageDetail, StagesTable
 from carclf_tui.widgets.training import EpochTable, TrainingStats
 
-from .conftest import cell, frozen_clock, launch, make_app, rendered, wait_until
+from .conftest import WAIT_S, cell, frozen_clock, launch, make_app, rendered, wait_until
 
 
 async def show_tab(pilot, key: str) -> None:
@@ -112,7 +112,7 @@ async def test_reattach_shows_the_history_of_a_run_left_running(empty_run, reap)
         await wait_until(pilot, lambda: screen.busy)
         await pilot.press("s")
         await wait_until(pilot, lambda: screen.state.stages["index"].status == "interrupted")
-    assert first.runner.process.wait(timeout=10) == 130
+    assert first.runner.process.wait(timeout=WAIT_S) == 130
 
 
 async def test_the_stages_table_widens_to_a_new_result(empty_run) -> None:

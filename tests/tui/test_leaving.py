@@ -27,7 +27,7 @@ from carclf_tui.app import Leaving, RunnerLeft, leaving_message, shell_quote
 from carclf_tui.sample_run import make_run_dir, write_sample_run
 from carclf_tui.screens.quit import QuitScreen
 
-from .conftest import FAKE_RUNNER, launch, make_app, wait_until
+from .conftest import FAKE_RUNNER, WAIT_S, launch, make_app, wait_until
 
 SUPERVISE = Path(__file__).with_name("supervise.py")
 
@@ -64,7 +64,7 @@ async def test_every_quit_key_asks_while_a_stage_runs(empty_run, reap, key) -> N
     assert app.leaving.running == (RunnerLeft(Path(empty_run.path).resolve(), "index", pid, app.runner.log_path),)
     assert app.runner.process.poll() is None, "left running"
     os.kill(pid, signal.SIGINT)
-    assert app.runner.process.wait(timeout=10) == 130
+    assert app.runner.process.wait(timeout=WAIT_S) == 130
 
 
 async def test_stop_and_quit_says_the_runner_was_asked_to_stop(empty_run, reap) -> None:
@@ -74,7 +74,7 @@ async def test_stop_and_quit_says_the_runner_was_asked_to_stop(empty_run, reap) 
         await pilot.press("ctrl+c")
         await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen))
         await pilot.press("s")
-    assert app.runner.process.wait(timeout=10) == 130
+    assert app.runner.process.wait(timeout=WAIT_S) == 130
     events = [json.loads(line)["kind"] for line in Path(empty_run.events_path).read_text().splitlines()]
     assert "stage_interrupted" in events  # it stopped at its next step, keeping what it finished
     assert app.leaving.running == () and [left.stage for left in app.leaving.stopping] == ["index"]
@@ -147,7 +147,7 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
-                              timeout=10).stdout
+                              timeout=60).stdout
 
     def modes(self) -> str:
         """``"<alternate screen on> <mouse tracking on>"``, e.g. ``"1 1"`` while the dashboard shows."""
@@ -156,7 +156,7 @@ class Terminal:
     def text(self) -> str:
         return self.tmux("capture-pane", "-p", "-J", "-S", "-200")
 
-    def wait(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    def wait(self, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
@@ -209,8 +209,9 @@ def test_sigterm_restores_the_terminal_and_leaves_the_runner_running(tmp_path, t
     runner = subprocess.Popen([sys.executable, str(FAKE_RUNNER), "--mode", "hang", str(path), "index"],
                               stdout=subprocess.DEVNULL, start_new_session=True)
     reap.append(runner.pid)
-    deadline = time.monotonic() + 10
-    while not run.is_locked() and time.monotonic() < deadline:
+    deadline = time.monotonic() + WAIT_S
+    while not run.is_locked():
+        assert time.monotonic() < deadline, "the runner never took the run's lock"
         time.sleep(0.05)
     term = terminal(tmp_path, dashboard("--attach", str(path)))
     term.dashboard_up(shows="▶ index")
@@ -223,7 +224,7 @@ def test_sigterm_restores_the_terminal_and_leaves_the_runner_running(tmp_path, t
     assert f"carclf-tui --attach {path}" in shown and f"carclf-tui --resume {path}" in shown
     assert runner.poll() is None, "the runner outlives the dashboard"
     runner.send_signal(signal.SIGINT)
-    assert runner.wait(timeout=10) == 130
+    assert runner.wait(timeout=WAIT_S) == 130
 
 
 @needs_tmux
@@ -248,7 +249,7 @@ def test_a_hung_up_terminal_ends_the_dashboard(tmp_path, terminal, forward_hangu
     term.dashboard_up()
     pid = term.pid
     term.tmux("kill-server")  # closes the pane's terminal under the running dashboard
-    term.wait(lambda: term.rc_file.exists() and term.rc_file.read_text() != "", timeout=10)
+    term.wait(lambda: term.rc_file.exists() and term.rc_file.read_text() != "")
     assert int(term.rc_file.read_text()) == 129
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

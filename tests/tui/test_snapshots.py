@@ -13,20 +13,30 @@ import pytest
 from carclf_core import events as ev
 from carclf_tui.panes import PrefilterPane
 from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_sample_run, write_scores
+from carclf_tui.screens.help import HelpScreen
 from carclf_tui.screens.pairs import PairScreen
+from carclf_tui.widgets.devices import DeviceLine
+from carclf_tui.widgets.plots import CurvePlot
 
-from .conftest import frozen_clock, make_app, pictures_done, wait_until
+from .conftest import frozen_clock, make_app, pictures_done, wait_until, wait_until_still
 
 
 def settle(tab: str, ready=lambda state: state.run_status == "done"):
-    """A ``run_before`` that waits until the replay reached ``ready(state)``, then opens ``tab``."""
+    """A ``run_before`` that waits until the replay reached ``ready(state)``, opens ``tab`` and waits
+    until it shows that state: on the training tab, the first device sample drawn (it comes from a
+    thread, and its line moves the plots) and the curves drawn with no batch held back for the pacer;
+    then until the screen stops changing."""
 
     async def run_before(pilot) -> None:
         screen = pilot.app.screen
         await wait_until(pilot, lambda: ready(screen.state))
         screen.action_tab(tab)
         await wait_until(pilot, lambda: screen.query_one("#tabs").active == tab)
-        await pilot.pause(0.2)
+        if tab == "training":
+            device_line, plots = screen.query_one(DeviceLine), list(screen.query(CurvePlot))
+            await wait_until(pilot, lambda: device_line.report is not None
+                             and all(plot.shows(screen.state) for plot in plots))
+        await wait_until_still(pilot)
 
     return run_before
 
@@ -67,14 +77,14 @@ def pictures_settled(tab: str, keys: tuple[str, ...] = ()):
         await settle(tab)(pilot)
         for key in keys:
             await pilot.press(key)
-            await pilot.pause(0.2)
+            await wait_until_still(pilot)
         screen = pilot.app.screen
         if tab == "prefilter" and not keys:
             pane = screen.query_one(PrefilterPane)
             await wait_until(pilot, lambda: pane.examples_threshold is not None and pictures_done(pane))
         elif isinstance(screen, PairScreen):
             await wait_until(pilot, lambda: screen.rows is not None and pictures_done(screen))
-        await pilot.pause(0.2)
+        await wait_until_still(pilot)
 
     return run_before
 
@@ -162,7 +172,8 @@ def test_help(snap_compare, recorded, steady, size) -> None:
     async def run_before(pilot) -> None:
         await settle("training")(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+        await wait_until_still(pilot)
 
     app = make_app(recorded, clock=frozen_clock)
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -16,7 +16,7 @@ from carclf_tui.screens.main import MainScreen
 from carclf_tui.widgets.stages import StageDetail, StagesTable
 from carclf_tui.widgets.status import StatusLine
 
-from .conftest import cell, make_app, rendered, wait_until
+from .conftest import WAIT_S, cell, make_app, rendered, wait_until
 
 
 def question(app) -> str:
@@ -98,7 +98,7 @@ async def test_r_on_a_done_stage_asks_before_running_it_again(finished_run, reap
         await pilot.press("y")
         await wait_until(pilot, lambda: app.runner.process is not None)
         reap.append(app.runner.process.pid)
-        assert app.runner.process.wait(timeout=10) == 0
+        assert app.runner.process.wait(timeout=WAIT_S) == 0
         assert (Path(finished_run.path) / "fake_argv.txt").read_text() == "train"
 
 
@@ -138,7 +138,7 @@ async def test_r_on_a_stale_stage_asks_and_u_resumes_without_asking(recorded_run
         await pilot.press("u")  # resume: the runner decides what is unfinished or stale, as --resume does
         await wait_until(pilot, lambda: app.runner.process is not None)
         reap.append(app.runner.process.pid)
-        assert app.runner.process.wait(timeout=10) == 0
+        assert app.runner.process.wait(timeout=WAIT_S) == 0
         assert (Path(recorded_run.path) / "fake_argv.txt").read_text() == ""
         assert app.runner.log_path.read_text().startswith("--- carclf-tui runner: resume")
 
