@@ -333,8 +333,10 @@ class ConfusionView(Vertical):
         if self.mode == "heatmap":
             grid = heatmap.grid
             self.query_one("#confusion-cursor", Static).update(heatmap.describe(self.can_open, width))
+            # the test split's photos have their predictions stored (evaluate/predictions.csv)
+            keys = [Text(" · l: worst photos · b: a batch", style="dim")] if self.can_open else []
             self.query_one("#confusion-legend", Static).update(legend_text(heatmap.scale, grid, self.app.no_color,
-                                                                           width))
+                                                                           width, keys))
 
     def on_confusion_heatmap_changed(self, message: ConfusionHeatmap.Changed) -> None:
         message.stop()

@@ -32,9 +32,10 @@ def status_text(stage: rs.StageState) -> Text:
 
 
 def stage_duration(stage: rs.StageState, now: float) -> str:
+    """The stage's whole time (earlier attempts of a resumed stage included)."""
     if stage.status == rs.RUNNING and stage.started is not None:
         # whole seconds: tenths would change (and send the row again) at every event
-        return fmt.timer(max(0.0, now - stage.started))
+        return fmt.timer(stage.elapsed(now))
     return fmt.duration(stage.duration_s)
 
 
