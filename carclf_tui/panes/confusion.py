@@ -29,10 +29,10 @@ class ConfusionPane(Pane):
         Binding("enter", "open", "Zoom into a block, or list a cell's test images", show=False, id="open-cell"),
         Binding("escape,backspace", "zoom_out", "Zoom back out", show=False, id="zoom-out"),
         # out of the footer too (the legend names them): at 80 columns it has no room
-        Binding("l", "predictions('losses')", "The test photos most wrong, worst first", show=False,
-                id="top-losses"),
-        Binding("b", "predictions('batch')", "A batch of test photos with their predictions", show=False,
-                id="batch-predictions"),
+        Binding("l", "predictions('losses')", "Worst photos first", show=False, id="top-losses",
+                tooltip="the test photos the model got most wrong, worst first"),
+        Binding("b", "predictions('batch')", "A predicted batch", show=False, id="batch-predictions",
+                tooltip="a batch of test photos with their predictions"),
     ]
 
     def __init__(self, **kwargs) -> None:

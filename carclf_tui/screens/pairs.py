@@ -277,8 +277,13 @@ class PredictionsScreen(PairScreen):
     that are not cars show up here first) or the evaluate stage's first batch (``b``, ``kind="batch"``).
     Each card says ✓ or ✗, the prediction and its probability, and the true class."""
 
-    TITLES = {"losses": "the test photos the model got most wrong, worst first",
+    TITLES = {"losses": "the test photos most wrong, worst first",
               "batch": "a batch of test photos with their predictions"}
+    DEFAULT_CSS = """
+    PredictionsScreen #pair-table {
+        max-height: 30%;
+    }
+    """
 
     def __init__(self, run: RunDir, kind: str, predictions: Predictions, cache: ThumbnailCache) -> None:
         super().__init__(run, "", "", (0, 0), predictions, cache)
@@ -288,7 +293,7 @@ class PredictionsScreen(PairScreen):
         text = Text(self.TITLES[self.kind], style="bold")
         if self.rows is not None:
             wrong = sum(1 for row in self.rows if not row["correct"])
-            text.append(f" · {len(self.rows):,} test image{'s' if len(self.rows) != 1 else ''}, {wrong:,} wrong")
+            text.append(f" · {len(self.rows):,} shown, {wrong:,} wrong")
             if self.kind == "losses" and self.rows and "loss" not in self.rows[0]:
                 text.append(" (a predictions.csv from before the true class's probability was kept: the wrong "
                             "ones, most confident first)", style="dim")
@@ -310,7 +315,7 @@ class PredictionsScreen(PairScreen):
     def _cells(self, n: int, row: dict[str, Any]) -> tuple[Text, ...]:
         # laid out by width: the class names share what the number columns leave, the file the rest
         names = max(8, (self.size.width - 36) // 3)
-        file = max(12, self.size.width - 26 - 2 * names)
+        file = max(12, self.size.width - 30 - 2 * names)  # the scroll bar's columns left free
         mark = Text("✓", style="green") if row["correct"] else Text("✗", style="bold red")
         first = Text(number(row.get("loss"), 3), justify="right") if self.kind == "losses" else mark
         return (Text(str(n), justify="right"), first, Text(cut(printable(row["predicted"]), names)),

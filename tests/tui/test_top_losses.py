@@ -51,7 +51,7 @@ async def test_l_shows_the_worst_test_photos_first_with_true_and_predicted_class
         wrong = sum(r["correct"] == "False" for r in rows)
         assert all(not r["correct"] for r in screen.rows[:wrong])  # the wrong ones come first here
         title = rendered(screen.query_one("#pair-title"))
-        assert title.startswith("the test photos the model got most wrong, worst first · 200 test images")
+        assert title.startswith(f"the test photos most wrong, worst first · 200 shown, {wrong} wrong")
         first = captions(screen)[0]
         assert first.startswith(f"✗ {float(worst[0]['probability']):.2f} {worst[0]['predicted'][:5]}")
         assert f"true {worst[0]['label'][:5]}" in first
@@ -78,7 +78,7 @@ async def test_b_shows_a_batch_of_test_photos_with_their_predictions(picture_run
         assert [r["path"] for r in screen.rows] == [r["path"] for r in batch]  # in the batch's order
         wrong = sum(r["correct"] == "False" for r in batch)
         assert 0 < wrong < len(batch)
-        assert f"{len(batch)} test images, {wrong} wrong" in rendered(screen.query_one("#pair-title"))
+        assert f"{len(batch)} shown, {wrong} wrong" in rendered(screen.query_one("#pair-title"))
         for caption, row in zip(captions(screen), batch, strict=False):
             assert caption.startswith(("✓ " if row["correct"] == "True" else "✗ ") + f"{float(row['probability']):.2f}")
 
