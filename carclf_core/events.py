@@ -72,6 +72,8 @@ class StageStarted(Event):
     stage: str
     total: int | None = None
     """Units of work (images, epochs) the stage expects, when known."""
+    spent_s: float = 0.0
+    """Seconds earlier attempts of the stage ran, when this one continues them (a stopped train resumed)."""
 
 
 @_register

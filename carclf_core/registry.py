@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import importlib
+import math
 import os
 import time
 import traceback
@@ -113,8 +114,10 @@ def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
     stage = STAGE_BY_NAME[name]
     ctx.stage = name
     state = ctx.run.update_stage_state if owner else (lambda stage, **fields: None)
+    stages = ctx.run.read_state().get("stages", {}) if owner else {}
+    before = stages.get(name, {})
+    done_before = before.get("status") == Status.DONE
     if owner:
-        stages = ctx.run.read_state().get("stages", {})
         # an upstream stage never run is left to the stage to find (it says what it misses)
         unfinished = [up for up in LINEAGES[name].upstream if stages.get(up, {}).get("status", "done") != Status.DONE]
         if unfinished:
@@ -127,28 +130,36 @@ def run_stage(ctx: StageContext, name: str, owner: bool = True) -> Status:
             )
             return Status.FAILED
         if stage.set_aside:
-            _start_fresh(ctx, name, stages.get(name, {}))
+            _start_fresh(ctx, name, before)
+    # A stage that continues a stopped or failed attempt (epochs, chunks) reports its whole time:
+    # what the attempts before it spent is kept in state.json as ``spent_s`` and carried on.
+    spent = 0.0 if done_before else _seconds(before.get("spent_s"))
     started = time.monotonic()
-    state(name, status=Status.RUNNING, started=time.time())
-    ctx.emit(StageStarted(stage=name))
+    state(name, status=Status.RUNNING, started=time.time(), spent_s=spent)
+    ctx.emit(StageStarted(stage=name, spent_s=spent))
     try:
         result = stage.resolve()(ctx)
     except (StageCancelled, KeyboardInterrupt) as exc:
         reason = str(exc) or ctx.cancel_reason
         ctx.emit(StageInterrupted(stage=name, reason=reason))
-        state(name, status=Status.INTERRUPTED, finished=time.time(), summary=reason)
+        spent += time.monotonic() - started
+        state(name, status=Status.INTERRUPTED, finished=time.time(), summary=reason, spent_s=spent, duration_s=spent)
         return Status.INTERRUPTED
     except Exception as exc:  # a stage failure is reported, never re-raised into the runner
         message = failure_message(exc)
-        ctx.emit(StageFailed(stage=name, error=message, traceback=traceback.format_exc()))
-        state(name, status=Status.FAILED, finished=time.time(), summary=message)
+        # A CarclfError is a known failure whose message names the file or key and what to do: its
+        # traceback is noise in the dashboard's detail panel. Anything else is a bug: keep the trace.
+        trace = "" if isinstance(exc, CarclfError) else traceback.format_exc()
+        ctx.emit(StageFailed(stage=name, error=message, traceback=trace))
+        spent += time.monotonic() - started
+        state(name, status=Status.FAILED, finished=time.time(), summary=message, spent_s=spent, duration_s=spent)
         return Status.FAILED
     if not result.complete:
         # state.json keeps "running": a runner that finished its share must not overwrite what the
         # one finishing the stage writes at the same time
         ctx.emit(StageUpdated(stage=name, summary=result.summary, result=result.data))
         return Status.RUNNING
-    duration = time.monotonic() - started
+    duration = spent + time.monotonic() - started
     ctx.emit(StageFinished(stage=name, duration_s=duration, summary=result.summary, result=result.data))
     # done and what it was made from in one write: never a done stage without its record
     made = (
@@ -202,6 +213,13 @@ def _start_fresh(ctx: StageContext, name: str, entry: dict) -> None:
     kept = run.set_aside(name, target)
     if kept is not None:
         ctx.log("info", f"{name} was done: starting it fresh; its earlier results are kept in {kept}")
+
+
+def _seconds(value: object) -> float:
+    """A duration read back from ``state.json`` (anyone may have edited it): 0 unless a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return 0.0
+    return float(value)
 
 
 def pending_stages(run: RunDir, config: Config | None = None) -> list[str]:

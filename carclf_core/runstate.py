@@ -69,6 +69,16 @@ class StageState:
     """Why a running stage has no runner here and is not lost: a prefilter shard did its share and
     the other shards (other machines) finish the stage (``waiting for the other shards: 3 of 4
     chunks scored``); empty otherwise."""
+    spent_s: float = 0.0
+    """Seconds earlier attempts of the stage ran before this one continued them (a stopped train
+    resumed); :attr:`duration_s` and :meth:`elapsed` count them in."""
+
+    def elapsed(self, now: float) -> float | None:
+        """Seconds the stage has run at wall-clock ``now``, earlier attempts included: its whole time
+        while it runs, its duration once it ended; None when unknown."""
+        if self.status == RUNNING and self.started is not None:
+            return self.spent_s + max(0.0, now - self.started)
+        return self.duration_s
 
 
 @dataclasses.dataclass
@@ -247,6 +257,11 @@ class RunState:
     after_steps_s: float | None = None
     """Seconds the last finished epoch took after its last training step (validation, the epoch's
     callbacks), for the ETAs; None until an epoch with batch events ended."""
+    earlier_rows: list[EpochRow] | None = None
+    earlier_patience: Patience | None = None
+    """A train stage that starts again shows nothing of the attempt before it until its first epoch
+    says where it starts: a fresh run (epoch 1) drops these, a resumed one (epoch 4) keeps the rows
+    and patience of the epochs before. None when no attempt is pending."""
     # prefilter
     prefilter: PrefilterView = dataclasses.field(default_factory=PrefilterView)
     # log
@@ -582,16 +597,43 @@ def _run_finished(s: RunState, e: ev.RunFinished) -> None:
 
 def _stage_started(s: RunState, e: ev.StageStarted) -> None:  # also ends a wait: a shard (re)started
     s.stage(e.stage)  # keeps its place in the order
-    s.stages[e.stage] = StageState(e.stage, status=RUNNING, started=e.t, total=e.total)
+    s.stages[e.stage] = StageState(e.stage, status=RUNNING, started=e.t, total=e.total, spent_s=max(0.0, e.spent_s))
     s.current_stage = e.stage
     s.run_status = RUNNING
     if e.stage == "prefilter":
         s.prefilter = PrefilterView()
         s.rev_prefilter += 1
-    if e.stage == "train" and s.workers is not None:
-        s.workers = None  # a new attempt says again what it runs on
-        s.rev_training += 1
+    if e.stage == "train":
+        _training_starts(s)
     s.rev_stages += 1
+    again = f" (continuing; {e.spent_s:.0f} s spent before)" if e.spent_s > 0 else ""
+    _append_log(s, LogEntry(e.t, "info", f"{e.stage} started{again}", stage=e.stage))
+
+
+def _training_starts(s: RunState) -> None:
+    # The panels show this attempt only: the epochs, curves, patience and matrix of the one before
+    # are put aside until the first epoch says whether they still hold (see _resolve_earlier).
+    if s.earlier_rows is None:  # a second start before any epoch keeps the first attempt's rows
+        s.earlier_rows, s.earlier_patience = s.epoch_rows, s.patience
+    s.epoch_rows = []
+    s.epoch = 0
+    s.batch = BatchCurve()
+    s.patience = None
+    s.confusion = None
+    s.after_steps_s = None
+    s.workers = None  # a new attempt says again what it runs on
+    s.rev_training += 1
+
+
+def _resolve_earlier(s: RunState, epoch: int) -> None:
+    """The first epoch of a restarted train stage is ``epoch``: the earlier attempt's rows before it
+    are the history this attempt continues; the rest are gone."""
+    if s.earlier_rows is None:
+        return
+    s.epoch_rows = [r for r in s.earlier_rows if r.epoch < epoch]
+    p = s.earlier_patience
+    s.patience = p if p is not None and p.epoch < epoch else None
+    s.earlier_rows = s.earlier_patience = None
 
 
 def _stage_end(s: RunState, e: ev.Event, status: str, summary: str) -> None:
@@ -600,7 +642,7 @@ def _stage_end(s: RunState, e: ev.Event, status: str, summary: str) -> None:
     st.finished = e.t
     st.summary = summary
     if st.started is not None:
-        st.duration_s = e.t - st.started
+        st.duration_s = st.spent_s + max(0.0, e.t - st.started)
     if s.current_stage == e.stage:  # type: ignore[attr-defined]
         s.current_stage = ""
     s.rev_stages += 1
@@ -610,6 +652,7 @@ def _stage_finished(s: RunState, e: ev.StageFinished) -> None:
     _stage_end(s, e, DONE, e.summary)
     s.stages[e.stage].duration_s = e.duration_s
     s.stages[e.stage].info.update(e.result)
+    _append_log(s, LogEntry(e.t, "info", f"{e.stage} done: {e.summary}", stage=e.stage))
 
 
 def _stage_failed(s: RunState, e: ev.StageFailed) -> None:
@@ -670,6 +713,7 @@ def _epoch_started(s: RunState, e: ev.EpochStarted) -> None:
         and e.phase == s.phase
         and not (train is not None and train.started is not None and old.started_t < train.started)
     )
+    _resolve_earlier(s, e.epoch)
     s.epoch, s.epochs, s.phase = e.epoch, e.epochs, e.phase
     s.batch = BatchCurve(epoch=e.epoch, total_steps=e.steps, started_t=e.t, first_of_fit=not same_fit)
     if same_fit:
@@ -681,6 +725,7 @@ def _epoch_started(s: RunState, e: ev.EpochStarted) -> None:
 def _epoch_ended(s: RunState, e: ev.EpochEnded) -> None:
     # A resumed or restarted training run re-reports epochs: the newest report of an epoch wins and
     # anything after it is from the abandoned attempt.
+    _resolve_earlier(s, e.epoch)
     rows = s.epoch_rows
     if rows and rows[-1].epoch >= e.epoch:
         s.epoch_rows = rows = [r for r in rows if r.epoch < e.epoch]

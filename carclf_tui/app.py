@@ -213,12 +213,29 @@ class CarclfApp(App):
         else:
             self.push_screen(MainScreen())
 
-    def new_run(self, name: str | None = None) -> None:
-        """Create a fresh run directory with the dashboard's config (named ``name``) and show it."""
-        config = self.config
+    def new_run_config(self) -> Config:
+        """The configuration a new run (``n``) starts from: the shown run's (its data, classes, model,
+        epochs, name), in the folder beside it.
+
+        Raises:
+            CarclfError, OSError: the shown run's ``config.yaml`` cannot be read or is not valid.
+        """
+        config = self.run_dir.load_config()
+        root = str(Path(self.run_dir.path).resolve().parent)
+        return dataclasses.replace(config, run=dataclasses.replace(config.run, root=root))
+
+    def new_run(self, name: str | None = None, config: Config | None = None) -> None:
+        """Create a fresh run directory with ``config`` (default: the dashboard's), named ``name``, and
+        show it; a run that cannot be created is a message, and the shown run stays."""
+        config = config or self.config
         if name is not None:
             config = dataclasses.replace(config, run=dataclasses.replace(config.run, name=name))
-        self.attach(create_run(config))
+        try:
+            run = create_run(config)
+        except (CarclfError, OSError) as exc:
+            self.notify(printable(f"no new run: {exc}"), severity="error", timeout=10, markup=False)
+            return
+        self.attach(run)
         self.notify(f"new run {printable(self.run_dir.name)}", markup=False)
 
     def action_open_run(self) -> None:

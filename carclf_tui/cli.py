@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue RUN (path or folder name under run.root): its unfinished stages, "
                              "or those named by --stage")
     parser.add_argument("--attach", metavar="RUN", help="open the dashboard on RUN (running or finished)")
-    parser.add_argument("--plain", action="store_true", help="headless output as plain lines even on a terminal")
+    parser.add_argument("--plain", action="store_true",
+                        help="headless output as plain lines even on a terminal; with --attach RUN, follow RUN in "
+                             "plain lines until no runner works on it (no screen drawn)")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
                         help="with --resume RUN --stage prefilter: score share I of N (1-based) into RUN, "
                              "beside the other shards on other machines; the last to finish writes the decision; "
@@ -383,8 +385,6 @@ def _run_worker(args: argparse.Namespace, cluster: Cluster) -> int:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    from .app import run_app  # Textual is imported only for the dashboard
-
     config = resolve_config(args)
     run: RunDir | None
     if args.attach:
@@ -392,6 +392,19 @@ def run_dashboard(args: argparse.Namespace) -> int:
     else:
         # --demo always shows a demo run (the newest, or a new one), never another run of the folder
         run = latest_run(config.run.root, name=config.run.name if args.demo else None)
+    dumb = os.environ.get("TERM", "") == "dumb"
+    if args.plain or dumb:
+        from .follow import follow_plain
+
+        if dumb and not args.plain:
+            _say("TERM=dumb: this terminal cannot draw the dashboard; following the run in plain text "
+                 "instead (carclf-tui --attach RUN --plain; --run-all or --resume RUN run stages)")
+        if run is None:
+            _say(f"no run to follow under {config.run.root}; start one with --run-all")
+            return EXIT_USAGE
+        return follow_plain(run)
+    from .app import run_app  # Textual is imported only for the dashboard
+
     # no run named: the picker opens over the newest run when the folder holds several
     return run_app(config=config, run=run, pick=not (args.attach or args.demo))
 

@@ -78,6 +78,10 @@ class ConsoleRenderer:
         self.reported_stale: dict[str, str] = {}
 
     # --- output helpers --------------------------------------------------------------------------
+    def note(self, text: str) -> None:
+        """One line of the caller's own (made display-safe like every other)."""
+        self._line(text)
+
     def _line(self, text: str) -> None:
         line = Text(printable(text))
         if self.progress is not None:

@@ -1,4 +1,5 @@
-"""Following a run's ``events.jsonl`` from a thread, folding it into the run state.
+"""Following a run's ``events.jsonl`` from a thread, folding it into the run state; and following it
+in plain text (:func:`follow_plain`: ``--attach RUN --plain``, and the dashboard under ``TERM=dumb``).
 
 The follower thread owns the state while it folds: it reads every complete new line since its last
 offset, folds the whole chunk with :func:`carclf_core.runstate.fold` (one copy a chunk), and posts the
@@ -11,10 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from carclf_core import runstate
 from carclf_core.eventlog import EventFollower, parse_lines
 from carclf_core.events import Event
+from carclf_core.runs import RunDir
 
 from .runner import Runner
 
@@ -153,3 +156,62 @@ class _Watch:
         else:
             self.suspect = 0
         return state, changed
+
+
+PLAIN_POLL_S = 0.5
+"""How often :func:`follow_plain` reads the log while a runner works (lines, not a screen: no hurry)."""
+PLAIN_EXIT = {runstate.DONE: 0, runstate.PENDING: 0, runstate.FAILED: 1, runstate.INTERRUPTED: 130}
+"""Exit code of :func:`follow_plain` by how the run ended (as ``--resume`` would have exited)."""
+
+
+def follow_plain(run: RunDir, stream: IO[str] | None = None, interval: float = PLAIN_POLL_S) -> int:
+    """Print ``run``'s events from its start through the headless console renderer, in plain lines,
+    and follow them while a runner works on the run; return once none does.
+
+    For logs, ``TERM=dumb``, screen readers and scripts: the same lines ``--run-all --plain`` prints
+    (progress throttled, every stage's start and end, each epoch, warnings, the summary table).
+
+    Args:
+        run: the run to follow.
+        stream: where the lines go (default stdout).
+        interval: seconds between reads while the runner works.
+
+    Returns:
+        0 when the run ended done (or nothing ran), 1 when a stage failed or its runner went away
+        without a word (a crash, a kill), 130 when it was stopped or Ctrl-C ended the following.
+    """
+    from .console import ConsoleRenderer
+
+    console = ConsoleRenderer(stream, interactive=False)
+    follower = EventFollower(run.events_path)  # every event: the renderer thins progress itself
+    runner = Runner(run)
+    state = runstate.new_state()
+    problem: str | None = None
+    console.note(f"following {run.path} in plain text (Ctrl-C stops following; the run goes on)")
+    try:
+        while True:
+            events, bad = follower.read_new()
+            for event in events:
+                console(event)
+            for number in bad:
+                console.note(f"events.jsonl line {int(number)}: {getattr(number, 'reason', 'malformed')}, skipped")
+            state = runstate.fold(state, events)
+            if follower.problem != problem:
+                problem = follower.problem
+                if problem:
+                    console.note(f"cannot follow: {problem}")
+            if events or follower.behind:
+                continue
+            if runner.lock_holder() is None:
+                break  # no runner works on the run: what the log holds is all there will be
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        console.note("stopped following; the run goes on")
+        console.close()
+        return 130
+    running = state.running_stage()
+    if running:  # the events say it runs, and no runner is left: a crash or a kill -9
+        console.note(f"[{running}] the runner is gone without a last word (see {run.path / 'runner.log'})")
+        state = runstate.runner_lost(state, "runner gone")
+    console.close()
+    return PLAIN_EXIT.get(state.run_status, 1)

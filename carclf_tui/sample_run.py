@@ -233,11 +233,17 @@ def write_picture_run(root: Path, name: str = "20260101-140000-pictures", classe
     true = [c for _, c in files]
     evaluate_dir = Path(run.path) / "evaluate"
     evaluate_dir.mkdir(parents=True, exist_ok=True)
-    lines = ["path,label,predicted,probability,correct,top5"]
+    lines = ["path,label,predicted,probability,true_probability,correct,top5"]
+    losses = random.Random(seed + 1)  # its own: the probabilities stay those of the recorded screenshots
     for (file, c), p in zip(files, predicted, strict=True):
         top5 = " | ".join(labels[(p + j) % classes] for j in range(5))
-        lines.append(f"{file},{labels[c]},{labels[p]},{0.55 + 0.4 * rng.random():.4f},{c == p},{top5}")
+        probability = 0.55 + 0.4 * rng.random()
+        true_probability = probability if c == p else (1 - probability) * losses.random()
+        lines.append(f"{file},{labels[c]},{labels[p]},{probability:.4f},{true_probability:.4f},{c == p},{top5}")
     (evaluate_dir / "predictions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # the first batch, as the evaluate stage writes it (every 20th file: some right, some wrong)
+    (evaluate_dir / "batch_predictions.csv").write_text("\n".join([lines[0], *lines[1::20][:32]]) + "\n",
+                                                        encoding="utf-8")
 
     import numpy as np
 

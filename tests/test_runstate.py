@@ -94,6 +94,7 @@ def test_a_failed_stage_keeps_its_message_and_traceback() -> None:
     assert train.summary == "disk full writing train/last.keras" and train.duration_s == 4.5
     assert state.run_status == "failed" and state.errors == 1 and state.current_stage == ""
     assert [(e.t, e.level, e.message, e.stage) for e in state.log] == [
+        (100.0, "info", "train started", "train"),
         (104.5, "error", "train failed: disk full writing train/last.keras", "train")]
     # a later, successful attempt of the same stage starts clean: the old failure does not stick
     retried = rs.fold(state, [ev.StageStarted(stage="train", t=200.0),
@@ -108,10 +109,10 @@ COUNTERS = ("revision", "rev_stages", "rev_training", "rev_prefilter", "rev_log"
 # so a counter left still is a frozen panel and one moved for nothing is wasted redrawing.
 BUMPS = [
     (ev.RunStarted(run_dir="r", stages=("index", "prefilter")), {"rev_stages"}),
-    (ev.StageStarted(stage="index"), {"rev_stages"}),
+    (ev.StageStarted(stage="index"), {"rev_stages", "rev_log"}),  # its log line
     (ev.StageProgress(stage="index", done=1, total=2), {"rev_stages"}),
-    (ev.StageFinished(stage="index", duration_s=1.0, summary="ok"), {"rev_stages"}),
-    (ev.StageStarted(stage="prefilter"), {"rev_stages", "rev_prefilter"}),
+    (ev.StageFinished(stage="index", duration_s=1.0, summary="ok"), {"rev_stages", "rev_log"}),
+    (ev.StageStarted(stage="prefilter"), {"rev_stages", "rev_prefilter", "rev_log"}),
     (ev.StageProgress(stage="prefilter", done=1, total=2), {"rev_stages", "rev_prefilter"}),
     (ev.PrefilterHistogram(edges=(0.0, 0.5, 1.0), counts=(1, 1), threshold=0.1, kept=1, scored=2), {"rev_prefilter"}),
     (ev.PrefilterExamples(kept=(("a.jpg", 0.9),), rejected=(("b.jpg", 0.0),)), {"rev_prefilter"}),
@@ -139,7 +140,7 @@ def test_each_event_moves_the_revision_and_exactly_its_sections_counters() -> No
         assert change == {name: int(name == "revision" or name in moved) for name in COUNTERS}, event.kind
         state = after
     lost = rs.runner_lost(rs.fold(state, [ev.StageStarted(stage="train")]), "gone", ["a", "b"])
-    assert lost.rev_log - state.rev_log == 3 + 0  # the error line and the two tail lines (stage start logs nothing)
+    assert lost.rev_log - state.rev_log == 1 + 3  # the stage's start, the error line and the two tail lines
     noted = rs.note(state, "info", "runner exited")
     assert {k: v - _counters(state)[k] for k, v in _counters(noted).items()} == {
         "revision": 1, "rev_stages": 0, "rev_training": 0, "rev_prefilter": 0, "rev_log": 1}
@@ -199,9 +200,12 @@ def test_stage_and_prefilter_events_fill_every_field_they_carry() -> None:
     assert state.prefilter == rs.PrefilterView((0.0, 0.5, 1.0), (3, 2), 0.1, 2, 5, (("c.jpg", 0.9),),
                                                (("d.jpg", 0.01),))
     assert [(e.t, e.level, e.message, e.stage, e.file) for e in state.log] == [
+        (11.0, "info", "index started", "index", ""),
         (11.6, "warning", "rejected: empty file", "index", "a.jpg"),
+        (13.0, "info", "index done: 5 images", "index", ""),
+        (14.0, "info", "prefilter started", "prefilter", ""),
         (15.0, "warning", "prefilter interrupted: SIGTERM", "prefilter", "")]
-    assert (state.warnings, state.errors, state.log_total) == (2, 0, 2)
+    assert (state.warnings, state.errors, state.log_total) == (2, 0, 5)
     # a restarted prefilter starts from an empty view, not the interrupted attempt's histogram
     restarted = rs.apply(state, ev.StageStarted(stage="prefilter", t=20.0))
     assert restarted.prefilter == rs.PrefilterView() and restarted.stages["prefilter"].status == "running"
@@ -222,7 +226,8 @@ def test_a_copy_shares_nothing_a_later_event_changes() -> None:
     assert (dict(before.stages["index"].info), before.batch.steps, before.batch.loss, before.batch.accuracy,
             before.prefilter.threshold, [e.message for e in before.log]) == snapshot
     assert after.stages["index"].info == {"kept": 2, "more": 1} and after.batch.loss == [2.0, 1.0]
-    assert [e.message for e in after.log] == ["first", "second"] and after.prefilter.threshold == 0.3
+    assert [e.message for e in after.log] == ["index started", "first", "second"]
+    assert after.prefilter.threshold == 0.3
 
 
 def test_the_batch_curve_keeps_evenly_spaced_aligned_points() -> None:
@@ -243,6 +248,7 @@ def test_a_lost_runner_fails_the_running_stage_with_every_detail() -> None:
         "failed", "runner exited with code -9", "runner exited with code -9", "Traceback\nMemoryError", 5.0)
     assert (lost.run_status, lost.current_stage, lost.errors) == ("failed", "", 1)
     assert [(e.t, e.level, e.message, e.stage) for e in lost.log] == [
+        (1.0, "info", "train started", "train"),
         (5.0, "error", "train: runner exited with code -9", "train"),
         (5.0, "info", "  | Traceback", "train"), (5.0, "info", "  | MemoryError", "train")]
     assert rs.runner_lost(state, "gone").stages["train"].finished is None  # no time given: none made up
@@ -255,9 +261,10 @@ def test_an_event_the_reducer_cannot_fold_is_skipped_counted_and_logged() -> Non
     without = rs.fold(rs.new_state(("index",)), [ev.StageStarted(stage="index"), ev.LogLine(level="info",
                                                                                         message="after")])
     assert state.fold_errors == 1 and state.revision > without.revision  # views redraw to show the error line
-    assert [(e.t, e.level) for e in state.log] == [(0.0, "error"), (state.log[1].t, "info")]
-    assert state.log[0].message.startswith("events.jsonl: a stage_progress event could not be folded (TypeError: ")
-    assert state.log[0].message.endswith("); skipped") and state.log[1].message == "after"
+    started, error, after = state.log
+    assert (started.message, error.t, error.level, after.level) == ("index started", 0.0, "error", "info")
+    assert error.message.startswith("events.jsonl: a stage_progress event could not be folded (TypeError: ")
+    assert error.message.endswith("); skipped") and after.message == "after"
 
 
 def test_stage_bookkeeping_across_starts_ends_and_reports() -> None:
@@ -290,3 +297,63 @@ def test_reader_notes_lost_runners_and_errors_are_counted_exactly() -> None:
                                      ev.StageProgress(stage="a", done=1, info=5),  # type: ignore[arg-type]
                                      ev.StageProgress(stage="b", done=1, info=6)])  # type: ignore[arg-type]
     assert (twice.errors, twice.fold_errors) == (4, 2)
+
+
+def _trained(epochs: int, upto: int, t0: float = 0.0) -> list[ev.Event]:
+    """A train stage's events through epoch ``upto`` of ``epochs`` (each epoch 10 s, patience reported)."""
+    out: list[ev.Event] = []
+    for n in range(1, upto + 1):
+        t = t0 + 10 * n
+        out += [ev.EpochStarted(epoch=n, epochs=epochs, steps=4, t=t - 9),
+                ev.BatchEnded(epoch=n, step=4, steps=4, loss=1.0 / n, t=t - 2),
+                ev.EpochEnded(epoch=n, epochs=epochs, metrics={"loss": 1.0 / n, "val_loss": 1.0 / n}, t=t),
+                ev.PatienceChanged(epoch=n, wait=0, patience=3, best=1.0 / n, best_epoch=n, t=t),
+                ev.ConfusionReady(epoch=n, classes=("a", "b"), cells=((0, 0, n),), t=t)]
+    return out
+
+
+def test_a_train_run_again_shows_nothing_of_the_run_before_until_its_own_first_epoch() -> None:
+    done = replay([ev.RunStarted(run_dir="r", stages=("train",)), ev.StageStarted(stage="train", t=0.0),
+                   *_trained(12, 12), ev.StageFinished(stage="train", duration_s=120.0, summary="ok", t=121.0)])
+    assert len(done.epoch_rows) == 12 and done.patience is not None and done.confusion is not None
+    again = rs.apply(done, ev.StageStarted(stage="train", t=500.0))
+    assert (again.epoch_rows, again.patience, again.confusion, again.epoch, again.batch.epoch) == ([], None, None, 0, 0)
+    progress = rs.training_progress(again, 505.0)
+    assert progress is not None and (progress.epoch, progress.activity) == (0, "building the model")
+    first = rs.apply(again, ev.EpochStarted(epoch=1, epochs=12, steps=4, t=510.0))
+    assert first.epoch_rows == [] and first.patience is None  # a fresh start: epoch 1 keeps nothing
+    ended = rs.fold(first, [ev.EpochEnded(epoch=1, epochs=12, metrics={"loss": 3.0}, t=520.0)])
+    assert [row.metrics["loss"] for row in ended.epoch_rows] == [3.0]
+
+
+def test_a_resumed_train_keeps_the_epochs_it_continues_and_its_header_and_row_agree() -> None:
+    stopped = replay([ev.RunStarted(run_dir="r", stages=("train",)), ev.StageStarted(stage="train", t=0.0),
+                      *_trained(12, 3), ev.EpochStarted(epoch=4, epochs=12, steps=4, t=31.0),
+                      ev.BatchEnded(epoch=4, step=2, steps=4, loss=0.2, t=33.0),
+                      ev.StageInterrupted(stage="train", reason="SIGINT", t=35.0),
+                      ev.RunFinished(status="interrupted")])
+    assert stopped.stages["train"].duration_s == 35.0
+    resumed = rs.fold(stopped, [ev.RunStarted(run_dir="r", stages=("train",)),
+                                ev.StageStarted(stage="train", spent_s=35.0, t=100.0)])
+    assert resumed.epoch_rows == [] and resumed.epoch == 0  # not epoch 4 of the stopped attempt
+    progress = rs.training_progress(resumed, 101.0)
+    assert progress is not None and progress.epoch == 0
+    assert resumed.stages["train"].elapsed(110.0) == 45.0  # its whole time, the stopped attempt's counted in
+    assert resumed.log[-1].message == "train started (continuing; 35 s spent before)"
+    going = rs.apply(resumed, ev.EpochStarted(epoch=4, epochs=12, steps=4, t=105.0))
+    assert [row.epoch for row in going.epoch_rows] == [1, 2, 3] and going.patience is not None
+    assert going.patience.epoch == 3 and going.confusion is None
+    progress = rs.training_progress(going, 106.0)
+    assert progress is not None and (progress.epoch, going.epoch) == (4, 4)
+    finished = rs.fold(going, [*_trained(12, 12)[15:], ev.StageFinished(stage="train", duration_s=120.0,
+                                                                        summary="ok", t=200.0)])
+    assert [row.epoch for row in finished.epoch_rows] == list(range(1, 13))
+    assert finished.stages["train"].duration_s == 120.0 and finished.log[-1].message == "train done: ok"
+
+
+def test_an_ended_attempt_counts_the_time_of_those_before() -> None:
+    state = replay([ev.StageStarted(stage="index", spent_s=20.0, t=100.0),
+                    ev.StageFailed(stage="index", error="boom", t=105.0)])
+    assert state.stages["index"].duration_s == 25.0 and state.stages["index"].elapsed(999.0) == 25.0
+    odd = replay([ev.StageStarted(stage="index", spent_s=-5.0, t=100.0)])  # a hand-made log: no negative time
+    assert odd.stages["index"].elapsed(101.0) == 1.0 and odd.log[-1].message == "index started"

@@ -6,7 +6,7 @@ its 95 % interval, beside chance, the majority-class baseline and top-5 chance; 
 sink classes; how many test images have a copy in train), ``per_class.csv`` (precision, recall with
 its interval, F1, support), ``confusion.csv`` and ``confusion.npy`` (rows true,
 columns predicted), ``most_confused.csv``, ``predictions.csv`` (every test image: label, prediction,
-probability, top-5) and ``batch_predictions.csv`` (the first batch, as the reference's
+probability, the true class's probability, top-5) and ``batch_predictions.csv`` (the first batch, as the reference's
 ``show_batch_with_pred``). Exports the model with its contract (see :mod:`carclf_core.export`):
 ``export/model.keras``, ``contract.json``, ``classes.json``, by option a SavedModel for TF Serving and
 a checked TFLite file.
@@ -150,6 +150,8 @@ def run(ctx: StageContext) -> StageResult:
             "label": [classes[i] for i in labels],
             "predicted": [classes[i] for i in pred],
             "probability": probs[np.arange(len(pred)), pred],
+            # what the loss is made of: the dashboard's worst test photos are those it gave least
+            "true_probability": probs[np.arange(len(labels)), labels],
             "correct": labels == pred,
             "top5": [" | ".join(classes[i] for i in row) for row in top5],
             "counted": counted,

@@ -1,6 +1,6 @@
 """The confusion pane: the newest confusion matrix as a colour heatmap with a cell cursor, the
-most-confused pairs or per-class metrics (``v``), the colour scale (``c``), and the test images of a
-cell (Enter)."""
+most-confused pairs or per-class metrics (``v``), the colour scale (``c``), the test images of a
+cell (Enter), the test photos the model got most wrong (``l``) and a batch with its predictions (``b``)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ class ConfusionPane(Pane):
         Binding("c", "toggle_scale", "Colour by row share or by count", show=False, id="colour-scale"),
         Binding("enter", "open", "Zoom into a block, or list a cell's test images", show=False, id="open-cell"),
         Binding("escape,backspace", "zoom_out", "Zoom back out", show=False, id="zoom-out"),
+        # out of the footer too (the legend names them): at 80 columns it has no room
+        Binding("l", "predictions('losses')", "Worst photos first", show=False, id="top-losses",
+                tooltip="the test photos the model got most wrong, worst first"),
+        Binding("b", "predictions('batch')", "A predicted batch", show=False, id="batch-predictions",
+                tooltip="a batch of test photos with their predictions"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -66,6 +71,14 @@ class ConfusionPane(Pane):
     def action_zoom_out(self) -> None:
         if self.view.mode == "heatmap":
             self.view.heatmap.action_zoom_out()
+
+    def action_predictions(self, kind: str) -> None:
+        """The test photos with their predictions: the worst first (``losses``) or a batch (``batch``)."""
+        from ..screens.pairs import Predictions, PredictionsScreen
+
+        if self.predictions is None:
+            self.predictions = Predictions()
+        self.app.push_screen(PredictionsScreen(self.app.run_dir, kind, self.predictions, self.thumbnails))
 
     def on_confusion_heatmap_cell_chosen(self, message: ConfusionHeatmap.CellChosen) -> None:
         message.stop()

@@ -48,6 +48,8 @@ class LogPane(Pane):
     def _head(self, state: RunState) -> None:
         view = self.query_one(LogView)
         text = Text(f"{FILTER_WORDS[view.filter]}: {view.matching:,} of {len(state.log):,}", style="bold")
+        if state.log_total > len(state.log):  # the older lines are in events.jsonl, not here
+            text.append(f" (the last of {state.log_total:,})", style="bold")
         names = list(FILTERS)
         text.append(f" · f: {FILTER_WORDS[names[(names.index(view.filter) + 1) % len(names)]]}", style="dim")
         if text.plain != self._head_shown:  # unchanged: nothing to send to the terminal

@@ -164,5 +164,8 @@ class HelpScreen(ModalScreen):
         else:
             content = keys_table(sections)
         self.query_one("#help-keys", Static).update(content)
-        # the note under the keys only where it fits beside them (80x24 has room for the keys alone)
-        self.query_one("#help-note").display = width < TWO_COLUMNS or rows + 4 <= height
+        # the note under the keys only where all its lines fit below them (80x24 has room for the keys
+        # alone; a cut paragraph reads as a mistake): measured at the box's inside width, border off
+        inside = self.app.console.options.update_width(max(20, min(width, 100) - 4))
+        note = len(self.app.console.render_lines(Text(self.NOTE), inside, pad=False))
+        self.query_one("#help-note").display = width < TWO_COLUMNS or rows + 2 + note <= height

@@ -216,13 +216,19 @@ class MainScreen(Screen):
             self.notify("nothing is running", severity="warning")
 
     def action_new_run(self) -> None:
-        """Start over in a new run directory with the dashboard's config, under a name asked for."""
+        """Start a new run like the one shown (its configuration, beside it), under a name asked for."""
         if self.busy:
             self.notify("a stage is running: stop it first (s)", severity="warning")
             return
+        try:
+            config = self.app.new_run_config()
+        except (CarclfError, OSError) as exc:
+            config = self.app.config
+            self.notify(printable(f"the shown run's configuration cannot be read ({exc}); the new run takes the "
+                                  "dashboard's"), severity="warning", timeout=10, markup=False)
 
         def named(name: str | None) -> None:
             if name is not None:
-                self.app.new_run(name)
+                self.app.new_run(name, config)
 
-        self.app.push_screen(RunNameScreen(self.app.config.run.name, printable(self.app.config.run.root)), named)
+        self.app.push_screen(RunNameScreen(config.run.name, printable(config.run.root)), named)

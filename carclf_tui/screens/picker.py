@@ -42,9 +42,37 @@ RUN_STATUS_STYLE = {
     catalog.DAMAGED: ("!", "bold red"),
 }
 COLUMNS = ("run", "status", "classes", "val acc", "test acc", "time", "age")
-WIDTHS = {"status": 16, "classes": 7, "val acc": 7, "test acc": 8, "time": 8, "age": 5}
+WIDTHS = {"status": 22, "classes": 7, "val acc": 7, "test acc": 8, "time": 8, "age": 5}
 """Fixed widths of the columns filled in later: measuring every updated cell again (DataTable's
-``update_width``) cost more UI time than reading the runs did."""
+``update_width``) cost more UI time than reading the runs did. A status is at most ``◐ partial 2/5
+done`` or ``■ interrupted evaluate`` (a longer detail is cut, and said whole below the table)."""
+DROPPED_FIRST = ("val acc", "classes", "age", "test acc")
+"""The columns a narrow picker leaves out, first first: the run, its status and its time always show
+(the line under the table says the whole summary in words)."""
+MIN_RUN = 22
+"""Fewest columns of the run's name (its start and end, ``…`` between) before a column is left out."""
+PADDING = 2
+"""A DataTable cell's padding, one column each side."""
+
+
+def fitting_columns(width: int) -> tuple[tuple[str, ...], int]:
+    """The columns a table ``width`` wide shows, and the width of the run's name in it."""
+    shown = list(COLUMNS)
+    for name in DROPPED_FIRST:
+        if MIN_RUN + sum(WIDTHS[c] + PADDING for c in shown if c != "run") + PADDING <= width:
+            break
+        shown.remove(name)
+    rest = sum(WIDTHS[c] + PADDING for c in shown if c != "run") + PADDING
+    return tuple(shown), max(MIN_RUN, width - rest)
+
+
+def middle_cut(text: str, width: int) -> str:
+    """``text`` in ``width`` columns, cut in its middle (``…``): run names differ at both ends (the
+    date first, the name last)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 SUMMARY_BATCH_S = 0.1
 """Summaries read are posted to the UI at most this often (one message, one redraw, for many rows)."""
 
@@ -78,6 +106,8 @@ def status_cell(summary: catalog.RunSummary) -> Text:
     label = f"{symbol} {summary.status}"
     if summary.detail and summary.status in (catalog.RUNNING, catalog.FAILED, catalog.INTERRUPTED, catalog.PARTIAL):
         label += f" {printable(summary.detail)}"
+    if len(label) > WIDTHS["status"]:  # cut where it shows, not mid-word by the table: the line below says all
+        label = label[: WIDTHS["status"] - 1] + "…"
     return Text(label, style=style)
 
 
@@ -117,6 +147,10 @@ class RunPicker(ModalScreen[RunDir | None]):
         """The summaries read so far, by row key."""
         self.listed = False
         """The folder has been listed (rows exist for every run)."""
+        self._cells: dict[str, dict[str, Text]] = {}
+        """Every row's cells (the run's name whole), by row key: what a new layout draws again."""
+        self._layout: tuple[tuple[str, ...], int] | None = None
+        """The columns shown and the run name's width (:func:`fitting_columns`)."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -127,10 +161,46 @@ class RunPicker(ModalScreen[RunDir | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for name in COLUMNS:
-            table.add_column(name, key=name, width=WIDTHS.get(name))
+        self._lay_out()
         table.focus()
         self._read(self.root)
+
+    def on_resize(self) -> None:
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """Columns by width, as the training tab's table: at 80 columns the run, its status, time,
+        test accuracy and age; the rows drawn again when that changes."""
+        table = self.query_one(DataTable)
+        width = table.size.width or max(40, min(110, self.app.size.width) - 6)
+        layout = fitting_columns(width)
+        if layout == self._layout:
+            return
+        self._layout = layout
+        columns, _ = layout
+        current = self._highlighted() if table.row_count else None
+        table.clear(columns=True)
+        for name in columns:
+            table.add_column(name, key=name, width=WIDTHS.get(name))
+        for key in self._cells:
+            table.add_row(*self._shown_cells(key), key=key)
+        if current is not None:
+            table.move_cursor(row=table.get_row_index(current))
+
+    def _shown_cells(self, key: str) -> list[Text]:
+        assert self._layout is not None
+        columns, run_width = self._layout
+        cells = self._cells[key]
+        name = cells["run"]
+        return [Text(middle_cut(name.plain, run_width)) if column == "run" else cells[column] for column in columns]
+
+    def _set(self, key: str, column: str, value: Text) -> None:
+        self._cells[key][column] = value
+        assert self._layout is not None
+        columns, run_width = self._layout
+        if column in columns:
+            shown = Text(middle_cut(value.plain, run_width)) if column == "run" else value
+            self.query_one(DataTable).update_cell(key, column, shown)
 
     # --- reading, in a thread --------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="picker", name="read runs", exit_on_error=False)
@@ -161,8 +231,9 @@ class RunPicker(ModalScreen[RunDir | None]):
             self.runs[key] = run
             shown = Path(key).resolve() == self.current
             current = key if shown else current
-            table.add_row(Text(("● " if shown else "  ") + printable(run.name)), Text("…", style="dim"),
-                          *[Text("")] * 5, key=key)
+            self._cells[key] = {"run": Text(("● " if shown else "  ") + printable(run.name)),
+                                "status": Text("…", style="dim"), **{c: Text("") for c in COLUMNS[2:]}}
+            table.add_row(*self._shown_cells(key), key=key)
         self.listed = True
         if not message.runs:
             self._detail(Text(f"no runs under {printable(self.root)}/ yet", style="dim"))
@@ -172,7 +243,6 @@ class RunPicker(ModalScreen[RunDir | None]):
         self._show_detail()
 
     def on_runs_summarized(self, message: RunsSummarized) -> None:
-        table = self.query_one(DataTable)
         now = self.clock()
         for summary in message.summaries:
             key = str(summary.run.path)
@@ -180,9 +250,11 @@ class RunPicker(ModalScreen[RunDir | None]):
             cells = ("-" if summary.classes is None else str(summary.classes), accuracy(summary.val_accuracy),
                      accuracy(summary.test_accuracy), fmt.duration(summary.duration_s) or "-",
                      fmt.age(summary.created, now))
-            table.update_cell(key, "status", status_cell(summary))
+            if key not in self._cells:
+                continue
+            self._set(key, "status", status_cell(summary))
             for column, value in zip(COLUMNS[2:], cells, strict=True):
-                table.update_cell(key, column, Text(value))  # Text: never parsed as markup
+                self._set(key, column, Text(value))  # Text: never parsed as markup
         self._show_detail()
 
     def on_listing_failed(self, message: ListingFailed) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .confusion_grid import Cells, Grid, Window
 
 from .fmt import CONFUSION_VIEWS as MODES  # noqa: E402  (shared with confusion_grid without a cycle)
+from .fmt import words  # noqa: E402
 
 SCALES = ("row share", "count")
 
@@ -241,6 +242,8 @@ class ConfusionView(Vertical):
         self.info: dict[str, Any] = {}
         self._filled: set[str] = set()
         """The tables filled for the current matrix (filled when first shown)."""
+        self._classes_width = 0
+        """The width the per-class table was laid out for."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="confusion-header")
@@ -333,8 +336,10 @@ class ConfusionView(Vertical):
         if self.mode == "heatmap":
             grid = heatmap.grid
             self.query_one("#confusion-cursor", Static).update(heatmap.describe(self.can_open, width))
+            # the test split's photos have their predictions stored (evaluate/predictions.csv)
+            keys = [Text(" · l: worst photos · b: a batch", style="dim")] if self.can_open else []
             self.query_one("#confusion-legend", Static).update(legend_text(heatmap.scale, grid, self.app.no_color,
-                                                                           width))
+                                                                           width, keys))
 
     def on_confusion_heatmap_changed(self, message: ConfusionHeatmap.Changed) -> None:
         message.stop()
@@ -342,6 +347,10 @@ class ConfusionView(Vertical):
 
     def on_resize(self) -> None:
         self._describe()
+        if "per class" in self._filled and self.size.width != self._classes_width:
+            self._filled.discard("per class")  # laid out again for this width when next shown
+            if self.mode == "per class":
+                self._show_mode()
 
     # --- the tables ------------------------------------------------------------------------------
     def _fill_pairs(self) -> None:
@@ -372,10 +381,19 @@ class ConfusionView(Vertical):
         counts, names = heatmap.counts, heatmap.names
         table = self.query_one("#confusion-classes", DataTable)
         table.clear(columns=True)
-        for label, key in (("class (worst recall first)", "class"), ("recall", "recall"),
-                           ("precision", "precision"), ("f1", "f1"), ("support", "support"),
-                           ("most often taken for", "confused")):
+        # laid out by width, as the training tab's table: at 80 columns short headings, and the class
+        # names and what they are taken for share what the numbers leave (cut, ``…`` last)
+        width = self._classes_width = max(40, self.size.width or 80)
+        wide = width >= 110
+        for label, key in (("class (worst recall first)" if wide else "class, worst first", "class"),
+                           ("recall", "recall"), ("precision" if wide else "prec", "precision"), ("f1", "f1"),
+                           ("support" if wide else "n", "support"),
+                           ("most often taken for" if wide else "taken for", "confused")):
             table.add_column(label, key=key)
+        room = width - (46 if wide else 32)  # what the numbers, their headings and the padding leave
+        longest = max((len(f"{i + 1} {name}") for i, name in enumerate(names)), default=0)
+        class_width = max(12, min(longest, room // 2))
+        names_width = max(12, room - class_width)
         off = counts.copy()
         off[range(len(off)), range(len(off))] = 0
         rows = metrics.per_class_metrics(counts, names)
@@ -383,8 +401,9 @@ class ConfusionView(Vertical):
         for i in order:
             _, precision, recall, f1, support = rows[i]
             j = int(off[i].argmax()) if off.size else 0
-            taken = Text(f"{names[j]} ({int(off[i, j])})") if off.size and off[i, j] else Text("-", style="dim")
-            table.add_row(Text(f"{i + 1} {names[i]}"), *(Text(f"{v:.3f}", justify="right")
+            count = f" ({int(off[i, j])})" if off.size and off[i, j] else ""
+            taken = Text(words(names[j], names_width - len(count)) + count) if count else Text("-", style="dim")
+            table.add_row(Text(words(f"{i + 1} {names[i]}", class_width)), *(Text(f"{v:.3f}", justify="right")
                                                           for v in (recall, precision, f1)),
                           Text(f"{int(support):,}", justify="right"), taken, key=str(i))
 

@@ -291,8 +291,9 @@ def ruler(grid: Grid, cursor_col: int = -1) -> Text:
     return text
 
 
-def legend_text(scale: Scale, grid: Grid | None, no_color: bool, width: int) -> Text:
-    """What the colours (or characters) mean, and what a cell and its number are, in lines of ``width``."""
+def legend_text(scale: Scale, grid: Grid | None, no_color: bool, width: int, keys: Sequence[Text] = ()) -> Text:
+    """What the colours (or characters) mean, and what a cell and its number are, in lines of ``width``;
+    ``keys`` (what more keys show) at the end."""
     pieces = [Text(f"(c) {'share of the true class' if scale.kind == 'row share' else 'images'}:", style="dim")]
     styles = level_styles(scale.top)
     shades = heatmap.level_shades(scale.top)
@@ -306,7 +307,7 @@ def legend_text(scale: Scale, grid: Grid | None, no_color: bool, width: int) -> 
         pieces.append(Text(" · numbers: images", style="dim"))
     if grid is not None and grid.blocked:
         pieces.append(Text(f" · a cell: its largest of ~{_per_cell(grid)}×{_per_cell(grid)} classes", style="dim"))
-    return flow(pieces, width)
+    return flow([*pieces, *keys], width)
 
 
 def _per_cell(grid: Grid) -> str:

@@ -106,3 +106,15 @@ def age(then: float | None, now: float) -> str:
 
 CONFUSION_VIEWS = ("heatmap", "most confused", "per class")
 """The confusion tab's views, in the order `v` cycles through them."""
+
+
+def words(text: str, width: int) -> str:
+    """``text`` in ``width`` columns, cut after a whole word with ``…`` (mid-word only when a single
+    word is wider than half of it)."""
+    if len(text) <= width:
+        return text
+    cut = text[: max(1, width - 1)]
+    space = cut.rstrip(" ,;:·").rfind(" ")
+    if space >= width // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:·") + "…"

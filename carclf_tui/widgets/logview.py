@@ -82,7 +82,11 @@ class LogView(RichLog):
             return
         for entry in entries:
             self._write(entry_text(entry))
-        self._matching += len(entries)
+        if state.log_total > len(state.log):
+            # the state keeps the last LOG_LINES lines and so does this view: count what both hold
+            self._matching = sum(1 for e in state.log if wanted(e, levels))
+        else:
+            self._matching += len(entries)
         self._shown = state.log_total
 
     def set_filter(self, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from carclf_core import display
 from carclf_core import runstate as rs
 
 from . import fmt
@@ -34,9 +35,10 @@ def status_text(stage: rs.StageState) -> Text:
 
 
 def stage_duration(stage: rs.StageState, now: float) -> str:
+    """The stage's whole time (earlier attempts of a resumed stage included)."""
     if stage.status == rs.RUNNING and stage.started is not None:
         # whole seconds: tenths would change (and send the row again) at every event
-        return fmt.timer(max(0.0, now - stage.started))
+        return fmt.timer(stage.elapsed(now))
     return fmt.duration(stage.duration_s)
 
 
@@ -55,6 +57,8 @@ class StagesTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._order: list[str] = []
+        self._last: tuple[rs.RunState, float] | None = None
+        self._width = 0
 
     def on_mount(self) -> None:
         for name in self.COLUMNS:
@@ -71,29 +75,50 @@ class StagesTable(DataTable):
             return None
         return self._order[min(max(self.cursor_row, 0), len(self._order) - 1)]
 
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(*self._last)  # the results are cut to the new width
+
+    def result_width(self, state: rs.RunState, now: float) -> int:
+        """Columns the result has: what the stage, status and time columns leave (a result is cut at a
+        word to it, ``…`` last; the detail below the table says it whole). Measured from the cells
+        themselves, not the table's columns: those are measured later, when the table is idle."""
+        stages = [state.stages[name] for name in state.stage_order]
+        used = sum(max([len(title), *(len(cell) for cell in cells)]) + 2 * self.cell_padding
+                   for title, cells in (("stage", [display.printable(st.name) for st in stages]),
+                                        ("status", [status_text(st).plain for st in stages]),
+                                        ("time", [stage_duration(st, now) for st in stages])))
+        return max(12, (self.size.width or self.app.size.width) - used - 2 * self.cell_padding)
+
     def show(self, state: rs.RunState, now: float) -> None:
         """Redraw from ``state``; rows are updated in place so the cursor stays put."""
+        self._last = (state, now)
         train = training_line(state, now)
-        if state.stage_order != self._order:
+        width = self.result_width(state, now)
+        # a column's measured width only grows: for another width the rows are added again
+        if state.stage_order != self._order or width != self._width:
+            self._width = width
             row = self.cursor_row
             self.clear()
+            for column in self.columns.values():  # measured anew: a column's width only grows
+                column.content_width = column.label.cell_len
             self._order = list(state.stage_order)
             for name in self._order:
-                self.add_row(*self._cells(state.stages[name], now, train), key=name)
+                self.add_row(*self._cells(state.stages[name], now, train, width), key=name)
             if self._order:
                 self.move_cursor(row=min(max(row, 0), len(self._order) - 1))
             return
         for name in self._order:
-            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now, train), strict=True):
+            for column, value in zip(self.COLUMNS, self._cells(state.stages[name], now, train, width), strict=True):
                 if self.get_cell(name, column) != value:
                     self.update_cell(name, column, value, update_width=True)
 
     @staticmethod
-    def _cells(stage: rs.StageState, now: float, train: str = "") -> tuple:
+    def _cells(stage: rs.StageState, now: float, train: str = "", width: int = 200) -> tuple:
         # Text, not str: a DataTable parses str cells as markup, and a summary holds paths from outside
         progress = train if stage.name == "train" and train else progress_line(stage)
         return (fmt.safe(stage.name), status_text(stage), stage_duration(stage, now),
-                fmt.safe(stage.summary or progress))
+                Text(fmt.words(display.printable(stage.summary or progress), width)))
 
     def _update_column_widths(self, updated_cells: set) -> None:
         # DataTable measures updated cells when idle, but keeps rows it rendered before then cached
@@ -101,6 +126,11 @@ class StagesTable(DataTable):
         # between ``update_cell`` and the measuring kept its old column widths until the focus or
         # cursor changed. Drop the render caches once the widths are known.
         super()._update_column_widths(updated_cells)
+        self.notify_style_update()
+
+    def _update_dimensions(self, new_rows) -> None:
+        # The same for rows added again at a new width (their columns measured anew, see show)
+        super()._update_dimensions(new_rows)
         self.notify_style_update()
 
 

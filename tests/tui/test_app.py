@@ -250,10 +250,10 @@ async def test_new_run_key_opens_a_fresh_run(finished_run, monkeypatch, tmp_path
     app.config = config_mod.from_dict({"run": {"root": str(tmp_path / "fresh"), "name": "again"}})
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.screen.state.run_status == "done")
-        await pilot.press("n")  # asks the name, offering run.name
+        await pilot.press("n")  # asks the name, offering the shown run's run.name
         await wait_until(pilot, lambda: isinstance(app.screen, RunNameScreen))
         await pilot.press("enter")
-        await wait_until(pilot, lambda: app.run_dir.name.endswith("-again") and isinstance(app.screen, MainScreen))
+        await wait_until(pilot, lambda: app.run_dir.name.endswith("-carclf") and isinstance(app.screen, MainScreen))
         await pilot.pause(0.3)
         assert app.screen.state.run_status == "pending"
         assert all(s.status == "pending" for s in app.screen.state.stages.values())

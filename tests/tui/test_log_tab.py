@@ -3,7 +3,10 @@ the level filter (f), and lines that arrive while the tab is hidden."""
 
 from __future__ import annotations
 
+import pytest
+
 from carclf_core import events as ev
+from carclf_core import runstate as rs
 from carclf_tui.sample_run import write_events
 from carclf_tui.widgets.logview import LogView
 
@@ -101,3 +104,28 @@ async def test_lines_that_came_while_hidden_are_all_there_once(finished_run) -> 
         after = shown(app)
         assert after[:len(before)] == before and [line.split(" ", 1)[1] for line in after[len(before):]] == [
             "later 0", "later 1", "later 2"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+async def test_the_counter_agrees_with_what_the_tab_holds_and_stages_say_when_they_start_and_end(
+        finished_run, size) -> None:
+    app = make_app(finished_run)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.screen.state.run_status == "done")
+        await show_tab(pilot, "5")
+        lines = shown(app)
+        assert any(line.endswith("[train] train started") for line in lines)
+        assert any("[train] train done: " in line for line in lines)
+        assert not any("(the last of" in line for line in [head(app)])
+        more = rs.LOG_LINES + 150
+        write_events(finished_run, [ev.LogLine(level="info", message=f"line {n}") for n in range(more)])
+        total = app.screen.state.log_total
+        await wait_until(pilot, lambda: app.screen.state.log_total >= total and shown(app)[-1].endswith(
+            f"line {more - 1}"))
+        total = app.screen.state.log_total
+        assert head(app).startswith(f"all lines: {rs.LOG_LINES:,} of {rs.LOG_LINES:,} (the last of {total:,})")
+        assert len(head(app)) <= size[0]
+        await pilot.press("f")
+        await wait_until(pilot, lambda: head(app).startswith("warnings and errors: "))
+        matching = sum(1 for e in app.screen.state.log if e.level in ("warning", "error"))
+        assert head(app).startswith(f"warnings and errors: {matching} of {rs.LOG_LINES:,}")

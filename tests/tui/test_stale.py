@@ -158,12 +158,12 @@ async def test_n_asks_the_new_runs_name_and_checks_it(finished_run, tmp_path) ->
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, RunNameScreen))
         name_input = app.screen.query_one("#run-name")
-        assert name_input.value == "again"  # the config's run.name is offered
-        await pilot.press(*["backspace"] * 5, "b", "a", "d", "space", "n", "a", "m", "e", "enter")
+        assert name_input.value == "carclf"  # the shown run's run.name is offered
+        await pilot.press(*["backspace"] * 6, "b", "a", "d", "space", "n", "a", "m", "e", "enter")
         await pilot.pause()
         assert isinstance(app.screen, RunNameScreen), "a bad name keeps the dialog open"
         assert rendered(app.screen.query_one("#name-error")).startswith("run.name: expected 1..64 characters")
         await pilot.press(*["backspace"] * 8, *"trial-2", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen is not screen)
-        assert app.run_dir.name.endswith("-trial-2") and Path(app.run_dir.path).parent == tmp_path / "fresh"
+        assert app.run_dir.name.endswith("-trial-2") and Path(app.run_dir.path).parent == Path(finished_run.path).parent
         assert app.run_dir.load_config().run.name == "trial-2"
