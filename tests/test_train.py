@@ -184,6 +184,18 @@ def test_results_count_photos_and_give_each_figure_its_interval(trained):
     assert f"test accuracy {metrics['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in finished.summary
     assert ("cleared" if metrics["clears_majority"] else "not cleared by the interval") in finished.summary
     assert f" on {n} photos ({n} files)" in finished.summary
+    # the headless console prints that line, and its summary table keeps it
+    import io
+
+    from carclf_tui.console import ConsoleRenderer
+
+    out = io.StringIO()
+    console = ConsoleRenderer(stream=out, interactive=False)
+    for event in trained["evaluation"]:
+        console(event)
+    console.close()
+    printed = " ".join(out.getvalue().split())
+    assert f"test accuracy {metrics['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in printed
     # validation: train's summary.json, the best epoch's figures with theirs
     summary = json.loads((folder / "train" / "summary.json").read_text())
     splits = pd.read_csv(folder / "split" / "splits.csv")
