@@ -307,7 +307,7 @@ def test_images_that_stop_decoding_are_left_out_and_named(tmp_path):
     assert warnings[broken["val"]] == "val image left out of training: truncated image"
     assert warnings[broken["test"]] == "test image left out of the evaluation: truncated image"
     trained = [e for e in events if isinstance(e, StageFinished) and e.stage == "train"][0]
-    assert trained.result["dropped"] == {"train": 1, "val": 1} and "2 image(s)" in trained.summary
+    assert trained.result["dropped"] == {"train": 1, "val": 1} and "2 images that no longer decode" in trained.summary
     evaluated = [e for e in events if isinstance(e, StageFinished) and e.stage == "evaluate"][0]
     assert evaluated.result["dropped"] == 1 and "index" not in evaluated.summary
     predictions = pd.read_csv(run.path / "evaluate" / "predictions.csv")
