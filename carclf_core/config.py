@@ -273,9 +273,13 @@ class SplitConfig:
     figure counts each photo once; `all` keeps every copy there (the figures then weigh a photo by its
     copies; evaluate still counts photos, scoring each photo's first file). The other copies of a val
     or test photo are in no split: in train they would be a test photo seen in training. Default `one`."""
-    copies_in_train: Literal["all", "one"] = _field("all")
-    """Files a train photo keeps: `all` its copies, or `one`. Copies are not new information but
-    weigh their photo more in the loss. Default `all`."""
+    copies_in_train: Literal["one", "all"] = _field("one")
+    """Files a train photo keeps: `one` (its first file by path) or `all` its copies. A copy adds no
+    information, only weight in the loss (and in the balanced class weights) to a photo that happens
+    to be filed twice, and an epoch's time. Measured on the demo's photos with extra copies of 30 %
+    of them (`bench/bench_copies.py`: 416 train photos, 647 files with `all`), `one` trained on 0.64x
+    the files and did no worse on the same 88 test photos (seed 1: 0.909 against 0.841; seed 2:
+    0.852 both). Default `one`."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -240,7 +240,7 @@ def test_every_copy_lands_in_the_split_of_its_photo_and_classes_stay_stratified(
     frame = _frame({"c10": 10, "c11": 11, "c13": 13, "c40": 40}, copies)
     classes = ["c10", "c11", "c13", "c40"]
     for seed in range(5):
-        cfg = SplitConfig(train=0.6, val=0.25, test=0.15, seed=seed)
+        cfg = SplitConfig(train=0.6, val=0.25, test=0.15, seed=seed, copies_in_train="all")
         splits = splitting.stratified_split(frame, classes, cfg)
         grouped = splits[splits["dup_group"] != ""].groupby("dup_group")["split"].nunique()
         assert (grouped == 1).all()
@@ -478,25 +478,26 @@ def test_copies_do_not_pull_a_split_off_its_share_of_photos():
     assert {f"a/p{i:03d}_0.jpg" for i in range(4)} <= seen
 
 
-def test_val_and_test_keep_the_first_file_of_a_photo_and_train_keeps_every_copy():
+def test_each_split_keeps_the_first_file_of_a_photo_unless_asked_for_every_copy():
     frame = _frame({"a": 6}, {"a": [3] * 6})
     cfg = dict(train=0.34, val=0.33, test=0.33, seed=3)
     splits = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg))
-    for name in ("val", "test"):
-        assert splits.loc[splits["split"] == name, "path"].str.endswith("_0.jpg").all()
-        assert (splits["split"] == name).sum() == 2
-    assert (splits["split"] == "train").sum() == 6  # two photos, three files each
-    # the extra copies of val and test photos are in no split (in train they would leak)
-    assert len(splits) == 10
-    assert splitting.copies_across(splits) == {"val_with_train_copy": 0, "test_with_train_copy": 0}
-    every = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_eval="all"))
+    assert splits["path"].str.endswith("_0.jpg").all()
+    assert splits["split"].value_counts().to_dict() == {"train": 2, "val": 2, "test": 2}
+    # train may keep every copy; the extra copies of val and test photos stay in no split (in train
+    # they would be test photos seen in training)
+    every_train = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_train="all"))
+    assert every_train["split"].value_counts().to_dict() == {"train": 6, "val": 2, "test": 2}
+    assert splitting.copies_across(every_train) == {"val_with_train_copy": 0, "test_with_train_copy": 0}
+    every = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_eval="all", copies_in_train="all"))
     assert len(every) == 18 and (every["split"] == "test").sum() == 6
-    # the same photos land in the same splits whatever the copies setting
-    def test_photos(table):
-        return set(table.loc[table["split"] == "test", "dup_group"])
-    assert test_photos(every) == test_photos(splits)
-    one = splitting.stratified_split(frame, ["a"], SplitConfig(**cfg, copies_in_train="one"))
-    assert len(one) == 6 and one["split"].value_counts().to_dict() == {"train": 2, "val": 2, "test": 2}
+
+    # the same photos land in the same splits whatever the copies settings
+    def photos_of(table, name):
+        return set(table.loc[table["split"] == name, "dup_group"])
+
+    for name in ("train", "val", "test"):
+        assert photos_of(every, name) == photos_of(every_train, name) == photos_of(splits, name)
 
 
 @pytest.mark.parametrize(

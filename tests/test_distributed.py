@@ -392,7 +392,7 @@ def test_two_shards_make_the_decision_one_process_makes(photo_dir, tmp_path):  #
     state = json.loads((run / "state.json").read_text())["stages"]["prefilter"]
     assert state["status"] == "running", state
     waiting = [e for e in read_events(run / "events.jsonl").events if e.kind == "stage_updated"]
-    assert waiting and "waiting for 1 chunk(s)" in waiting[-1].summary and "0 images scored" in waiting[-1].summary
+    assert waiting and waiting[-1].summary.endswith("waiting for 1 chunk") and "0 images scored" in waiting[-1].summary
     # the dashboard shows the stage waiting for the other shard, with the chunks scored, not failed
     view = runstate.fold(runstate.RunState(), read_events(run / "events.jsonl").events)
     shown = view.stages["prefilter"]

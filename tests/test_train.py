@@ -184,6 +184,18 @@ def test_results_count_photos_and_give_each_figure_its_interval(trained):
     assert f"test accuracy {metrics['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in finished.summary
     assert ("cleared" if metrics["clears_majority"] else "not cleared by the interval") in finished.summary
     assert f" on {n} photos ({n} files)" in finished.summary
+    # the headless console prints that line, and its summary table keeps it
+    import io
+
+    from carclf_tui.console import ConsoleRenderer
+
+    out = io.StringIO()
+    console = ConsoleRenderer(stream=out, interactive=False)
+    for event in trained["evaluation"]:
+        console(event)
+    console.close()
+    printed = " ".join(out.getvalue().split())
+    assert f"test accuracy {metrics['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in printed
     # validation: train's summary.json, the best epoch's figures with theirs
     summary = json.loads((folder / "train" / "summary.json").read_text())
     splits = pd.read_csv(folder / "split" / "splits.csv")
@@ -318,7 +330,7 @@ def test_images_that_stop_decoding_are_left_out_and_named(tmp_path):
     assert warnings[broken["val"]] == "val image left out of training: truncated image"
     assert warnings[broken["test"]] == "test image left out of the evaluation: truncated image"
     trained = [e for e in events if isinstance(e, StageFinished) and e.stage == "train"][0]
-    assert trained.result["dropped"] == {"train": 1, "val": 1} and "2 image(s)" in trained.summary
+    assert trained.result["dropped"] == {"train": 1, "val": 1} and "2 images that no longer decode" in trained.summary
     evaluated = [e for e in events if isinstance(e, StageFinished) and e.stage == "evaluate"][0]
     assert evaluated.result["dropped"] == 1 and "index" not in evaluated.summary
     predictions = pd.read_csv(run.path / "evaluate" / "predictions.csv")

@@ -56,7 +56,7 @@ def run(ctx: StageContext) -> StageResult:
     photos, copies = dataset.duplicate_summary(frame)
     if copies:
         kind = "identical or near-identical" if cfg.near_duplicates else "byte-identical"
-        ctx.log("info", f"{copies:,} {kind} copies of {photos:,} photos; the split keeps each photo's copies together")
+        ctx.log("info", f"{copies:,} {kind} copies of {photos:,} photos; the split counts each photo once")
     conflicts = dataset.label_conflicts(frame)
     for group, labels, paths in conflicts:
         ctx.log(

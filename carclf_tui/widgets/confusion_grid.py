@@ -397,7 +397,7 @@ def header_text(confusion: rs.Confusion, counts: np.ndarray, info: dict[str, Any
             text += " (cleared)" if numbers["clears_majority"] else " (not cleared by the interval)"
         second.append(Text(text, style="dim"))
     out = flow(first, width) + Text("\n") + flow(second, width)
-    sinks = numbers.get("sinks") if test else _sinks(counts, confusion.classes)
+    sinks = numbers["sinks"] if "sinks" in numbers else _sinks(counts, confusion.classes)
     if sinks:
         from carclf_core.metrics import sink_text
 
