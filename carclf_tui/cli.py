@@ -27,6 +27,8 @@ from carclf_core.events import ConfigChanged, LogLine
 from carclf_core.registry import STAGE_NAMES
 from carclf_core.runs import RunDir, create_run, latest_run, open_run
 
+from .args import SafeParser
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Stages whose code loads TensorFlow: the runner loads it first, with its start-up lines captured.
 TENSORFLOW_STAGES = frozenset({"prefilter", "train", "evaluate"})
@@ -44,16 +46,6 @@ examples:
 
 exit codes: 0 done, 1 a stage failed, 2 bad config or arguments, 130 Ctrl-C,\n143 SIGTERM, 129 SIGHUP"""
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
-
-
-class SafeParser(argparse.ArgumentParser):
-    """argparse, whose errors quote the arguments (``unrecognized arguments: ...``, a bad value): a
-    file name passed through a shell glob may hold escape sequences, so the message is made
-    display-safe before it is printed."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, printable(f"{self.prog}: error: {message}") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ from carclf_core.errors import CarclfError, DatasetError
 from carclf_core.predict import Prediction
 from carclf_core.runs import open_run
 
+from .args import SafeParser
+
 EXIT_OK, EXIT_NONE, EXIT_USAGE = 0, 1, 2
 PHOTO_SHARE = 0.45
 """Share of the terminal's width the photo column may take in ``predict``'s table; a longer path
@@ -74,8 +76,6 @@ def _keep_end(text: str, cells: int) -> str:
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    from .cli import SafeParser
-
     parser = SafeParser(prog=f"carclf-tui {command}")
     parser.add_argument("run", help="the run (path, or folder name under runs/) whose exported model to use")
     parser.add_argument("--runs", default="runs", help="where runs live, for a run given by name (default: runs)")

@@ -286,3 +286,20 @@ async def test_no_color_still_says_everything_in_words(finished_run, monkeypatch
         assert cell(screen.query_one(StagesTable), "train", "status") == "✓ done"
         await show_tab(pilot, "2")
         assert "patience ███░ 3/4" in rendered(screen.query_one(TrainingStats))
+
+
+async def test_a_symlinked_runner_log_is_refused_and_its_target_untouched(empty_run, tmp_path) -> None:
+    """The dashboard appended the runner's output through a symlinked RUN/runner.log: it refuses to
+    start the runner, says why, and writes nothing through the link."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (empty_run.path / "runner.log").symlink_to(target)
+    app = make_app(empty_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.query_one(StagesTable).row_count == 5)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: any("runner.log: is a symbolic link" in str(note.message)
+                                            for note in app._notifications))
+        assert app.runner.process is None and not screen.busy
+    assert target.read_text() == "keep me\n"
