@@ -251,8 +251,17 @@ class Change:
         renames = [[staged, target] for target, staged in self._renames.items()]
         write_json_atomic(journal, {"what": self.what, "t": time.time(), "renames": renames, "appends": appends})
         self._committed = True  # from here the journal decides: a failure is finished by the next lock
+        _fsync_folder(self.root)  # the journal outlives a power cut before any rename is made
         _apply_change(self.root, renames, appends)
         os.unlink(journal)
+
+
+def _fsync_folder(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _size_and_last_byte(path: Path) -> tuple[int, bytes]:
@@ -269,10 +278,13 @@ def _size_and_last_byte(path: Path) -> tuple[int, bytes]:
 
 
 def _apply_change(root: Path, renames: list[list[str]], appends: list[list[Any]]) -> None:
-    """Do a journal's renames and appends; any of them done already is not done again."""
+    """Do a journal's renames and appends; any of them done already is not done again. The renames'
+    folders are made durable before the journal can go."""
     for staged, target in renames:
-        if (root / staged).is_file():
+        if (root / staged).is_file() and not (root / staged).is_symlink():
             os.replace(root / staged, root / target)
+    for folder in sorted({(root / target).parent for _, target in renames}):
+        _fsync_folder(folder)
     for target, offset, text in appends:
         data = text.encode("utf-8")
         fd = open_regular(root / target, os.O_RDWR | os.O_APPEND | os.O_CREAT)
