@@ -86,3 +86,22 @@ async def test_label_see_the_estimate_move_save_and_the_split_turns_stale(tmp_pa
     rule = json.loads((run.prefilter_dir / "rule.json").read_text())
     assert rule["rule"] == "learned" and rule["learned"]["labelled"] == 20
     assert run.load_config().prefilter.rule == "learned"
+
+
+async def test_teach_mode_on_a_run_without_stored_probabilities_says_what_to_do(finished_run):
+    """A run stored before ``rule_inputs.npz`` (the recorded sample run) has nothing to learn from:
+    teach mode says so and how to get it, and ``n`` stays harmless (no label, no new-run question)."""
+    app = make_app(finished_run, clock=frozen_clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await show_tab(pilot, "4")
+        pane = screen.query_one(PrefilterPane)
+        await wait_until(pilot, lambda: pane.threshold is not None)
+        await pilot.press("t")
+        await wait_until(pilot, lambda: not pane._teaching and "run the prefilter stage again" in pane.notice)
+        assert "learned needs the stored probabilities" in rendered(pane.query_one(PrefilterSummary))
+        await pilot.press("n", "y")
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen) and pane.labels_sent == 0
+        assert not (finished_run.prefilter_dir / "labels.csv").exists()
