@@ -284,7 +284,7 @@ class PrefilterPane(Pane):
         data_dir = data_dir or getattr(self, "_teach_data_dir", None)
         self._teach_data_dir = data_dir
         first = Text("label the first", style="bold")
-        first.append(": y car · n not · i interior · p part", style="dim")
+        first.append(" (y car · n not)", style="dim")  # i and p (interior, part): in the help
         self.query_one("#examples-kept", ExamplesView).show(view.queue, None, data_dir, title=first)
         boundary = Text("nearest the learned boundary", style="bold")
         boundary.append(" (p of a car)" if view.boundary else "", style="dim")
