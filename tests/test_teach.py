@@ -187,7 +187,7 @@ def test_a_labels_csv_applied_headless_gives_the_same_decision_without_the_class
     chunk = store.chunk_path(twin.prefilter_dir / "chunks", 0)
     chunk_time = chunk.stat().st_mtime_ns
     result = carclf("--resume", str(twin.path), "--stage", "prefilter", "--set", "prefilter.rule=learned",
-                    "--set", f"prefilter.labels={labels_csv}", "--plain", cwd=tmp_path)
+                    "--set", "prefilter.labels=reviewed-labels.csv", "--plain", cwd=tmp_path)  # relative: from cwd
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "learned from 20 labels" in result.stdout
     assert "outputs read as" not in result.stdout  # the classifier was never loaded
@@ -197,6 +197,7 @@ def test_a_labels_csv_applied_headless_gives_the_same_decision_without_the_class
     rule = json.loads((twin.prefilter_dir / "rule.json").read_text())
     mine = json.loads((taught.prefilter_dir / "rule.json").read_text())
     assert rule["rule"] == "learned" and rule["learned"]["features"] == "probs"
+    assert rule["labels"] == rule["learned"]["labels_file"] == str(labels_csv)
     assert rule["learned"]["labels_sha256"] == learned.file_sha256(labels_csv) == mine["learned"]["labels_sha256"]
     assert rule["learned"]["coef"] == pytest.approx(mine["learned"]["coef"])
     assert len(rule["learned"]["coef"]) == 1000
