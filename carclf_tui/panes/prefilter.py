@@ -292,6 +292,9 @@ class PrefilterPane(Pane):
 
     def _save_learned(self) -> None:
         view = self.teach_view
+        if self._teaching or self._jobs:  # the save learns from the labels file: the last keys first
+            self.notify("still learning from the last labels: press w again in a moment", severity="warning")
+            return
         if view is None or view.kept is None:
             self.notify("label a car and a non-car first: there is no learned rule to save", severity="warning")
             return
