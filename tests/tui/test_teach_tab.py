@@ -47,10 +47,10 @@ async def test_label_see_the_estimate_move_save_and_the_split_turns_stale(tmp_pa
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
         assert isinstance(screen, MainScreen)
-        await wait_until(pilot, lambda: screen.state.stages["split"].status == "done")
+        await wait_until(pilot, lambda: screen.state.stages["split"].status == "done", timeout=30)
         await prefilter_tab(pilot)
         pane = screen.query_one(PrefilterPane)
-        await wait_until(pilot, lambda: pane.threshold is not None)
+        await wait_until(pilot, lambda: pane.threshold is not None, timeout=30)
         assert "[t] teach" in rendered(pane.query_one(PrefilterSummary))  # t is not in the footer yet
         await pilot.press("t")
         await wait_until(pilot, lambda: settled(pane, 0) and pictures_done(pane), timeout=30)
@@ -83,7 +83,7 @@ async def test_label_see_the_estimate_move_save_and_the_split_turns_stale(tmp_pa
         assert pictures_done(pane)  # the boundary's pictures
 
         await pilot.press("w")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=30)
         asked = rendered(app.screen.query_one("#question"))
         assert "save the learned rule as the run's? split becomes stale" in asked
         assert f"It keeps {len(cars)} of {len(truth)} scored images, learned from 20 labels" in asked
@@ -103,12 +103,13 @@ async def test_teach_mode_on_a_run_without_stored_probabilities_says_what_to_do(
     app = make_app(finished_run, clock=frozen_clock)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await wait_until(pilot, lambda: screen.state.run_status == "done", timeout=30)
         await prefilter_tab(pilot)
         pane = screen.query_one(PrefilterPane)
-        await wait_until(pilot, lambda: pane.threshold is not None)
+        await wait_until(pilot, lambda: pane.threshold is not None, timeout=30)
         await pilot.press("t")
-        await wait_until(pilot, lambda: not pane._teaching and "run the prefilter stage again" in pane.notice)
+        await wait_until(pilot, lambda: not pane._teaching and "run the prefilter stage again" in pane.notice,
+                         timeout=30)
         assert "learned needs the stored probabilities" in rendered(pane.query_one(PrefilterSummary))
         await pilot.press("n", "y")
         await pilot.pause()
