@@ -7,7 +7,9 @@ run emits, no TensorFlow needed). Each shot opens one tab at a fixed size once t
 
 Two more shots work on a copy of the run, never the run itself: ``stale`` saves a new prefilter
 threshold (``w``, confirmed) so the later stages turn stale, and ``picker`` opens the run picker over
-the copy and a few made-up runs beside it (a new one, a failed one, a damaged one).
+the copy and a few made-up runs beside it (a new one, a failed one, a damaged one). ``teach`` labels
+12 photos of the prefilter's queue in teach mode (answered from the demo's known kinds), on another
+copy: it needs a real demo run, whose prefilter stored its probabilities.
 """
 
 from __future__ import annotations
@@ -111,6 +113,43 @@ async def shoot_picker(run: RunDir, size: tuple[int, int] = (100, 28)) -> Path:
         return save(app, "picker")
 
 
+async def shoot_teach(run: RunDir, size: tuple[int, int] = (110, 32), labels: int = 12) -> Path | None:
+    """The prefilter tab in teach mode after ``labels`` photos of the queue were labelled (answered from
+    the demo's known kinds): only on a demo run whose prefilter stored its probabilities."""
+    from carclf_core import demo
+
+    if not (run.prefilter_dir / "probs.npy").is_file():
+        print("teach: skipped (needs a demo run whose prefilter kept probs.npy: carclf-tui --demo --run-all)")
+        return None
+    app = CarclfApp(run, config_mod.Config(), clock=lambda: T0 + 100.0, poll_interval=0.05)
+    async with app.run_test(size=size) as pilot:
+        await replayed(pilot)
+        screen = app.screen
+        await pilot.press("4")
+        pane = screen.panes["prefilter"]
+        while pane.threshold is None:
+            await pilot.pause(0.05)
+        await pilot.press("t")
+        for done in range(labels + 1):
+            while pane._teaching or pane._jobs or pane.teach_view is None or pane.notice:
+                if pane.notice:
+                    print(f"teach: skipped ({pane.notice})")
+                    return None
+                await pilot.pause(0.05)
+            if done == labels:
+                break
+            first = pane.teach_view.queue[0].path
+            kind = demo.known_kinds([first]).get(first)
+            if kind is None:
+                print("teach: skipped (not the demo's pictures)")
+                return None
+            await pilot.press("y" if kind == "car" else "n")
+            while pane.teach_view.labelled_car + pane.teach_view.labelled_not < done + 1:
+                await pilot.pause(0.05)
+        await pilot.pause(1.0)  # the pictures
+        return save(app, "teach")
+
+
 def beside(run: RunDir) -> None:
     """A few made-up runs in ``run``'s folder for the picker: new, failed, damaged."""
     root = Path(run.path).parent
@@ -151,6 +190,11 @@ def main(argv: list[str]) -> int:
                 if name == "picker":
                     beside(copy)
                 print(f"wrote {asyncio.run(shot(copy)).relative_to(HERE.parent)}")
+        if only is None or "teach" in only:
+            taught = RunDir(Path(tmp) / "teach" / Path(run.path).name)  # labels.csv goes to a copy
+            shutil.copytree(run.path, taught.path, ignore=shutil.ignore_patterns(".lock", "labels.csv"))
+            if (path := asyncio.run(shoot_teach(taught))) is not None:
+                print(f"wrote {path.relative_to(HERE.parent)}")
     return 0
 
 

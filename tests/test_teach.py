@@ -63,10 +63,13 @@ def write_scores_chunk(run: RunDir, truth: dict[str, bool]) -> None:
         ok["path"].to_numpy(dtype=str), probs, np.full(len(ok), "", dtype=str)))
 
 
-def make_teach_run(root: Path, stages: tuple[str, ...] = ("prefilter", "split")) -> tuple[RunDir, dict[str, bool]]:
+def make_teach_run(
+    root: Path, stages: tuple[str, ...] = ("prefilter", "split"), prefilter: dict | None = None
+) -> tuple[RunDir, dict[str, bool]]:
     """A run of 12 cars and 5 interiors or close-ups of each of three demo classes, one close-up twice
     (a byte copy under another name), indexed, its scores stored as the prefilter's chunk, then
-    ``stages`` run. Returns the run and, per indexed path, whether it is a whole car."""
+    ``stages`` run (``prefilter``: more prefilter keys). Returns the run and, per indexed path, whether
+    it is a whole car."""
     source = demo.ensure_demo_data()
     names = sorted(p.name for p in source.glob("*.jpg"))
     kinds = demo.known_kinds(names)
@@ -84,7 +87,7 @@ def make_teach_run(root: Path, stages: tuple[str, ...] = ("prefilter", "split"))
     shutil.copy(data / copied, data / copy)
     truth[copy] = False
     config = config_mod.from_dict({"data": {"dir": str(data)}, "run": {"root": str(root / "runs")},
-                                   "split": {"min_per_class": 3}})
+                                   "split": {"min_per_class": 3}, "prefilter": prefilter or {}})
     run = create_run(config)
     config = run.load_config()
     sink = JsonlSink(run.events_path)
@@ -187,7 +190,7 @@ def test_a_labels_csv_applied_headless_gives_the_same_decision_without_the_class
     chunk = store.chunk_path(twin.prefilter_dir / "chunks", 0)
     chunk_time = chunk.stat().st_mtime_ns
     result = carclf("--resume", str(twin.path), "--stage", "prefilter", "--set", "prefilter.rule=learned",
-                    "--set", f"prefilter.labels={labels_csv}", "--plain", cwd=tmp_path)
+                    "--set", "prefilter.labels=reviewed-labels.csv", "--plain", cwd=tmp_path)  # relative: from cwd
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "learned from 20 labels" in result.stdout
     assert "outputs read as" not in result.stdout  # the classifier was never loaded
@@ -197,6 +200,7 @@ def test_a_labels_csv_applied_headless_gives_the_same_decision_without_the_class
     rule = json.loads((twin.prefilter_dir / "rule.json").read_text())
     mine = json.loads((taught.prefilter_dir / "rule.json").read_text())
     assert rule["rule"] == "learned" and rule["learned"]["features"] == "probs"
+    assert rule["labels"] == rule["learned"]["labels_file"] == str(labels_csv)
     assert rule["learned"]["labels_sha256"] == learned.file_sha256(labels_csv) == mine["learned"]["labels_sha256"]
     assert rule["learned"]["coef"] == pytest.approx(mine["learned"]["coef"])
     assert len(rule["learned"]["coef"]) == 1000
@@ -241,3 +245,18 @@ def test_the_cold_queue_looks_for_the_missing_kind():
     order = learned.queue(learned.cold_start_uncertainty(car_prob, 0.1, only_not), only_not,
                           ~np.isnan(car_prob), ["a", "b", "c", "d", "e"], 5)
     assert order.tolist() == [0, 1, 2]
+
+
+def test_without_probs_npy_the_rule_learns_from_the_car_classes(tmp_path):
+    """``prefilter.store_probs: false`` keeps only ``rule_inputs.npz``: the rule learns from the 15 car
+    classes' probabilities (here they cannot tell the kinds apart: the data hides the difference in
+    other classes, which is why the 1000 are the default) and ``rule.json`` says so."""
+    run, truth = make_teach_run(tmp_path, stages=("prefilter",), prefilter={"store_probs": False})
+    assert not (run.prefilter_dir / "probs.npy").exists()
+    teacher = store.Teacher.open(run)
+    assert teacher.features == "car_probs"
+    label_by_queue(teacher, truth, 10)
+    saved = store.reapply(run, rule="learned", write=True)
+    rule = json.loads((run.prefilter_dir / "rule.json").read_text())
+    assert rule["learned"]["features"] == "car_probs" and len(rule["learned"]["coef"]) == 15
+    assert saved["kept"] == len(kept(run))

@@ -584,18 +584,12 @@ class Teacher:
     def _feature_rows(self, rows: np.ndarray) -> np.ndarray:
         if self.features == "car_probs":
             return learned.transform(self.inputs.car_probs[rows])  # type: ignore[index]
-        wanted = np.zeros(self.inputs.rows, dtype=bool)
-        wanted[rows] = True
-        start = [0]
-
-        def pick(part: np.ndarray) -> np.ndarray:
-            mask = wanted[start[0] : start[0] + len(part)]
-            start[0] += len(part)
-            return learned.transform(part[mask])
-
-        found = probs_by_slices(self.run, self.inputs.rows, pick)
-        assert found is not None  # features are "probs" only while probs.npy exists
-        return found  # rows in ascending order: ``rows`` is sorted by the caller
+        # a few labelled rows, read through a memory map: only their pages are touched (a pass over a
+        # 300,000-row probs.npy would cost seconds a label)
+        probs = np.load(self.run.prefilter_dir / PROBS, mmap_mode="r", allow_pickle=False)
+        if probs.shape != (self.inputs.rows, NUM_CLASSES) or probs.dtype != np.float16:
+            raise _damaged(self.run.prefilter_dir / PROBS, f"shape {probs.shape} ({probs.dtype}) does not match")
+        return learned.transform(np.asarray(probs[rows]))
 
     def _all_odds(self, model: learned.Model) -> np.ndarray:
         if self.features == "car_probs":

@@ -284,7 +284,7 @@ class PrefilterPane(Pane):
         data_dir = data_dir or getattr(self, "_teach_data_dir", None)
         self._teach_data_dir = data_dir
         first = Text("label the first", style="bold")
-        first.append(": y car · n not · i interior · p part", style="dim")
+        first.append(" (y car · n not)", style="dim")  # i and p (interior, part): in the help
         self.query_one("#examples-kept", ExamplesView).show(view.queue, None, data_dir, title=first)
         boundary = Text("nearest the learned boundary", style="bold")
         boundary.append(" (p of a car)" if view.boundary else "", style="dim")
@@ -292,6 +292,9 @@ class PrefilterPane(Pane):
 
     def _save_learned(self) -> None:
         view = self.teach_view
+        if self._teaching or self._jobs:  # the save learns from the labels file: the last keys first
+            self.notify("still learning from the last labels: press w again in a moment", severity="warning")
+            return
         if view is None or view.kept is None:
             self.notify("label a car and a non-car first: there is no learned rule to save", severity="warning")
             return
