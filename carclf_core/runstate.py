@@ -744,6 +744,7 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
 
 
 def _patience(s: RunState, e: ev.PatienceChanged) -> None:
+    s.earlier_patience = None  # this attempt said its own: the one put aside is not brought back
     s.patience = Patience(e.epoch, e.wait, e.patience, e.best, e.best_epoch, e.monitor)
     s.rev_training += 1
 
