@@ -624,7 +624,8 @@ def _resolve_earlier(s: RunState, epoch: int) -> None:
         return
     s.epoch_rows = [r for r in s.earlier_rows if r.epoch < epoch]
     p = s.earlier_patience
-    s.patience = p if p is not None and p.epoch < epoch else None
+    if p is not None:  # None: nothing put aside, or this attempt reported its own (kept)
+        s.patience = p if p.epoch < epoch else None
     s.earlier_rows = s.earlier_patience = None
 
 
