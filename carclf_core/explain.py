@@ -4,11 +4,13 @@ Occlusion sensitivity covers the photo with a grey patch at each place of a grid
 much the predicted class's probability drops: forward passes only, so it works on any Keras
 backend. Grad-CAM weighs the last convolutional feature map by the gradient of the class score
 (TensorFlow's gradient tape). Both are computed on the image as the model sees it (the contract's
-size and resize mode, EXIF orientation applied) and drawn over it.
+size and resize mode, EXIF orientation applied) and drawn over it, then saved at a size a person can
+read (:data:`SAVED_SIDE`), beside a panel of the photo, both maps and their colour scale.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -23,6 +25,32 @@ from .imagegate import refuse_oversized
 from .runs import atomic_path
 
 METHODS = ("occlusion", "gradcam")
+SAVED_SIDE = 480
+"""Longest side in pixels of a saved overlay: a 106x160 model input is blown up to 318x480 (a map
+at the model's own size is a thumbnail; the heat maps are smooth, so nothing is made up)."""
+TITLES = {
+    "photo": "the photo, as the model sees it",
+    "occlusion": "occlusion: where hiding it costs",
+    "gradcam": "Grad-CAM: what the last features weigh",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """What :func:`explain` explained and wrote."""
+
+    class_index: int
+    probability: float
+    """The model's probability of the explained class for the photo."""
+    predicted: int
+    """The class the model predicts (the explained one unless another was asked for)."""
+    predicted_probability: float
+    maps: dict[str, Path]
+    """Each method's overlay (``<stem>-<method>.png``)."""
+    panel: Path
+    """The photo, every map and the colour scale side by side (``<stem>-explained.png``)."""
+    pictures: dict[str, Image.Image] = dataclasses.field(default_factory=dict, repr=False)
+    """The photo as the model sees it and each overlay, at :data:`SAVED_SIDE` (to draw them)."""
 
 
 def prepare(contract: Contract, path: Path) -> np.ndarray:
@@ -160,10 +188,49 @@ def _output_folder(out: Path) -> Path:
     return out
 
 
+def readable(picture: Image.Image, side: int = SAVED_SIDE) -> Image.Image:
+    """``picture`` scaled so its longest side is ``side`` pixels (never smaller than it is)."""
+    factor = side / max(picture.size)
+    if factor <= 1:
+        return picture
+    return picture.resize((round(picture.width * factor), round(picture.height * factor)), Image.Resampling.BICUBIC)
+
+
+def colour_scale(width: int, height: int = 16) -> Image.Image:
+    """The maps' colour ramp from 0 (left: hiding or weighing it changes nothing) to 1 (right: most)."""
+    ramp = _colour(np.linspace(0.0, 1.0, width, dtype=np.float64)[None, :].repeat(height, axis=0))
+    return Image.fromarray(ramp)
+
+
+def panel(parts: dict[str, Image.Image]) -> Image.Image:
+    """``parts`` (name -> picture, all one size) side by side, each under its title, over the colour
+    scale with its ends named: what ``<stem>-explained.png`` holds."""
+    from PIL import ImageDraw
+
+    pictures = list(parts.values())
+    w, h = pictures[0].size
+    gap, title, scale_h = 12, 22, 16
+    canvas = Image.new(
+        "RGB", (len(pictures) * w + (len(pictures) - 1) * gap, title + h + gap + scale_h + title), (255, 255, 255)
+    )
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, picture) in enumerate(parts.items()):
+        x = i * (w + gap)
+        draw.text((x + 2, 4), TITLES.get(name, name), fill=(0, 0, 0))
+        canvas.paste(picture, (x, title))
+    top = title + h + gap
+    canvas.paste(colour_scale(canvas.width, scale_h), (0, top))
+    draw.text((2, top + scale_h + 4), "0: no effect", fill=(0, 0, 0))
+    draw.text((canvas.width - 160, top + scale_h + 4), "1: the most in this photo", fill=(0, 0, 0))
+    return canvas
+
+
 def explain(
     model, contract: Contract, path: Path, out: Path, methods: tuple[str, ...] = METHODS, class_index: int | None = None
-) -> dict[str, Path]:
-    """Maps for one photo, saved as ``<out>/<photo stem>-<method>.png``; returns them by method.
+) -> Explanation:
+    """Maps for one photo, saved as ``<out>/<photo stem>-<method>.png`` (each :data:`SAVED_SIDE` pixels
+    on its longest side) and side by side with the photo and the colour scale in
+    ``<out>/<photo stem>-explained.png``.
 
     Args:
         class_index: the class to explain; default the predicted one.
@@ -174,14 +241,29 @@ def explain(
     """
     out = _output_folder(out)
     image = prepare(contract, path)
+    probabilities = np.asarray(model.predict_on_batch(image[None]))[0]
+    predicted = int(np.argmax(probabilities))
     if class_index is None:
-        class_index = int(np.argmax(np.asarray(model.predict_on_batch(image[None]))[0]))
+        class_index = predicted
     makers = {"occlusion": occlusion, "gradcam": gradcam}
     saved = {}
+    parts = {"photo": readable(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)))}
     for method in methods:
         heat = makers[method](model, image, class_index)
         target = out / f"{output_stem(path)}-{method}.png"
+        parts[method] = readable(overlay(image, heat))
         with atomic_path(target) as tmp:
-            overlay(image, heat).save(tmp, format="PNG")
+            parts[method].save(tmp, format="PNG")
         saved[method] = target
-    return saved
+    panel_path = out / f"{output_stem(path)}-explained.png"
+    with atomic_path(panel_path) as tmp:
+        panel(parts).save(tmp, format="PNG")
+    return Explanation(
+        class_index,
+        float(probabilities[class_index]),
+        predicted,
+        float(probabilities[predicted]),
+        saved,
+        panel_path,
+        parts,
+    )

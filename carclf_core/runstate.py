@@ -632,7 +632,8 @@ def _resolve_earlier(s: RunState, epoch: int) -> None:
         return
     s.epoch_rows = [r for r in s.earlier_rows if r.epoch < epoch]
     p = s.earlier_patience
-    s.patience = p if p is not None and p.epoch < epoch else None
+    if p is not None:  # None: nothing put aside, or this attempt reported its own (kept)
+        s.patience = p if p.epoch < epoch else None
     s.earlier_rows = s.earlier_patience = None
 
 
@@ -764,6 +765,7 @@ def epoch_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
 
 
 def _patience(s: RunState, e: ev.PatienceChanged) -> None:
+    s.earlier_patience = None  # this attempt said its own: the one put aside is not brought back
     s.patience = Patience(e.epoch, e.wait, e.patience, e.best, e.best_epoch, e.monitor)
     s.rev_training += 1
 

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "or those named by --stage")
     parser.add_argument("--attach", metavar="RUN", help="open the dashboard on RUN (running or finished)")
     parser.add_argument("--plain", action="store_true",
-                        help="headless output as plain lines even on a terminal; with --attach RUN, follow RUN in "
-                             "plain lines until no runner works on it (no screen drawn)")
+                        help="headless output as plain lines even on a terminal; with --attach RUN (or with no "
+                             "stage to run: the newest run), follow that run in plain lines until no runner works "
+                             "on it, drawing no screen")
     parser.add_argument("--shard", type=_shard, metavar="I/N",
                         help="with --resume RUN --stage prefilter: score share I of N (1-based) into RUN, "
                              "beside the other shards on other machines; the last to finish writes the decision; "

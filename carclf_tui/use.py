@@ -243,7 +243,7 @@ def _explain(args, run, model, contract) -> int:
         class_index = contract.classes.index(args.class_name)
     methods = ("occlusion", "gradcam") if args.method == "both" else (args.method,)
     try:
-        saved = explain(model, contract, args.image, run.path / "explain", methods, class_index)
+        done = explain(model, contract, args.image, run.path / "explain", methods, class_index)
     except DatasetError as exc:  # the photo refused before decoding (the pixel gate)
         _say(err, f"carclf-tui explain: {exc}")
         return EXIT_NONE
@@ -254,10 +254,68 @@ def _explain(args, run, model, contract) -> int:
         _say(err, f"carclf-tui explain: {args.image}: cannot explain it ({type(exc).__name__}: {exc})")
         return EXIT_NONE
     console = Console(highlight=False)
-    for method, path in saved.items():
+    _say(console, explained_line(done, contract.classes))  # class names come from outside: escaped
+    for method, path in done.maps.items():
         _say(console, f"{method}: {path}")  # a path printed whole, never broken across lines
-        if not args.no_show and console.is_terminal:
-            from textual_image.renderable import Image as TerminalImage
-
-            console.print(TerminalImage(str(path), width=min(console.width, 60)))
+    _say(console, f"all side by side: {done.panel}")
+    if not args.no_show and console.is_terminal:
+        draw_explanation(console, done)
     return EXIT_OK
+
+
+def explained_line(done, classes: Sequence[str]) -> str:
+    """``explained: Audi_A4, probability 0.873 (the prediction)``, or for another class asked for,
+    what the model predicts instead."""
+    line = f"explained: {classes[done.class_index]}, probability {done.probability:.3f}"
+    if done.class_index == done.predicted:
+        return line + " (the prediction)"
+    return line + f"; the model predicts {classes[done.predicted]} ({done.predicted_probability:.3f})"
+
+
+def draw_explanation(console: Console, done) -> None:
+    """The photo and each map in the terminal at a size a person can read, each under its title,
+    then the colour scale: side by side where the terminal is wide enough for each to keep 60
+    columns, else one under another, each as wide as the terminal and no taller than it."""
+    from rich.text import Text
+    from textual_image.renderable import Image as TerminalImage
+
+    from carclf_core.explain import TITLES, colour_scale
+
+    pictures = done.pictures
+    if not pictures:
+        return
+    w, h = next(iter(pictures.values())).size
+    rows = max(8, console.height - 3)  # a title line and the prompt keep their rows
+    # a cell is about twice as high as wide: a picture of h/w takes width * h / w / 2 rows
+    fit = max(20, int(rows * 2 * w / h))
+    side_by_side = console.width >= 60 * len(pictures) + 2 * (len(pictures) - 1)
+    width = min(fit, (console.width - 2 * (len(pictures) - 1)) // len(pictures) if side_by_side else console.width)
+    blocks = []
+    for name, picture in pictures.items():
+        title = Text(TITLES.get(name, name), style="bold", no_wrap=True, overflow="ellipsis")
+        # both sides given: the renderable's own guess of a cell's shape squashed the pictures
+        blocks.append((title, TerminalImage(picture, width=width, height=max(1, round(width * h / w / 2)))))
+    if side_by_side:
+        # one picture of them all (a terminal picture does not sit in a table cell), two columns apart
+        from PIL import Image
+
+        gap = max(1, round(2 * w / width))
+        strip = Image.new("RGB", (len(pictures) * w + (len(pictures) - 1) * gap, h), (0, 0, 0))
+        for i, picture in enumerate(pictures.values()):
+            strip.paste(picture, (i * (w + gap), 0))
+        titles = Text()
+        for title, _ in blocks:
+            title.truncate(width, overflow="ellipsis", pad=True)
+            titles.append_text(title + Text("  "))
+        console.print(titles)
+        cells = len(pictures) * width + 2 * (len(pictures) - 1)
+        console.print(TerminalImage(strip, width=cells, height=max(1, round(width * h / w / 2))))
+    else:
+        for title, image in blocks:
+            console.print(title)
+            console.print(image)
+    scale = Text("colour: 0 no effect ")
+    for r, g, b in colour_scale(40, 1).getdata():
+        scale.append("█", style=f"rgb({r},{g},{b})")
+    scale.append(" 1 the most")
+    console.print(scale)

@@ -357,3 +357,13 @@ def test_an_ended_attempt_counts_the_time_of_those_before() -> None:
     assert state.stages["index"].duration_s == 25.0 and state.stages["index"].elapsed(999.0) == 25.0
     odd = replay([ev.StageStarted(stage="index", spent_s=-5.0, t=100.0)])  # a hand-made log: no negative time
     assert odd.stages["index"].elapsed(101.0) == 1.0 and odd.log[-1].message == "index started"
+
+
+def test_a_restarted_train_that_reports_its_patience_first_keeps_that_one() -> None:
+    state = replay([ev.StageStarted(stage="train", t=0.0), *_trained(12, 3),
+                    ev.StageInterrupted(stage="train", reason="SIGINT", t=40.0),
+                    ev.StageStarted(stage="train", t=100.0),
+                    ev.PatienceChanged(epoch=3, wait=1, patience=5, best=0.5, best_epoch=2, t=101.0),
+                    ev.EpochStarted(epoch=4, epochs=12, steps=4, t=102.0)])
+    assert state.patience is not None and (state.patience.patience, state.patience.wait) == (5, 1)
+    assert [row.epoch for row in state.epoch_rows] == [1, 2, 3]

@@ -48,3 +48,30 @@ def test_a_stopped_stage_continued_reports_both_attempts_time(tmp_path, monkeypa
 
 def test_a_hand_edited_spent_time_is_read_as_nothing() -> None:
     assert [registry._seconds(v) for v in (12.5, -1, float("nan"), "3", True, None)] == [12.5, 0, 0, 0, 0, 0]
+
+
+def _missing_data(ctx: StageContext) -> StageResult:
+    from carclf_core.errors import DatasetError
+
+    raise DatasetError("data.dir: folder /nowhere does not exist")
+
+
+def _bug(ctx: StageContext) -> StageResult:
+    return {}["no such key"]
+
+
+def test_a_known_failure_is_its_message_alone_and_a_bug_keeps_its_traceback(tmp_path, monkeypatch) -> None:
+    """What the dashboard's detail panel shows under a failed stage: carclf's own error names the key
+    and needs no traceback (a new run on a missing data folder showed one); any other exception keeps it."""
+    from carclf_core.events import StageFailed
+
+    run = make_run_dir(tmp_path)
+    for target, traced in ((f"{__name__}:_missing_data", False), (f"{__name__}:_bug", True)):
+        monkeypatch.setitem(registry.STAGE_BY_NAME, "index",
+                            dataclasses.replace(registry.STAGE_BY_NAME["index"], target=target))
+        seen: list = []
+        ctx = StageContext(config=run.load_config(), run=run, emit=seen.append)
+        assert registry.run_stage(ctx, "index") == "failed"
+        (failed,) = [e for e in seen if isinstance(e, StageFailed)]
+        assert bool(failed.traceback) == traced and ("KeyError" in failed.traceback) == traced
+    assert failed.error == "KeyError: 'no such key'"

@@ -240,6 +240,8 @@ def test_exported_model_gives_the_same_predictions(trained):
     exported = load_model(folder / "export" / "model.keras")  # safe mode: no Lambda layers
     probs = exported.predict(images, verbose=0)
     assert [classes[i] for i in probs.argmax(1)] == list(predictions["predicted"][:16])
+    # the true class's probability, what the dashboard's worst-photos list sorts by
+    np.testing.assert_allclose(predictions["true_probability"][:16], probs[np.arange(16), labels], atol=1e-4)
     np.testing.assert_allclose(probs.max(1), predictions["probability"][:16], rtol=1e-4, atol=1e-5)
     served = tf.saved_model.load(str(folder / "export" / "savedmodel"))
     serving = served.signatures["serving_default"]  # what TF Serving calls: raw pixels named "image"

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from rich.text import Text
 
 from carclf_core import config as config_mod
 from carclf_core.export import CONTRACT_FILE, Contract, export_dir, make_contract, read_contract, write_export
@@ -142,12 +143,50 @@ def test_explanations_point_at_the_red_patch_wherever_it_is(exported):
 
 
 def test_explain_saves_overlays_under_the_run(exported, tmp_path):
+    from carclf_core.explain import SAVED_SIDE
+
     run, photos = exported["run"], exported["photos"]
     result = carclf("explain", str(run.path), str(photos / "right.png"), "--no-show", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("explained: red, probability 0.9") and "(the prediction)" in result.stdout
     for method in ("occlusion", "gradcam"):
         path = run.path / "explain" / f"right-{method}.png"
         assert f"{method}: {path}" in result.stdout
-        assert Image.open(path).size == (W, H)
+        assert Image.open(path).size == (SAVED_SIDE, SAVED_SIDE * H // W)  # readable, not the model's 64x48
+    panel = Image.open(run.path / "explain" / "right-explained.png")
+    assert panel.width >= 3 * SAVED_SIDE and panel.height > SAVED_SIDE * H // W  # photo, both maps, the scale
+    plain = carclf("explain", str(run.path), str(photos / "right.png"), "--no-show", "--class", "plain", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("explained: plain, probability 0.0")
+    assert "the model predicts red (0.9" in plain.stdout
     other = carclf("explain", str(run.path), str(photos / "right.png"), "--class", "violet", cwd=tmp_path)
     assert other.returncode == 2 and "'violet' is not one of the run's 2 classes" in other.stderr
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_explain_draws_the_photo_both_maps_and_the_scale_at_a_readable_size(exported, tmp_path, size):
+    import io
+
+    from rich.console import Console
+
+    from carclf_core.explain import explain
+    from carclf_tui.use import draw_explanation
+
+    photos = exported["photos"]
+    done = explain(exported["model"], exported["contract"], photos / "right.png", tmp_path)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=size[0], height=size[1], color_system="truecolor")
+    draw_explanation(console, done)
+    lines = Text.from_ansi(out.getvalue()).plain.split("\n")
+    titles = ("the photo, as the model sees it", "occlusion: where hiding it costs",
+              "Grad-CAM: what the last features weigh")
+    assert all(len(line) <= size[0] for line in lines)
+    assert lines[-2].startswith("colour: 0 no effect ") and lines[-2].endswith(" 1 the most")
+    pictures = [line for line in lines if line.strip() and not any(t in line for t in titles)][:-1]
+    if size[0] >= 200:  # side by side: one title line, the three pictures in one strip
+        assert all(t in lines[0] for t in titles) and len(pictures) <= size[1] - 3
+        assert min(len(line.rstrip()) for line in pictures) >= 180
+    else:  # one under another: each as wide as fits the screen's height, a whole screen at most
+        assert [line for line in lines if line in titles] == list(titles)
+        assert len(pictures) == 3 * round(len(pictures) / 3) and len(pictures) // 3 <= size[1] - 3
+        assert min(len(line.rstrip()) for line in pictures) >= 50  # was 60x3 cells for all of a map

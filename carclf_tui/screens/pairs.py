@@ -186,8 +186,9 @@ class PairScreen(Screen):
         return self.predictions.pair(self.run, self.true, self.predicted)
 
     def _cells(self, n: int, row: dict[str, Any]) -> tuple[Text, ...]:
-        # the file column fits the screen (no sideways scrolling); the ids differ at the end of the name
-        width = max(20, self.size.width - 20)
+        # the file column fits the screen (no sideways scrolling), the scroll bar's columns left free;
+        # the ids differ at the end of the name
+        width = max(20, self.size.width - 24)
         return (Text(str(n), justify="right"), Text(number(row["probability"], 3), justify="right"),
                 Text(tail(printable(row["path"]), width)))
 

@@ -60,3 +60,18 @@ def test_term_dumb_follows_in_plain_text_instead_of_drawing(finished_run, monkey
     assert "TERM=dumb: this terminal cannot draw the dashboard; following the run in plain text" in err
     assert "[train] done in" in out and "[evaluate] done in" in out and "epoch 12/12" in out
     assert "\x1b" not in out
+
+
+def test_a_runner_gone_without_a_last_word_ends_the_following_with_1(empty_run) -> None:
+    import io
+
+    from carclf_tui.follow import follow_plain
+
+    crashed = subprocess.run([sys.executable, str(FAKE_RUNNER), "--mode", "crash", str(empty_run.path), "index"],
+                             capture_output=True, timeout=60)
+    assert crashed.returncode == 3  # StageStarted written, then gone: no StageFailed, no RunFinished
+    out = io.StringIO()
+    assert follow_plain(empty_run, out) == 1
+    lines = out.getvalue().splitlines()
+    assert "[index] started" in lines
+    assert lines[-1] == f"[index] the runner is gone without a last word (see {empty_run.path / 'runner.log'})"

@@ -112,7 +112,8 @@ def test_early_stopping_gets_its_own_eta() -> None:
 
 def test_each_finished_epoch_is_a_log_line() -> None:
     state = replay([ev.StageStarted(stage="train", t=T), *epoch_events(1, T)])
-    (line,) = [e for e in state.log if e.stage == "train"]
+    started, line = [e for e in state.log if e.stage == "train"]
+    assert started.message == "train started"
     assert (line.level, line.message) == ("info", "epoch 1/10  loss 0.5000  val_loss 0.6000  val_acc 0.7500")
 
 
