@@ -96,7 +96,7 @@ def test_a_recorded_stage_is_fresh_until_its_config_or_an_upstream_output_change
 
 def test_staleness_runs_down_the_stages_and_skips_what_is_not_done_or_not_recorded(run):
     config = run.load_config()
-    for stage, note in (("index", "i"), ("prefilter", "p"), ("split", "s"), ("train", "t")):
+    for stage, note in (("index", "i"), ("prefilter", "p"), ("split", "s"), ("train", "t"), ("evaluate", "e")):
         for name in LINEAGES[stage].outputs:
             _write(run, name, stage)
         _finish(run, stage, config, note)
@@ -106,8 +106,14 @@ def test_staleness_runs_down_the_stages_and_skips_what_is_not_done_or_not_record
         "prefilter": f"prefilter.threshold {config.prefilter.threshold} -> 0.5",
         "split": "prefilter is stale",
         "train": "split is stale",
+        "evaluate": "split is stale; train is stale",  # every reason, in order
     }
+    # a text value is shown as it is, a list as JSON
+    resized = staleness(run, _set(config, "input.resize", "stretch"))
+    assert resized["train"] == f"input.resize {config.input.resize} -> stretch"
+    assert resized["evaluate"] == f"train is stale; input.resize {config.input.resize} -> stretch"
     # a stage that is not done, or was finished before provenance was recorded, is never stale
+    run.update_stage_state("evaluate", status="failed")
     run.update_stage_state("train", status="failed")
     assert "train" not in staleness(run, changed)
     run.update_stage_state("train", status="done", inputs=None)
