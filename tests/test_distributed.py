@@ -68,11 +68,15 @@ def test_tf_config_names_the_chief_and_the_workers(monkeypatch):
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": -1}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": true}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
         ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', "cluster.worker: expected a list"),
-        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "at most one chief"),
-        ('{"cluster": {"chief": ["a:1"], "worker": ["a:1"]}, "task": {"type": "chief"}}', "address twice"),
-        ('["a:1"]', 'expected an object with "cluster" and "task"'),
+        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}',
+         "TF_CONFIG: cluster.chief: at most one chief"),
+        ('{"cluster": {"chief": ["a:1"], "worker": ["a:1"]}, "task": {"type": "chief"}}',
+         "TF_CONFIG: the cluster lists an address twice"),
+        ('["a:1"]', 'TF_CONFIG: expected an object with "cluster" and "task"'),
         ('{"cluster": {"worker": ["a:1"]}}', 'expected an object with "cluster" and "task"'),
     ],
 )
@@ -80,7 +84,8 @@ def test_a_bad_tf_config_is_refused_naming_it(text, words):
     with pytest.raises(ConfigError, match="TF_CONFIG") as caught:
         cluster_from_env({"TF_CONFIG": text})
     assert caught.value.key == "TF_CONFIG" and str(caught.value).startswith("TF_CONFIG: ")
-    assert words in str(caught.value)
+    assert words in caught.value.message
+    assert caught.value.hint.startswith("on every machine: TF_CONFIG=") and "with I = 0 on the chief" in caught.value.hint
 
 
 def test_shards_split_the_chunks_between_them():
