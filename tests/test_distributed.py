@@ -85,7 +85,8 @@ def test_a_bad_tf_config_is_refused_naming_it(text, words):
         cluster_from_env({"TF_CONFIG": text})
     assert caught.value.key == "TF_CONFIG" and str(caught.value).startswith("TF_CONFIG: ")
     assert words in caught.value.message
-    assert caught.value.hint.startswith("on every machine: TF_CONFIG=") and "with I = 0 on the chief" in caught.value.hint
+    hint = caught.value.hint
+    assert hint.startswith("on every machine: TF_CONFIG=") and "with I = 0 on the chief" in hint
 
 
 def test_shards_split_the_chunks_between_them():
