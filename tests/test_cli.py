@@ -2,12 +2,17 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from carclf_core.eventlog import read_events
 
 from .conftest import make_dataset
 
@@ -131,3 +136,65 @@ def test_demo_run_all_end_to_end(tmp_path):
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
+
+
+SECOND_SIGNAL = textwrap.dedent("""
+    import functools, os, sys
+    from carclf_core import config as config_mod
+    from carclf_core.eventlog import JsonlSink
+    from carclf_core.pipeline import StageContext
+    from carclf_core.runs import create_run
+    from carclf_tui.cli import _record_abort, _SignalStop
+
+    root, fifo = sys.argv[1], sys.argv[2]
+    run = create_run(config_mod.load(None, [f"run.root={root}", f"data.dir={root}"]))
+    run.update_stage_state("train", status="running")
+    jsonl = JsonlSink(run.events_path)
+    ctx = StageContext(config=run.load_config(), run=run, emit=jsonl)
+    ctx.stage = "train"
+    with _SignalStop(ctx, functools.partial(_record_abort, run, jsonl, ctx)):
+        print(run.path, flush=True)
+        os.open(fifo, os.O_RDONLY)  # blocks in the kernel until a writer comes: none will
+    print("the read ended", flush=True)
+""")
+
+
+def _wait_delivered(pid: int, signum: int, timeout: float = 120) -> None:
+    """Wait until the process ``pid`` has no ``signum`` pending (Linux: /proc/PID/status)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        pending = int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
+        if not pending & (1 << (signum - 1)):
+            return
+        assert time.monotonic() < deadline, f"signal {signum} still pending after {timeout} s"
+        time.sleep(0.01)
+
+
+def test_a_second_ctrl_c_ends_a_runner_blocked_in_a_read_at_once(tmp_path):
+    """The runner's signal handling around a read that never returns (a FIFO no one writes): the
+    first SIGINT asks for a stop the blocked stage cannot act on, the second ends the process with
+    130 and records the stage as interrupted (the fast form of the extra test in faults/test_hostile.py,
+    where training itself blocks on files that became FIFOs)."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    process = subprocess.Popen([sys.executable, "-c", SECOND_SIGNAL, str(tmp_path / "runs"), str(fifo)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run = Path(process.stdout.readline().strip())  # printed just before the read blocks
+        assert (run / "state.json").is_file(), process.stderr.read() if process.poll() is not None else run
+        process.send_signal(signal.SIGINT)
+        _wait_delivered(process.pid, signal.SIGINT)  # two signals pending at once would count as one
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "second SIGINT: stopping at once" in process.stderr.read()
+    assert "the read ended" not in process.stdout.read()
+    stage = json.loads((run / "state.json").read_text())["stages"]["train"]
+    assert stage["status"] == "interrupted" and stage["summary"].startswith("SIGINT twice: stopped at once")
+    events = read_events(run / "events.jsonl").events
+    assert [e.kind for e in events[-2:]] == ["stage_interrupted", "run_finished"]
+    assert events[-1].status == "interrupted"

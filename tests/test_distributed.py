@@ -21,7 +21,7 @@ import pytest
 
 from carclf_core import config as config_mod
 from carclf_core import runstate
-from carclf_core.cluster import Cluster, Shard, cluster_from_env, multi_worker_wanted
+from carclf_core.cluster import Cluster, Shard, cluster_from_env, multi_worker_wanted, worker_log_path
 from carclf_core.errors import ConfigError
 from carclf_core.eventlog import read_events
 from carclf_core.events import LogLine, WorkersReport
@@ -45,8 +45,15 @@ def tf_config(ports: list[int], index: int) -> str:
     )
 
 
-def test_tf_config_names_the_chief_and_the_workers():
-    assert cluster_from_env({}) is None
+def test_tf_config_names_the_chief_and_the_workers(monkeypatch):
+    assert cluster_from_env({}) is None and cluster_from_env({"TF_CONFIG": "  "}) is None
+    monkeypatch.setenv("TF_CONFIG", tf_config([1111, 2222], 1))
+    assert cluster_from_env() == Cluster(workers=("localhost:1111", "localhost:2222"), rank=1)  # os.environ
+    chief_job = {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]}, "task": {"type": "chief"}}
+    chief = cluster_from_env({"TF_CONFIG": json.dumps(chief_job)})
+    assert chief == Cluster(workers=("a:1", "b:2", "c:3"), rank=0) and chief.chief and chief.size == 3
+    no_index = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker"}}
+    assert cluster_from_env({"TF_CONFIG": json.dumps(no_index)}).rank == 0
     worker = cluster_from_env({"TF_CONFIG": tf_config([1111, 2222, 3333], 2)})
     assert worker == Cluster(workers=("localhost:1111", "localhost:2222", "localhost:3333"), rank=2)
     assert not worker.chief and worker.name() == "worker 2 (localhost:3333)" and worker.name(0).startswith("chief")
@@ -63,18 +70,25 @@ def test_tf_config_names_the_chief_and_the_workers():
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": -1}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": true}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "not in the cluster"),
         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "not in the cluster"),
         ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', "cluster.worker: expected a list"),
-        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "at most one chief"),
-        ('{"cluster": {"chief": ["a:1"], "worker": ["a:1"]}, "task": {"type": "chief"}}', "address twice"),
-        ('["a:1"]', 'expected an object with "cluster" and "task"'),
+        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}',
+         "TF_CONFIG: cluster.chief: at most one chief"),
+        ('{"cluster": {"chief": ["a:1"], "worker": ["a:1"]}, "task": {"type": "chief"}}',
+         "TF_CONFIG: the cluster lists an address twice"),
+        ('["a:1"]', 'TF_CONFIG: expected an object with "cluster" and "task"'),
         ('{"cluster": {"worker": ["a:1"]}}', 'expected an object with "cluster" and "task"'),
     ],
 )
 def test_a_bad_tf_config_is_refused_naming_it(text, words):
     with pytest.raises(ConfigError, match="TF_CONFIG") as caught:
         cluster_from_env({"TF_CONFIG": text})
-    assert words in str(caught.value)
+    assert caught.value.key == "TF_CONFIG" and str(caught.value).startswith("TF_CONFIG: ")
+    assert words in caught.value.message
+    hint = caught.value.hint
+    assert hint.startswith("on every machine: TF_CONFIG=") and "with I = 0 on the chief" in hint
 
 
 def test_shards_split_the_chunks_between_them():
@@ -82,6 +96,7 @@ def test_shards_split_the_chunks_between_them():
     owners = [[s.owns(chunk) for s in shards].index(True) for chunk in range(10)]
     assert owners == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
     assert [str(s) for s in shards] == ["1/3", "2/3", "3/3"] and Shard.parse(" 1 / 1 ") == Shard(1, 1)
+    assert worker_log_path(Path("/runs/r"), 2) == Path("/runs/r/worker-2.log")
     for bad in ("0/2", "3/2", "1-2", "a/b", "1/2/3", "1234567/1234567"):
         with pytest.raises(ValueError, match="I/N"):
             Shard.parse(bad)

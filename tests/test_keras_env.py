@@ -35,3 +35,35 @@ def test_the_learning_rate_rule_for_1_2_and_4_machines(rule, expected):
 )
 def test_the_precision_policy(mode, gpus, cc_major, policy):
     assert mixed_policy(mode, gpus, cc_major) == policy
+
+
+def _train(**values):
+    from carclf_core import config as config_mod
+
+    return config_mod.from_dict({"train": values}).train
+
+
+def test_the_strategy_for_each_distribute_mode_on_one_cpu():
+    from carclf_core.cluster import Cluster
+    from carclf_core.errors import ConfigError
+    from carclf_core.keras_env import distribution
+
+    assert distribution(_train(distribute="none")) is None
+    assert distribution(_train(distribute="auto")) is None  # one machine, no GPU: Keras's default
+    alone = Cluster(workers=("localhost:1",), rank=0)
+    assert distribution(_train(distribute="auto"), alone) is None  # TF_CONFIG naming one machine
+    with pytest.raises(ConfigError, match="train.distribute: multi_worker needs the environment variable TF_CONFIG"):
+        distribution(_train(distribute="multi_worker"))
+
+
+def test_whole_batches_never_hand_a_machine_a_short_batch():
+    import numpy as np
+    import tensorflow as tf
+
+    from carclf_core.keras_env import whole_batches
+
+    rows = tf.data.Dataset.from_tensor_slices(np.arange(10)).batch(4)  # 4, 4 and a short 2
+    assert [b.tolist() for b in whole_batches(rows, 4).as_numpy_iterator()] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    share = whole_batches(rows, 4, own_share=True)  # repeats: an epoch is counted in steps
+    assert [b.tolist() for b in share.take(3).as_numpy_iterator()] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]
+    assert share.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.OFF

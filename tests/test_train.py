@@ -282,6 +282,43 @@ def test_mirrored_strategy_on_two_logical_cpus(trained, tmp_path):
     assert summary["replicas"] == 2 and summary["epochs_run"] == 1
 
 
+def test_a_diverging_training_fails_naming_the_step_and_keeps_the_last_good_epoch(tmp_path):
+    """Learning rate 1e15 (the fast, in-process form of the extra test in faults/test_hostile.py): the
+    warm-up epoch (base frozen) stays finite, fine-tuning's first steps overflow the backbone and the
+    loss becomes NaN or inf. The stage fails saying where and what to lower; the checkpoint and the best
+    weights stay epoch 1's, finite; the diverged epoch is never reported as ended."""
+    import re
+
+    from carclf_core.events import StageFailed
+
+    from .conftest import make_dataset
+
+    data = make_dataset(tmp_path / "data", {("Audi", "A4"): 12, ("BMW", "X5"): 12, ("Kia", "Rio"): 12})
+    config = config_mod.load(None, [f"data.dir={data}", f"run.root={tmp_path / 'runs'}", "prefilter.mode=off",
+                                    "split.min_per_class=5", "input.height=32", "input.width=32",
+                                    "input.batch_size=8", "train.backbone=mobilenetv3small", "train.weights=null",
+                                    "train.confusion_sample=0", "train.batch_events_per_second=1000",
+                                    "train.tensorboard=false", "train.epochs=2", "train.warmup_epochs=1",
+                                    "train.learning_rate=1e15"])
+    run = create_run(config)
+    events: list = []
+    ctx = StageContext(config=config, run=run, emit=events.append)
+    assert run_stage(ctx, "index") == "done" and run_stage(ctx, "split") == "done"
+    assert run_stage(ctx, "train") == "failed"
+    (failed,) = of(events, StageFailed)
+    assert re.search(r"loss became (NaN|inf) at epoch 2, step \d+: lower train.learning_rate \(now 1e\+15\)"
+                     r"\W+the checkpoint of epoch 1 is kept", failed.error), failed.error
+    checkpoint = json.loads((run.train_dir / "state.json").read_text())
+    assert checkpoint["completed_epochs"] == 1 and checkpoint["phase"] == "warmup"
+    assert [h["epoch"] for h in checkpoint["history"]] == [1]
+    assert checkpoint["early_stopping"]["best_epoch"] == 0  # 0-based: epoch 1, the last finite best
+    for name in ("last_weights.npz", "best_weights.npz"):
+        with np.load(run.train_dir / name) as weights:
+            assert all(np.isfinite(weights[key]).all() for key in weights.files), f"{name} holds NaN"
+    assert [e.epoch for e in of(events, EpochEnded)] == [1]  # the diverged epoch never ended
+    assert any(e.epoch == 2 and not np.isfinite(e.loss) for e in of(events, BatchEnded))
+
+
 @pytest.mark.parametrize("files, machines, batch", [(10, 2, 2), (11, 2, 4), (13, 4, 1), (7, 3, 2)])
 def test_each_machine_trains_on_its_own_share_and_the_shares_cover_the_split(files, machines, batch):
     """Every machine of a multi-worker run decodes only its share of the training files: the shares

@@ -17,7 +17,7 @@ import pytest
 
 from carclf_core import config as config_mod
 from carclf_core.checkpoint import load_weights, read_state
-from carclf_core.events import EpochEnded
+from carclf_core.events import ConfusionReady, EpochEnded
 from carclf_core.model import load_model
 from carclf_core.pipeline import StageContext
 from carclf_core.registry import run_all
@@ -73,19 +73,29 @@ def test_a_resume_after_the_best_epoch_gives_evaluate_the_best_weights(tmp_path)
     batch statistics settle).
     """
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 10, ("BMW", "X5"): 10, ("Kia", "Rio"): 10})
+    # a confusion sample larger than the validation split: the matrix is of the whole split
     config = _config(data, tmp_path / "runs", "train.backbone=vgg16", "train.learning_rate=0.0001",
-                     "input.batch_size=4", "train.epochs=3", "train.patience=10")
+                     "input.batch_size=4", "train.epochs=3", "train.patience=10", "train.confusion_sample=1000")
     run = create_run(config)
     assert _run(config, run, ["index", "split"]) == "done"
     _shift_validation_labels(run)
 
     cancel = threading.Event()
+    confusions: list[ConfusionReady] = []
 
     def stop_after_epoch_2(event) -> None:
+        if isinstance(event, ConfusionReady):
+            confusions.append(event)
         if isinstance(event, EpochEnded) and event.epoch == 2:
             cancel.set()  # what the SIGINT handler does, mid-fit
 
     assert _run(config, run, ["train"], emit=stop_after_epoch_2, cancel=cancel) == "interrupted"
+    splits = pd.read_csv(run.splits_csv, dtype=str, keep_default_na=False)
+    val_labels = splits.loc[splits["split"] == "val", "class_index"].astype(int)
+    true_counts = np.bincount(val_labels, minlength=3).tolist()
+    assert [c.epoch for c in confusions] == [1, 2]
+    for confusion in confusions:  # every validation image once, in the row of its (shifted) label
+        assert confusion.sample == len(val_labels) and confusion.counts().sum(axis=1).tolist() == true_counts
     saved = read_state(run.train_dir)
     assert saved["completed_epochs"] == 2 and saved["early_stopping"]["best_epoch"] == 0  # 0-based: epoch 1
     best_of_epoch_1 = load_weights(run.train_dir / "best_weights.npz")

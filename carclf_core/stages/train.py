@@ -132,9 +132,14 @@ def _load_data(ctx: StageContext, team: Cluster | None) -> _Data:
         val_paths, val_labels, n, icfg, training=False, batch_size=global_batch, audit=audits["val"]
     )
     # the sample's labels stay unpadded: the confusion matrix reads that many predictions
-    sample = inputs.make_dataset(
-        [val_paths[i] for i in sample_idx], val_labels[sample_idx], n, icfg, training=False, batch_size=sample_batch
-    )
+    if team is None and len(sample_idx) == len(val_paths):
+        # the sample is the whole validation split, in its order: its pipeline serves (building another
+        # traces the decoding graph again, seconds of start-up on a CPU)
+        sample = val
+    else:
+        sample = inputs.make_dataset(
+            [val_paths[i] for i in sample_idx], val_labels[sample_idx], n, icfg, training=False, batch_size=sample_batch
+        )
     if team is not None:
         train = keras_env.whole_batches(train, global_batch, own_share=True)
         val, sample = keras_env.whole_batches(val, global_batch), keras_env.whole_batches(sample, global_batch)
