@@ -350,8 +350,8 @@ class TrainConfig:
     """Train reproducibly: with the same config and split.seed, a run on the same machine and library
     versions repeats the same history, bit for bit on the CPU (the shuffle, the augmentation and the
     weights' initialisation come from split.seed; TensorFlow's op determinism keeps every op and the
-    input pipeline's order fixed). Measured on the 2-core CPU: under 10 % slower an epoch (see
-    bench/bench_determinism.py). Not across machines or library versions, nor on several machines.
+    input pipeline's order fixed). Measured on the 2-core CPU: no slower an epoch within the noise
+    (bench/bench_determinism.py). Not across machines or library versions, nor on several machines.
     Default true."""
 
     @property
