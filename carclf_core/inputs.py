@@ -3,8 +3,10 @@
 Images come out as float32 pixels in 0..255 at the configured size; scaling for a particular backbone
 is done inside the model, so the exported model takes plain pixels. Training pipelines shuffle over
 the whole split (every epoch anew) and augment a configured share of images, decided per image;
-validation and test pipelines keep file order, so predictions line up with labels. Every image is
-turned upright by its EXIF orientation, as :func:`carclf_core.images.read_image` does in Python.
+both follow the seed, so a new pipeline with the same seed repeats the same epochs. Validation and
+test pipelines keep file order, so predictions line up with labels. Every image is turned upright by
+its EXIF orientation, as :func:`carclf_core.images.read_image` does in Python. Decoding and resizing
+follow the steps the export's contract states for clients (:func:`carclf_core.export.preparation`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ CENTER_CROP = 0.875
 (resize to 256, crop 224) that ResNet and EfficientNet report their accuracy with."""
 JPEG_DCT = "INTEGER_ACCURATE"
 """libjpeg's accurate integer inverse DCT (``JDCT_ISLOW``): what Pillow and most libjpeg clients decode
-with, pixel for pixel (TensorFlow's own default, the fast DCT, differs from them by up to about 8
-levels). Measured on scikit-image's photos saved as JPEG at three sizes, two qualities and chroma
-subsamplings: 0 levels apart from Pillow."""
+with. Measured on scikit-image's photos saved as JPEG at three sizes, two qualities and chroma
+subsamplings (``bench/bench_contract.py``): 0 levels apart from Pillow, where TensorFlow's own default
+(the fast DCT) was up to 7 levels off."""
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
