@@ -37,7 +37,12 @@ def reference_dataset(paths, labels, num_classes, cfg):
     # orientation 1: the reference ignored EXIF (and the demo's pictures are upright), so no per-image read
     ds = ds.map(lambda p, l: (inputs.decode_image(p, cfg.height, cfg.width, cfg.resize, 1),
                               tf.one_hot(l, num_classes)))
-    ds = ds.map(lambda image, l: (inputs.maybe_augment(image, cfg)[0], l))
+
+    def augment(image, label):
+        # a stateful draw per image, as the reference augmented (the pipeline draws statelessly)
+        return inputs.maybe_augment(image, cfg, tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64))[0], label
+
+    ds = ds.map(augment)
     return ds.batch(cfg.batch_size).prefetch(10)
 
 

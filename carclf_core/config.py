@@ -366,6 +366,13 @@ class TrainConfig:
     """What each epoch's checkpoint holds: `full` (model and optimizer state, so a resume continues
     Adam's moments; about 280 MB and 3 s an epoch for ResNet50V2) or `weights` (a third of the size;
     a resume restarts the optimizer). Default `full`."""
+    deterministic: bool = _field(True)
+    """Train reproducibly: with the same config and split.seed, a run on the same machine and library
+    versions repeats the same history, bit for bit on the CPU (the shuffle, the augmentation and the
+    weights' initialisation come from split.seed; TensorFlow's op determinism keeps every op and the
+    input pipeline's order fixed). Measured on the 2-core CPU: no slower an epoch within the noise
+    (bench/bench_determinism.py). Not across machines or library versions, nor on several machines.
+    Default true."""
 
     @property
     def monitor_direction(self) -> Literal["min", "max"]:

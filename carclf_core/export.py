@@ -22,11 +22,58 @@ import numpy as np
 
 from .config import Config
 from .errors import RunError
+from .images import ANTIALIAS_SHRINK, TRANSPOSE
 from .quiet import captured_output, worth_showing
 from .runs import REPLACING, RunDir, atomic_path, write_json_atomic
 
 CONTRACT_FILE = "contract.json"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+"""2: the decoder, the EXIF rule, the scaled size, the resize method and the antialias rule spelled out."""
+EXIF_TRANSPOSE = {str(orientation): turn.name for orientation, turn in TRANSPOSE.items()}
+"""EXIF orientation -> the name of Pillow's ``Image.Transpose`` that turns the picture upright."""
+
+
+def preparation() -> dict[str, Any]:
+    """How a photo becomes the model's input, step by step, precisely enough for a client to repeat
+    with Pillow and numpy (``tests/test_use.py`` does, and the README's serving example is that code):
+    what ``carclf_core.inputs.decode_image`` does for training, evaluation and ``predict``."""
+    return {
+        "decode": {
+            "jpeg": "libjpeg with the accurate integer inverse DCT (JDCT_ISLOW) and fancy upsampling: "
+            "Pillow's Image.open(...).convert('RGB'), TensorFlow's tf.io.decode_jpeg(dct_method='INTEGER_ACCURATE')",
+            "other": "PNG, GIF (first frame), BMP, WebP: Pillow's convert('RGB'); 16-bit images keep the high byte",
+        },
+        "exif_orientation": {
+            "rule": "JPEG only: tag 0x0112 of the first Exif APP1 segment (Pillow's getexif()); 2..8 turn the "
+            "picture upright before anything else, other values and other formats leave it as stored",
+            "transpose": dict(EXIF_TRANSPOSE),
+        },
+        "scaled_size": {
+            "pad": "fit inside: if height * w <= width * h then (height, max(1, w * height // h)) else "
+            "(max(1, h * width // w), width)",
+            "crop": "cover: if height * w >= width * h then (height, ceil(w * height / h)) else "
+            "(ceil(h * width / w), width)",
+            "stretch": "(height, width)",
+            "note": "h, w: the upright picture's size, (sh, sw) the scaled size; integer arithmetic, // floors",
+        },
+        "interpolation": {
+            "method": "bilinear on float32 pixels, half-pixel centres (source x = (i + 0.5) * in / out - 0.5), "
+            "edges clamped, each axis scaled by its own in / out",
+            "antialias": f"when {ANTIALIAS_SHRINK} * a scaled side < the same upright side: the bilinear "
+            "(triangle) kernel widened by in / out, as Pillow's Image.resize(size, BILINEAR) on float 'F' "
+            "channels; otherwise plain bilinear between the 4 nearest pixels",
+            "antialias_shrink": ANTIALIAS_SHRINK,
+        },
+        "place": {
+            "pad": "the scaled picture at row (height - sh) // 2, column (width - sw) // 2 of a zero "
+            "(black) height x width image",
+            "crop": "the height x width window at row (sh - height) // 2, column (sw - width) // 2",
+            "stretch": "as scaled",
+        },
+        "clip": [0, 255],
+    }
+
+
 SIGNATURE_INPUT, SIGNATURE_OUTPUT = "image", "probabilities"
 TFLITE_TOLERANCE = 1e-4
 """Largest probability difference allowed between the TFLite and the Keras model on the test images."""
@@ -59,7 +106,7 @@ class Contract:
                 "channels": "RGB",
                 "dtype": "float32",
                 "pixel_range": [0, 255],
-                "exif_orientation": "applied before resizing",
+                **preparation(),
             },
             "classes": list(self.classes),
             "run": self.run,

@@ -43,8 +43,9 @@ ORIENTATION_TAG = 0x0112
 HEAD_BYTES = 1 << 16
 """Bytes read for the EXIF orientation: the EXIF segment is at most 64 KiB, and comes first or after
 a small JFIF segment; its first directory (where the tag is) is at its start."""
-# Pillow's transposes for the EXIF orientations 2..8 (the table of ImageOps.exif_transpose).
-_TRANSPOSE = {
+# Pillow's transposes for the EXIF orientations 2..8 (the table of ImageOps.exif_transpose); the
+# export's contract lists them by name for clients.
+TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -53,6 +54,13 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+ANTIALIAS_SHRINK = 3
+"""Resizing into the model's input is antialiased when a side shrinks more than this many times
+(``3 x new side < old side``, in whole pixels). Plain bilinear reads only the pixels next to each
+sample point: fine down to a third (the demo's 320-pixel pictures at 160 are a half), but a 4,000-pixel
+photo scaled to 224 would be a sparse sample of it, aliased and noisy. Antialiasing costs about twice
+the decode of a small picture, so only the big ones pay for it. Used by the tf.data pipelines
+(``carclf_core.inputs``) and stated in the export's contract for clients."""
 # JPEG markers without a length field (TEM, RST0-7); every other marker before the scan has one.
 _STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
 _EOI = b"\xff\xd9"
@@ -296,8 +304,8 @@ def read_image(path: Path, data: bytes | None = None) -> np.ndarray:
         # 16-bit: TensorFlow keeps the high byte; Pillow's own conversion would clip at 255 (white)
         image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8))
     rgb = image.convert("RGB")
-    if check.orientation in _TRANSPOSE:
-        rgb = rgb.transpose(_TRANSPOSE[check.orientation])
+    if check.orientation in TRANSPOSE:
+        rgb = rgb.transpose(TRANSPOSE[check.orientation])
     return np.asarray(rgb)
 
 

@@ -3,8 +3,10 @@
 Images come out as float32 pixels in 0..255 at the configured size; scaling for a particular backbone
 is done inside the model, so the exported model takes plain pixels. Training pipelines shuffle over
 the whole split (every epoch anew) and augment a configured share of images, decided per image;
-validation and test pipelines keep file order, so predictions line up with labels. Every image is
-turned upright by its EXIF orientation, as :func:`carclf_core.images.read_image` does in Python.
+both follow the seed, so a new pipeline with the same seed repeats the same epochs. Validation and
+test pipelines keep file order, so predictions line up with labels. Every image is turned upright by
+its EXIF orientation, as :func:`carclf_core.images.read_image` does in Python. Decoding and resizing
+follow the steps the export's contract states for clients (:func:`carclf_core.export.preparation`).
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import tensorflow as tf
 
 from .config import InputConfig
 from .imagegate import admitted
-from .images import orientation_of_file, orientations
+from .images import ANTIALIAS_SHRINK, orientation_of_file, orientations
 
 AUTOTUNE = tf.data.AUTOTUNE
 CENTER_CROP = 0.875
 """Share of the shorter side the prefilter's ``center_crop`` keeps: the ImageNet evaluation recipe
 (resize to 256, crop 224) that ResNet and EfficientNet report their accuracy with."""
-ANTIALIAS_BELOW = 1 / 3
-"""Scale factor under which resizing is antialiased. Plain bilinear reads only the pixels next to each
-sample point: fine down to a third (the demo's 320-pixel pictures at 160 are a half), but a 4,000-pixel
-photo scaled to 224 would be a sparse sample of it, aliased and noisy. Antialiasing costs about twice
-the decode of a small picture, so only the big ones pay for it."""
+JPEG_DCT = "INTEGER_ACCURATE"
+"""libjpeg's accurate integer inverse DCT (``JDCT_ISLOW``): what Pillow and most libjpeg clients decode
+with. Measured on scikit-image's photos saved as JPEG at three sizes, two qualities and chroma
+subsamplings (``bench/bench_contract.py``): 0 levels apart from Pillow, where TensorFlow's own default
+(the fast DCT) was up to 7 levels off."""
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -71,66 +73,102 @@ def read_rgb(path: tf.Tensor, orientation: Orientation = None) -> tf.Tensor:
     if orientation is None:
         orientation = _orientation_of(path)
     data = tf.io.read_file(path)
-    image = tf.ensure_shape(
-        tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8), [None, None, 3]
+    image = tf.cond(
+        tf.io.is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT),
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8),
     )
+    image = tf.ensure_shape(image, [None, None, 3])
     return image if isinstance(orientation, int) and orientation == 1 else apply_orientation(image, orientation)
 
 
-def _resize(image: tf.Tensor, size: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-    """Bilinear resize of a float image to ``size``, antialiased when ``scale`` < :data:`ANTIALIAS_BELOW`."""
+def _resize(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Bilinear resize of a float ``[h, w, c]`` image to ``size`` (half-pixel centres, edges clamped),
+    antialiased (the bilinear kernel widened by the shrink factor, as Pillow's ``BILINEAR`` resize
+    does) when a side shrinks more than :data:`ANTIALIAS_SHRINK` times."""
+    source = tf.shape(image)[:2]
+    target = tf.cast(size, tf.int32)
     return tf.cond(
-        scale < ANTIALIAS_BELOW,
-        lambda: tf.image.resize(image, size, antialias=True),
-        lambda: tf.image.resize(image, size),
+        tf.reduce_any(ANTIALIAS_SHRINK * target < source),
+        lambda: tf.image.resize(image, target, antialias=True),
+        lambda: tf.image.resize(image, target),
     )
 
 
-def _fit_and_pad(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Scale a float image to fit ``height x width`` keeping its aspect, centred, zero-padded.
+def scaled_size(height: tf.Tensor, width: tf.Tensor, target_h: int, target_w: int, resize: str) -> tf.Tensor:
+    """The size ``[h, w]`` (int64) a ``height x width`` picture is scaled to before padding or cropping
+    into ``target_h x target_w``, in whole-pixel arithmetic a client can repeat exactly.
 
-    ``tf.image.resize_with_pad``'s arithmetic (floor of the scaled sides, padding split with the odd
-    pixel after), with a scaled side of at least one pixel, and antialiasing for big pictures.
+    ``pad`` fits inside: the limiting side becomes the target's, the other ``floor(side x target /
+    limiting side)``, at least 1. ``crop`` covers: the limiting side becomes the target's, the other
+    ``ceil(...)``. ``stretch``: the target size.
     """
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.minimum(height / shape[0], width / shape[1])
-    fitted = shape * scale
-    scaled = tf.maximum(1, tf.cast(tf.floor(fitted), tf.int32))
-    pad = tf.maximum(0, tf.cast(tf.floor((tf.constant([height, width], tf.float32) - fitted) / 2), tf.int32))
-    return tf.image.pad_to_bounding_box(_resize(image, scaled, scale), pad[0], pad[1], height, width)
+    h, w = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
+    th, tw = tf.constant(target_h, tf.int64), tf.constant(target_w, tf.int64)
+    if resize == "stretch":
+        return tf.stack([th, tw])
+    if resize == "pad":
+        by_height = th * w <= tw * h  # the height limits: h x (tw / w) would overflow th
+        return tf.where(
+            by_height,
+            tf.stack([th, tf.maximum(tf.constant(1, tf.int64), w * th // h)]),
+            tf.stack([tf.maximum(tf.constant(1, tf.int64), h * tw // w), tw]),
+        )
+    if resize == "crop":
+        by_height = th * w >= tw * h  # scaling the height to th covers the width
+        return tf.where(by_height, tf.stack([th, -(-w * th // h)]), tf.stack([-(-h * tw // w), tw]))
+    raise ValueError(f"input.resize: expected pad, crop or stretch, got {resize!r}")
+
+
+def _fit_and_pad(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Scale a float image to fit ``height x width`` keeping its aspect (:func:`scaled_size`), placed
+    at ``((height - h) // 2, (width - w) // 2)`` (the odd pixel after), zero-padded."""
+    shape = tf.shape(image, out_type=tf.int64)
+    size = scaled_size(shape[0], shape[1], height, width, "pad")
+    top, left = tf.unstack(tf.cast((tf.constant([height, width], tf.int64) - size) // 2, tf.int32))
+    return tf.image.pad_to_bounding_box(_resize(image, size), top, left, height, width)
+
+
+def _cover_and_crop(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Scale a float image to cover ``height x width`` keeping its aspect (:func:`scaled_size`), then
+    keep the window at ``((h - height) // 2, (w - width) // 2)``."""
+    shape = tf.shape(image, out_type=tf.int64)
+    size = scaled_size(shape[0], shape[1], height, width, "crop")
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    return tf.ensure_shape(_resize(image, size)[top : top + height, left : left + width], [height, width, None])
 
 
 def decode_image(path: tf.Tensor, height: int, width: int, resize: str, orientation: Orientation = None) -> tf.Tensor:
     """Read and decode one image file into float32 RGB ``height x width``, upright.
 
     ``pad`` scales to fit and pads, ``crop`` scales to cover and centre-crops, ``stretch`` scales
-    each side on its own. ``orientation`` as for :func:`read_rgb`.
+    each side on its own (:func:`scaled_size`; the export's contract spells the same steps out for
+    clients). ``orientation`` as for :func:`read_rgb`.
     """
     image = tf.cast(read_rgb(path, orientation), tf.float32)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
     if resize == "pad":
         image = _fit_and_pad(image, height, width)
     elif resize == "crop":
-        scale = tf.maximum(height / shape[0], width / shape[1])
-        scaled = tf.cast(tf.math.ceil(shape * scale), tf.int32)
-        image = tf.image.resize_with_crop_or_pad(_resize(image, scaled, scale), height, width)
+        image = _cover_and_crop(image, height, width)
     else:
-        image = _resize(image, (height, width), tf.minimum(height / shape[0], width / shape[1]))
+        image = _resize(image, tf.constant([height, width]))
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def augment(image: tf.Tensor, cfg: InputConfig) -> tf.Tensor:
-    """Random flip, brightness and contrast on one 0..255 image."""
-    image = tf.image.random_flip_left_right(image)
+def augment(image: tf.Tensor, cfg: InputConfig, seed: tf.Tensor) -> tf.Tensor:
+    """Random flip, brightness and contrast on one 0..255 image, drawn from ``seed`` (int64 ``[2]``)
+    with stateless random ops: the same seed gives the same changes, whichever thread runs it."""
+    flip, brightness, contrast = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    image = tf.image.stateless_random_flip_left_right(image, flip)
     if cfg.brightness > 0:
-        image = tf.image.random_brightness(image, cfg.brightness * 255.0)
+        image = tf.image.stateless_random_brightness(image, cfg.brightness * 255.0, brightness)
     if cfg.contrast > 0:
-        image = tf.image.random_contrast(image, 1.0 - cfg.contrast, 1.0 + cfg.contrast)
+        image = tf.image.stateless_random_contrast(image, 1.0 - cfg.contrast, 1.0 + cfg.contrast, contrast)
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
-def maybe_augment(image: tf.Tensor, cfg: InputConfig) -> tuple[tf.Tensor, tf.Tensor]:
-    """Augment with probability ``cfg.augment_share``, drawn for this image alone.
+def maybe_augment(image: tf.Tensor, cfg: InputConfig, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Augment with probability ``cfg.augment_share``, drawn for this image alone from its ``seed``.
 
     (Drawing once in Python while building the pipeline, as the reference's snippet does, would
     augment every image or none.)
@@ -138,8 +176,9 @@ def maybe_augment(image: tf.Tensor, cfg: InputConfig) -> tuple[tf.Tensor, tf.Ten
     Returns:
         The image and whether it was augmented.
     """
-    apply = tf.random.uniform(()) < cfg.augment_share
-    image = tf.cond(apply, lambda: augment(image, cfg), lambda: image)
+    draw, changes = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    apply = tf.random.stateless_uniform((), draw) < cfg.augment_share
+    image = tf.cond(apply, lambda: augment(image, cfg, changes), lambda: image)
     return image, apply
 
 
@@ -158,8 +197,8 @@ class RowAudit:
         """Forget what was delivered (call before each pass over the data)."""
         self.seen[:] = False
 
-    def record(self, rows: tf.Tensor) -> tf.Tensor:
-        self.seen[rows.numpy()] = True
+    def record(self, rows: np.ndarray) -> np.ndarray:
+        self.seen[rows] = True
         return rows
 
     def missing(self) -> np.ndarray:
@@ -189,6 +228,7 @@ def make_dataset(
     with_augment_flags: bool = False,
     with_rows: bool = False,
     audit: RowAudit | None = None,
+    deterministic: bool = True,
 ) -> tf.data.Dataset:
     """Build the pipeline for one split.
 
@@ -198,11 +238,16 @@ def make_dataset(
         num_classes: length of the class list (one-hot depth).
         cfg: the ``input`` config section.
         training: shuffle every epoch and augment (train split); False keeps order (val, test).
-        seed: shuffle seed, for reproducible epochs.
+        seed: seed of the shuffle and of the augmentation; with the same seed (and the same global
+            TensorFlow seed, which ``keras.utils.set_random_seed`` sets) a new pipeline delivers the
+            same epochs again: the same order and the same changes to each image.
         batch_size: overrides ``cfg.batch_size`` (prediction may use larger batches).
         with_augment_flags: also yield the per-image augmentation decision (for tests and debugging).
         with_rows: also yield each image's position in ``paths`` (int64), last.
         audit: records the rows delivered, batch by batch (see :class:`RowAudit`).
+        deterministic: a training pipeline delivers its images in the shuffled order even when a
+            later one decodes first (False lets a fast image overtake a slow one: the order, and so
+            the batches, then vary from run to run). Evaluation pipelines always keep file order.
 
     Returns:
         Batches of ``(images float32 [b, h, w, 3] in 0..255, one-hot float32 [b, num_classes])``,
@@ -238,7 +283,8 @@ def make_dataset(
     if training and not cfg.cache:
         # shuffling file names is cheap, so the buffer can hold the whole split
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load, num_parallel_calls=parallel, deterministic=not training)
+    ordered = deterministic or not training
+    ds = ds.map(load, num_parallel_calls=parallel, deterministic=ordered)
     ds = ds.ignore_errors()
     if cfg.cache:
         ds = ds.cache()
@@ -246,21 +292,32 @@ def make_dataset(
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     if training and cfg.augment:
 
-        def aug(image, label, *rest):
-            image, applied = maybe_augment(image, cfg)
+        def aug(element, draw):
+            image, label, *rest = element
+            image, applied = maybe_augment(image, cfg, tf.stack([draw, tf.constant(0, tf.int64)]))
             return (image, label) + extras(applied, rest)
 
-        ds = ds.map(aug, num_parallel_calls=parallel, deterministic=False)
+        # one random number an image, a new sequence every epoch (each pass is a new iteration),
+        # fixed by the seed: the image in the k-th place of an epoch gets the k-th number
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, draws)).map(aug, num_parallel_calls=parallel, deterministic=ordered)
     elif with_augment_flags:
         ds = ds.map(lambda image, label, *rest: (image, label) + extras(tf.constant(False), rest))
     ds = ds.batch(batch_size or cfg.batch_size)
     if audit is not None:
 
-        def record(*batch):
-            rows = tf.py_function(audit.record, [batch[-1]], tf.int64)
-            with tf.control_dependencies([rows]):  # the record runs for every batch that is used
-                images = tf.identity(batch[0])
-            return (images,) + batch[1 : None if with_rows else -1]
+        def record(images, labels, *rest):
+            def note(rows: np.ndarray, passed: np.ndarray) -> np.ndarray:
+                audit.record(rows)
+                return passed
+
+            # Declared stateless although it records: TensorFlow's op determinism runs a pipeline
+            # holding a stateful Python call serially and without prefetch (measured: epochs 2-3x
+            # slower). The labels pass through it, so it runs for every batch that is used (a
+            # control dependency on a stateless call would be optimised away).
+            labels = tf.numpy_function(note, [rest[-1], labels], labels.dtype, stateful=False)
+            labels = tf.ensure_shape(labels, [None, num_classes])
+            return (images, labels) + tuple(rest[: None if with_rows else -1])
 
         ds = ds.map(record)
     return ds.prefetch(AUTOTUNE)
@@ -285,7 +342,7 @@ def decode_prefilter_image(path: tf.Tensor, size: int, resize: str, orientation:
         side = tf.maximum(1, tf.cast(tf.round(CENTER_CROP * tf.cast(tf.reduce_min(shape), tf.float32)), tf.int32))
         top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
         square = tf.cast(image[top : top + side, left : left + side], tf.float32)
-        scaled = _resize(square, (size, size), size / tf.cast(side, tf.float32))
+        scaled = _resize(square, (size, size))
     elif resize == "pad":
         scaled = _fit_and_pad(tf.cast(image, tf.float32), size, size)
     else:

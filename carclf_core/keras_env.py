@@ -225,3 +225,28 @@ def quiet_end_of_data():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         yield
+
+
+@contextlib.contextmanager
+def op_determinism(on: bool):
+    """TensorFlow's op determinism (``tf.config.experimental.enable_op_determinism``) while inside,
+    the earlier setting restored on the way out (it is process-wide: a test process or a notebook
+    goes on as it was). Yields whether it is on.
+
+    With it, every op gives the same output for the same input on the same machine (an op without a
+    deterministic kernel raises instead of answering differently), and tf.data keeps element order.
+    Nothing to do on other backends: JAX and PyTorch on the CPU are deterministic already.
+    """
+    if not on or keras.backend.backend() != "tensorflow":
+        yield False
+        return
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # the setting's reader and its undo
+
+    was = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield True
+    finally:
+        if not was:
+            tf_config.disable_op_determinism()

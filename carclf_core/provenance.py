@@ -63,6 +63,7 @@ LINEAGES: dict[str, Lineage] = {
             "train.confusion_sample",
             "input.decode_workers",
             "input.cache",
+            "train.deterministic",
             "train.worker_timeout_s",
             "train.cluster_wait_s",
         ),

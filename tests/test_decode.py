@@ -3,8 +3,9 @@
 The README promises that a grayscale, CMYK or 16-bit image (or a PNG, GIF or WebP named ``.jpg``)
 is decoded to RGB 0..255. "Decoded to something bright" is not that promise: each case here compares
 :func:`carclf_core.inputs.read_rgb` with Pillow's reference conversion of the same file, exactly for
-lossless formats and within a few levels for JPEG (two JPEG decoders may round the IDCT and the
-colour conversion differently).
+lossless formats, and exactly for JPEG too: the pipeline decodes JPEGs with libjpeg's accurate
+integer DCT, which Pillow uses (the export's contract names it, so a client decoding with Pillow gets
+the same pixels). CMYK JPEGs are the exception: the two convert CMYK to RGB their own ways.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def _sixteen_bit_to_8(image: Image.Image) -> np.ndarray:
     return np.repeat(high[..., None], 3, axis=-1)
 
 
-# name: (image, format written, reference conversion, largest difference allowed in levels). Colour
-# JPEG allows the most: the decoders upsample the half-resolution chroma differently at sharp edges.
+# name: (image, format written, reference conversion, largest difference allowed in levels). TensorFlow's
+# default (fast) DCT was up to 6 levels off on the colour JPEG; the accurate one the pipeline uses is 0.
 CASES = {
     "png": (lambda: Image.fromarray(RGB), "PNG", _pillow_rgb, 0),
     "png-rgba": (lambda: Image.fromarray(np.dstack([RGB, RGB[..., :1]])), "PNG", _pillow_rgb, 0),
@@ -48,8 +49,8 @@ CASES = {
     "png-16bit": (lambda: Image.fromarray(GRAY16), "PNG", _sixteen_bit_to_8, 0),
     "gif": (lambda: Image.fromarray(RGB).convert("P"), "GIF", _pillow_rgb, 0),
     "webp-lossless": (lambda: Image.fromarray(RGB), "WEBP", _pillow_rgb, 0),
-    "jpeg": (lambda: Image.fromarray(RGB), "JPEG", _pillow_rgb, 6),
-    "jpeg-gray": (lambda: Image.fromarray(RGB).convert("L"), "JPEG", _pillow_rgb, 3),
+    "jpeg": (lambda: Image.fromarray(RGB), "JPEG", _pillow_rgb, 0),
+    "jpeg-gray": (lambda: Image.fromarray(RGB).convert("L"), "JPEG", _pillow_rgb, 0),
     "jpeg-cmyk": (lambda: Image.fromarray(RGB).convert("CMYK"), "JPEG", _pillow_rgb, 3),
 }
 

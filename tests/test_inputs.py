@@ -54,6 +54,31 @@ def test_training_pipeline_shuffles_across_whole_split_each_epoch(coded_images):
     assert orders[0][:10] != list(range(10))
 
 
+@pytest.mark.parametrize("cache", [False, True], ids=["streamed", "cached"])
+def test_each_epoch_comes_in_a_new_order_and_the_seed_repeats_the_epochs(coded_images, cache):
+    """Two epochs of one training pipeline differ in order, whether the decoded images are cached or
+    not (a cache shuffled once would repeat one order for ever); a new pipeline with the same seed
+    delivers the same two epochs again, order and augmentation alike, and another seed others."""
+    paths, labels = coded_images
+    cfg = InputConfig(height=24, width=40, batch_size=16, cache=cache, augment=True, augment_share=0.5)
+
+    def two_epochs(seed: int) -> list[tuple[list[int], np.ndarray]]:
+        ds = inputs.make_dataset(paths, labels, 3, cfg, training=True, seed=seed, with_rows=True)
+        epochs = []
+        for _ in range(2):
+            batches = list(ds.as_numpy_iterator())
+            epochs.append((np.concatenate([b[-1] for b in batches]).tolist(), np.concatenate([b[0] for b in batches])))
+        return epochs
+
+    first, again, other = two_epochs(5), two_epochs(5), two_epochs(6)
+    assert sorted(first[0][0]) == sorted(first[1][0]) == list(range(60))
+    assert first[0][0] != first[1][0], "the second epoch repeated the first one's order"
+    for (order, images), (order_again, images_again) in zip(first, again, strict=True):
+        assert order == order_again
+        np.testing.assert_array_equal(images, images_again)  # the same images augmented the same way
+    assert other[0][0] != first[0][0]
+
+
 def test_augmentation_decided_per_image(coded_images):
     paths, labels = coded_images
     cfg = InputConfig(height=24, width=40, batch_size=60, augment=True, augment_share=0.5)

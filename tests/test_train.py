@@ -342,6 +342,38 @@ def test_each_machine_trains_on_its_own_share_and_the_shares_cover_the_split(fil
         assert [labels[paths.index(p)] for p in share] == list(share_labels)  # labels stay with their files
 
 
+def test_the_same_seed_repeats_the_history_bit_for_bit(tmp_path):
+    """Two trainings of copies of one run (the same split, config and seed; train.deterministic on,
+    the default) log the same history, every number equal: the same shuffles, augmentation, initial
+    weights and arithmetic. The summary records every seed used."""
+    import shutil
+
+    from carclf_core.runs import open_run
+
+    from .conftest import demo_subset
+
+    data = demo_subset(tmp_path / "data")
+    # two epochs: the second must follow the seed's sequence of shuffles too; no TensorBoard and
+    # weights-only checkpoints keep the two fits short
+    config = tiny_config(data, tmp_path / "runs", epochs=2, warmup_epochs=0, confusion_sample=12,
+                         tensorboard=False, checkpoint="weights")
+    assert config.train.deterministic and config.input.augment
+    first = create_run(config)
+    ctx = StageContext(config=config, run=first, emit=lambda event: None)
+    assert run_stage(ctx, "index") == "done" and run_stage(ctx, "split") == "done"
+    second = open_run(shutil.copytree(first.path, tmp_path / "copy"))
+    histories, summaries = [], []
+    for run in (first, second):
+        assert run_stage(StageContext(config=config, run=run, emit=lambda event: None), "train") == "done"
+        histories.append(json.loads((run.path / "train" / "history.json").read_text()))
+        summaries.append(json.loads((run.path / "train" / "summary.json").read_text()))
+    assert len(histories[0]) == 2 and histories[0][0]["loss"] != histories[0][1]["loss"]
+    assert histories[0] == histories[1]
+    seed = config.split.seed
+    assert summaries[0]["seeds"] == dict.fromkeys(("split", "weights", "shuffle", "augment", "confusion_sample"), seed)
+    assert summaries[0]["deterministic"] is True
+
+
 def test_images_that_stop_decoding_are_left_out_and_named(tmp_path):
     """Files broken after the split (one each of train, val and test): training and evaluation go on
     without them, name each with its reason and count them; evaluate does not send the user back

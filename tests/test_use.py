@@ -7,6 +7,8 @@ and the export, serving and prediction paths are the real ones."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,8 +70,12 @@ def test_the_contract_round_trips_and_says_how_to_feed_the_model(exported):
     run = exported["run"]
     assert read_contract(run) == exported["contract"]
     data = json.loads((export_dir(run) / CONTRACT_FILE).read_text())
-    assert data["input"] == {"height": H, "width": W, "resize": "pad", "channels": "RGB", "dtype": "float32",
-                             "pixel_range": [0, 255], "exif_orientation": "applied before resizing"}
+    steps = ("decode", "exif_orientation", "scaled_size", "interpolation", "place", "clip")
+    assert {k: v for k, v in data["input"].items() if k not in steps} == {
+        "height": H, "width": W, "resize": "pad", "channels": "RGB", "dtype": "float32", "pixel_range": [0, 255]}
+    assert "INTEGER_ACCURATE" in data["input"]["decode"]["jpeg"]
+    assert data["input"]["exif_orientation"]["transpose"]["6"] == "ROTATE_270"
+    assert data["input"]["interpolation"]["antialias_shrink"] == 3 and data["format"] == 2
     assert data["classes"] == ["red", "plain"] and data["run"] == str(run.path)
     assert data["files"] == {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}
     assert data["serving"] == {"signature": "serving_default", "input": "image", "output": "probabilities"}
@@ -190,3 +196,115 @@ def test_explain_draws_the_photo_both_maps_and_the_scale_at_a_readable_size(expo
         assert [line for line in lines if line in titles] == list(titles)
         assert len(pictures) == 3 * round(len(pictures) / 3) and len(pictures) // 3 <= size[1] - 3
         assert min(len(line.rstrip()) for line in pictures) >= 50  # was 60x3 cells for all of a map
+
+
+# --- the contract, followed by a client without carclf --------------------------------------------
+
+CH, CW = 60, 80  # the contract's input: 4:3, which none of the photos below has
+README = Path(__file__).resolve().parent.parent / "README.md"
+CLIENT_MARK = "<!-- contract client: tests/test_use.py runs the code of the next block -->"
+
+
+def readme_client() -> dict:
+    """The README's client code (the Python block after its marker), run as a module of its own: its
+    ``prepare(path, contract)`` uses Pillow, numpy and ``contract.json``, nothing of carclf."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index(CLIENT_MARK):].split("```python\n", 1)[1].split("```", 1)[0]
+    imported = {name.split(".")[0] for line in re.findall(r"^(?:import|from) +(.+)$", block, re.M)
+                for name in re.findall(r"[\w.]+", line.split(" import ")[0].replace(" as ", ","))}
+    assert imported and imported <= {"json", "sys", "urllib", "numpy", "PIL", "np"}, imported
+    namespace: dict = {"__name__": "readme_client"}
+    exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own README's code
+    return namespace
+
+
+def random_convnet(classes: int = 5) -> keras.Model:
+    """A small seeded network whose answer moves with every pixel (no saturated softmax)."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((CH, CW, 3), name="image")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+def _jpeg(path: Path, pixels: np.ndarray, orientation: int = 1) -> Path:
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    image.save(path, quality=90, exif=exif.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def contract_photos(tmp_path_factory) -> dict[str, Path]:
+    """Real photos (scikit-image's) as JPEGs: enlarged, shrunk less and more than 3x, 3,000 pixels,
+    and one stored on its side with EXIF orientation 6; none has the contract's 4:3 shape."""
+    data = pytest.importorskip("skimage.data")
+    folder = tmp_path_factory.mktemp("client")
+    sized = lambda pixels, w, h: np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.LANCZOS))  # noqa: E731
+    rocket = data.rocket()  # 640 x 427, stored turned a quarter: upright it is portrait
+    return {
+        "tiny (enlarged)": _jpeg(folder / "tiny.jpg", sized(data.chelsea(), 60, 40)),
+        "small (shrunk < 3x)": _jpeg(folder / "small.jpg", sized(data.coffee(), 150, 100)),
+        "square": _jpeg(folder / "square.jpg", data.astronaut()),
+        "sideways (EXIF 6)": _jpeg(folder / "sideways.jpg", np.ascontiguousarray(np.rot90(rocket)), orientation=6),
+        "large (3,000 px)": _jpeg(folder / "large.jpg", sized(data.hubble_deep_field(), 3000, 2616)),
+    }
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop", "stretch"])
+def test_a_client_following_the_contract_alone_gets_predicts_probabilities(tmp_path, contract_photos, mode):
+    """The README's client prepares each photo from ``contract.json`` alone (Pillow and numpy) and the
+    exported model then answers what ``predict`` answers, within 1e-4, for each resize mode."""
+    from carclf_core.export import load_exported
+    from carclf_core.predict import predict
+
+    config = config_mod.from_dict({"run": {"root": str(tmp_path / "runs")}, "prefilter": {"mode": "off"},
+                                   "input": {"height": CH, "width": CW, "resize": mode}})
+    run = create_run(config)
+    classes = ["a", "b", "c", "d", "e"]
+    write_export(random_convnet(len(classes)), run, make_contract(run, config, classes, {}), savedmodel=False,
+                 tflite=False)
+    model, contract = load_exported(run)
+    names, files = list(contract_photos), list(contract_photos.values())
+    answers = list(predict(model, contract, files, top_k=len(classes)))
+    ours = np.array([[dict(a.top)[c] for c in classes] for a in answers])
+
+    client = readme_client()
+    on_disk = json.loads((export_dir(run) / CONTRACT_FILE).read_text())
+    prepared = np.stack([client["prepare"](path, on_disk) for path in files])
+    assert prepared.shape == (len(files), CH, CW, 3) and prepared.dtype == np.float32
+    theirs = np.asarray(model.predict_on_batch(prepared), dtype=np.float64)
+    for name, a, b in zip(names, ours, theirs, strict=True):
+        assert np.abs(a - b).max() < 1e-4, (mode, name, np.abs(a - b).max())
+    # the network notices a preparation that is off: the pictures upside down move its answer
+    flipped = np.asarray(model.predict_on_batch(prepared[:, ::-1]), dtype=np.float64)
+    assert np.abs(flipped - theirs).max() > 1e-3
+
+
+def test_predict_follows_a_pad_contract_on_a_photo_of_another_aspect_ratio(exported, tmp_path):
+    """A 4:1 photo under the ``pad`` contract: ``predict`` answers what the evaluate stage's pipeline
+    gives (scaled to fit, black above and below), not what a stretched photo gives."""
+    from carclf_core.inputs import make_dataset
+    from carclf_core.predict import predict
+
+    wide = np.full((40, 160, 3), 110, dtype=np.uint8)
+    wide[..., 2] = 140
+    wide[10:30, 20:40] = (230, 20, 20)
+    path = tmp_path / "wide.png"
+    Image.fromarray(wide).save(path)
+    contract = exported["contract"]
+    assert contract.resize == "pad" and contract.width / contract.height != 4
+    (answer,) = predict(exported["model"], contract, [path], top_k=2)
+    got = dict(answer.top)["red"]
+
+    def pipeline(resize: str) -> float:
+        cfg = config_mod.from_dict({"input": {"height": H, "width": W, "resize": resize}}).input
+        ((images, _),) = list(make_dataset([str(path)], [0], 2, cfg, training=False).as_numpy_iterator())
+        return float(exported["model"].predict_on_batch(images)[0, 0])
+
+    assert got == pytest.approx(pipeline("pad"), abs=1e-6)
+    assert abs(pipeline("stretch") - pipeline("pad")) > 0.01, "the photo must tell pad from stretch"

@@ -126,7 +126,15 @@ def _load_data(ctx: StageContext, team: Cluster | None) -> _Data:
         sample_idx = np.resize(sample_idx, _round_up(len(sample_idx), global_batch))  # repeated from the start
     audits: dict[str, Any] = {"train": inputs.RowAudit(len(train_paths)), "val": inputs.RowAudit(len(val_paths))}
     train = inputs.make_dataset(
-        train_paths, train_labels, n, icfg, training=True, seed=seed, batch_size=global_batch, audit=audits["train"]
+        train_paths,
+        train_labels,
+        n,
+        icfg,
+        training=True,
+        seed=seed,
+        batch_size=global_batch,
+        audit=audits["train"],
+        deterministic=config.train.deterministic,
     )
     val = inputs.make_dataset(
         val_paths, val_labels, n, icfg, training=False, batch_size=global_batch, audit=audits["val"]
@@ -206,25 +214,40 @@ def run(ctx: StageContext) -> StageResult:
     # before the pipelines: a multi-worker strategy must come before any other TensorFlow operation
     strategy = keras_env.distribution(tcfg, cluster)
     team = cluster if multi_worker_wanted(tcfg.distribute, cluster) else None
-    data = _load_data(ctx, team)
-    if team is None or team.chief:
-        ctx.stage_dir("train")
+    # Python's, NumPy's and the backend's global seeds, before the pipelines: tf.data's shuffle and
+    # random draws combine their own seed with the global one, so a run's epochs depend on it
     keras.utils.set_random_seed(ctx.config.split.seed)
-    gpus, cc_major = keras_env.gpu_info()
-    policy = keras_env.mixed_policy(tcfg.mixed_precision, gpus, cc_major)
-    previous_policy = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        return _Training(ctx, data, policy, gpus, strategy, team).run()
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+    # several machines: collective ops between processes are outside what op determinism covers
+    with keras_env.op_determinism(tcfg.deterministic and team is None) as deterministic:
+        data = _load_data(ctx, team)
+        if team is None or team.chief:
+            ctx.stage_dir("train")
+        gpus, cc_major = keras_env.gpu_info()
+        policy = keras_env.mixed_policy(tcfg.mixed_precision, gpus, cc_major)
+        previous_policy = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            return _Training(ctx, data, policy, gpus, strategy, team, deterministic).run()
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
 
 
 class _Training:
     """One train stage's fit: the resume point, the shared callbacks, and the phases."""
 
-    def __init__(self, ctx: StageContext, data: _Data, policy: str, gpus: int, strategy, team: Cluster | None):
+    def __init__(
+        self,
+        ctx: StageContext,
+        data: _Data,
+        policy: str,
+        gpus: int,
+        strategy,
+        team: Cluster | None,
+        deterministic: bool = False,
+    ):
         self.ctx, self.data, self.policy, self.gpus = ctx, data, policy, gpus
+        self.deterministic = deterministic
+        """Whether TensorFlow's op determinism was on for this fit (``train.deterministic``)."""
         self.tcfg = ctx.config.train
         self.out = ctx.run.train_dir
         self.strategy, self.team = strategy, team
@@ -556,6 +579,18 @@ class _Training:
             out["val_top5"] = float(val_top5)
         return out
 
+    def seeds(self) -> dict[str, int]:
+        """Every seed this training used, by what it drew: all are ``split.seed`` (one number to
+        write down and to change), named so a reader knows what it covers."""
+        seed = self.ctx.config.split.seed
+        return {
+            "split": seed,
+            "weights": seed,  # keras.utils.set_random_seed: initialisation, dropout
+            "shuffle": seed,  # the training pipeline's order, a new one each epoch
+            "augment": seed,  # which images are augmented, and how
+            "confusion_sample": seed,  # the validation images of the per-epoch confusion matrix
+        }
+
     def finish(self, model, fit_s: float) -> StageResult:
         """Save the best model, the history and the summary (a worker of several machines saves nothing)."""
         tcfg, out, history = self.tcfg, self.out, self.history
@@ -600,6 +635,8 @@ class _Training:
             "confusion_s": sum(spent),
             "early_stopped": bool(self.es.stopped_epoch > 0 or self.resume.stopped),
             "dropped": dict(self.dropped),
+            "seeds": self.seeds(),
+            "deterministic": self.deterministic,
         }
         write_json_atomic(out / "summary.json", summary)
         if confusion_share is not None:
