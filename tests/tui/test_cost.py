@@ -79,7 +79,7 @@ async def test_the_lines_over_the_plots_keep_their_height(finished_run) -> None:
 
 
 def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> None:
-    """Plots are drawn by carclf itself, and the device sampler (NVML, psutil) starts when the
+    """plotext (the plots), the hidden tabs' panes and the device sampler (NVML, psutil) load when the
     training tab is first shown: none of it is in the first frame's way."""
     script = textwrap.dedent("""
         import asyncio, json, sys
@@ -93,10 +93,11 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
                 await pilot.pause()
                 first = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "textual_plotext", "pynvml",
                                                                              "psutil", "matplotlib"))
+                mounted = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 await pilot.press("2")
                 await pilot.pause(1.5)
-                later = sorted(m for m in sys.modules if m.split(".")[0] in ("pynvml", "psutil"))
-            print(json.dumps({"first": first, "later": later}))
+                later = sorted({m.split(".")[0] for m in sys.modules} & {"pynvml", "psutil", "plotext"})
+            print(json.dumps({"first": first, "later": later, "mounted": mounted}))
 
         asyncio.run(main())
     """)
@@ -105,7 +106,9 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["first"] == []
+    assert result["mounted"] == ["log", "stages"]  # the first tab, and the log (it collects while hidden)
     assert "psutil" in result["later"] or "pynvml" in result["later"]  # the sampler did start on the tab
+    assert "plotext" in result["later"]  # and plotext drew the curves
 
 
 def test_a_dashboard_with_nothing_changing_sends_nothing(tmp_path) -> None:

@@ -24,7 +24,7 @@ def settle(tab: str, ready=lambda state: state.run_status == "done"):
     async def run_before(pilot) -> None:
         screen = pilot.app.screen
         await wait_until(pilot, lambda: ready(screen.state))
-        screen.action_tab(tab)
+        await screen.action_tab(tab)
         await wait_until(pilot, lambda: screen.query_one("#tabs").active == tab)
         await pilot.pause(0.2)
 
