@@ -107,6 +107,19 @@ class MainScreen(Screen):
                         exit_on_error=False)
         # Durations of a running stage tick on, and a runner started elsewhere shows up.
         self.set_interval(1.0, self._tick)
+        if self.warm_up_s is not None:
+            self.set_timer(self.warm_up_s, self.warm_up)
+
+    warm_up_s: float | None = 2.0
+    """Seconds after the screen mounts when :meth:`warm_up` runs (None: never; tests of the first frame)."""
+
+    def warm_up(self) -> None:
+        """Load plotext in a thread, out of the first frame's way and (usually) before the training tab's
+        key: its import (about 0.1 s of CPU) would otherwise delay the tab's first showing. The panes are
+        still mounted when first shown."""
+        from ..widgets.plots import load_plotext
+
+        self.run_worker(load_plotext, thread=True, name="load plotext", group="warm-up", exit_on_error=False)
 
     @property
     def active_tab(self) -> str:

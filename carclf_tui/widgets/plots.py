@@ -258,6 +258,13 @@ def _finite(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, fl
 # --- plotext -------------------------------------------------------------------------------------------
 
 
+def load_plotext() -> None:
+    """Import the plotext modules the plots use (from a thread, ahead of the first plot: the import
+    lock makes a plot drawn meanwhile wait for it; figures are still built on the UI thread only)."""
+    import plotext._kernel.terminal  # noqa: F401
+    import plotext._primitives.marker  # noqa: F401
+
+
 def new_figure() -> Any:
     """A plotext figure of its own (the master plot of a new plotext terminal object, which plotext's
     global functions never touch). plotext loads here, on the first plot drawn."""
