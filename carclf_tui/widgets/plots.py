@@ -254,7 +254,6 @@ def _finite(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, fl
     return kept, len(points) - len(kept)
 
 
-
 # --- plotext -------------------------------------------------------------------------------------------
 
 
@@ -267,7 +266,8 @@ def load_plotext() -> None:
 
 def new_figure() -> Any:
     """A plotext figure of its own (the master plot of a new plotext terminal object, which plotext's
-    global functions never touch). plotext loads here, on the first plot drawn."""
+    global functions never touch). plotext loads here, on the first plot drawn, unless the screen's
+    warm-up loaded it already."""
     from plotext._kernel.terminal import terminal
 
     own = terminal()
