@@ -16,17 +16,25 @@ the targets of issue 5; nothing here is asserted (timings depend on the machine)
    core on any tab), the first frame from process start (target < 0.5 s), and a tab key's latency as
    the terminal sees it (target < 100 ms). ``--baseline DIR`` measures another source tree the same
    way first and prints the ratios.
+6. first frame (printed first with ``--terminal``): ``carclf-tui --attach`` on a finished run in a real
+   80x24 pty, this tree and the baseline taking turns, five starts each: wall and CPU time from process
+   start to the tab bar, and where the CPU time goes (interpreter, Textual imports, carclf imports, the
+   first frame's compose, styles and drawing). The dashboard starts as an installed one would: its
+   bytecode compiled once and kept (outside the source tree). ``--quick``: the first frame, then the
+   training tab at 80x24 and 200x60 only, about three minutes with a baseline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -247,12 +255,25 @@ with run.lock():
 """
 
 
+def installed_env(pycache: Path | None) -> dict[str, str]:
+    """This process's environment for a dashboard started as an installed one would be: its bytecode
+    compiled once and kept under ``pycache`` (never in the source tree), where this machine sets
+    PYTHONDONTWRITEBYTECODE and every start would compile carclf's sources again; None: as it is."""
+    import os
+
+    env = dict(os.environ)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
 class Terminal:
     """The dashboard in a real pseudo-terminal: every byte it writes is read from the master side and
     counted with its arrival time, as a terminal (or sshd) would receive it."""
 
     def __init__(self, run_path: Path, size: tuple[int, int], no_color: bool = True, source: Path = REPO,
-                 link_bytes_per_s: float | None = None) -> None:
+                 link_bytes_per_s: float | None = None, pycache: Path | None = None) -> None:
         import fcntl
         import os
         import struct
@@ -262,7 +283,7 @@ class Terminal:
         self.master, slave = os.openpty()
         columns, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        env = {**os.environ, "TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)}
+        env = {**installed_env(pycache), "TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)}
         if no_color:
             env["NO_COLOR"] = "1"
         self.started = time.perf_counter()
@@ -354,7 +375,7 @@ def bench_terminal(root: Path, size: tuple[int, int] = (80, 24), tabs: str = "2"
     total = 8.0 + len(tabs) * (seconds + 4.0)
     writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(run.path), str(total)])
     time.sleep(1.0)  # the run is live before the dashboard opens, as when attaching to a training run
-    terminal = Terminal(run.path, size, no_color, source)
+    terminal = Terminal(run.path, size, no_color, source, pycache=root / "pycache")
     figures: dict[str, float] = {}
     try:
         figures["first_frame_s"] = terminal.wait_for(b"Training", terminal.started, timeout=30)
@@ -386,6 +407,81 @@ def bench_terminal(root: Path, size: tuple[int, int] = (80, 24), tabs: str = "2"
     return figures
 
 
+BREAKDOWN = """
+import asyncio, sys, time
+from pathlib import Path
+started = time.process_time()  # the interpreter's own start, site included
+import textual.app, textual.widgets  # noqa
+textual_done = time.process_time()
+from carclf_core import config as config_mod
+from carclf_core.runs import RunDir
+from carclf_tui.app import CarclfApp
+from carclf_tui.screens import main  # noqa
+carclf_done = time.process_time()
+async def run():
+    app = CarclfApp(RunDir(Path(sys.argv[1])), config_mod.Config())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        drawn = time.process_time()
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "PIL", "psutil", "pynvml"))
+        print(started, textual_done - started, carclf_done - textual_done, drawn - carclf_done, *heavy)
+asyncio.run(run())
+"""
+
+
+def first_frames(root: Path, sources: Sequence[Path], repeats: int = 5) -> dict[Path, dict[str, float]]:
+    """The first frame of ``carclf-tui --attach`` on a finished 12-epoch run in a real 80x24 pty, for each
+    source tree in turn, ``repeats`` times (after one start each that compiles its bytecode): the median
+    seconds from process start until the tab bar arrived and the median CPU seconds the process had used
+    by then; and where the CPU time goes, from a headless start of the same code (the interpreter, the
+    Textual imports, carclf's imports, composing and drawing the first frame)."""
+    from carclf_tui.sample_run import write_sample_run
+
+    run = write_sample_run(root / f"first-frame-{time.time_ns()}")
+    pycache = root / "pycache"
+    samples: dict[Path, list[tuple[float, float]]] = {source: [] for source in sources}
+    for attempt in range(repeats + 1):
+        for source in sources:
+            terminal = Terminal(run.path, (80, 24), True, source, pycache=pycache)
+            try:
+                wall = terminal.wait_for(b"Training", terminal.started, timeout=30)
+                cpu = terminal.cpu_seconds()
+            finally:
+                terminal.close()
+            if attempt:  # the first start compiled the bytecode
+                samples[source].append((wall, cpu))
+    out = {}
+    for source in sources:
+        parts = []
+        for _ in range(3):
+            done = subprocess.run([sys.executable, "-c", BREAKDOWN, str(run.path)], capture_output=True, text=True,
+                                  check=True, cwd=source, env={**installed_env(pycache), "PYTHONPATH": str(source)})
+            parts.append(done.stdout.split())
+        best = min(parts, key=lambda p: sum(map(float, p[:4])))
+        out[source] = {"wall_s": statistics.median(w for w, _ in samples[source]),
+                       "cpu_s": statistics.median(c for _, c in samples[source]),
+                       "interpreter_s": float(best[0]), "textual_s": float(best[1]), "carclf_s": float(best[2]),
+                       "frame_s": float(best[3]), "heavy": " ".join(best[4:]) or "none"}
+    return out
+
+
+def report_first_frames(root: Path, baseline: Path | None, repeats: int = 5) -> None:
+    sources = ([baseline] if baseline else []) + [REPO]
+    figures = first_frames(root, sources, repeats)
+    load = os.getloadavg()[0]
+    for source in sources:
+        f = figures[source]
+        name = "baseline" if source != REPO else "this tree"
+        ratio = "" if source != REPO or not baseline else (
+            f" ({f['wall_s'] / figures[baseline]['wall_s']:.2f}x the baseline's wall time, "
+            f"{f['cpu_s'] / figures[baseline]['cpu_s']:.2f}x its CPU time)")
+        print(f"first frame, 80x24 pty, {name}: {f['wall_s']:.3f} s from process start, {f['cpu_s']:.3f} s of CPU "
+              f"(medians of {repeats}; target < 0.5 s on 2 idle cores){ratio}; load average {load:.1f}")
+        print(f"  where the CPU goes (a headless start, best of 3): interpreter {f['interpreter_s']:.3f} s, "
+              f"Textual imports {f['textual_s']:.3f} s, carclf imports {f['carclf_s']:.3f} s, "
+              f"compose + styles + first drawing {f['frame_s']:.3f} s; loaded besides: {f['heavy']}")
+
+
 def bench_slow_link(root: Path, link: float = 5 * 1024, seconds: float = 30.0, source: Path = REPO) -> float:
     """Seconds until the log tab shows after its key, on the training tab at 80x24 behind a link of
     ``link`` bytes a second, after ``seconds`` of a live run: a dashboard that sends more than the
@@ -393,7 +489,7 @@ def bench_slow_link(root: Path, link: float = 5 * 1024, seconds: float = 30.0, s
     run = make_run_dir(root, f"bench-link-{time.time_ns()}")
     writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(run.path), str(seconds + 40)])
     time.sleep(1.0)
-    terminal = Terminal(run.path, (80, 24), True, source, link_bytes_per_s=link)
+    terminal = Terminal(run.path, (80, 24), True, source, link_bytes_per_s=link, pycache=root / "pycache")
     try:
         terminal.wait_for(b"Training", terminal.started, timeout=60)
         terminal.press("2")
@@ -439,9 +535,16 @@ def main() -> None:
     parser.add_argument("--terminal", action="store_true", help="only the real-terminal benchmark (5)")
     parser.add_argument("--baseline", type=Path, help="a source tree to measure the same way first (5), e.g. "
                                                       "git archive COMMIT | tar -x -C DIR")
+    parser.add_argument("--quick", action="store_true", help="with --terminal: the first frame, then the training "
+                                                              "tab at 80x24 and 200x60 only (about 3 minutes with "
+                                                              "a baseline), no slow link")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        report_first_frames(root, args.baseline)
+        if args.quick:
+            report_terminal(root, args.baseline, cases=(((80, 24), "2", True), ((200, 60), "2", True)))
+            return
         report_terminal(root, args.baseline)
         for source in ([args.baseline] if args.baseline else []) + [REPO]:
             late = bench_slow_link(root, source=source)

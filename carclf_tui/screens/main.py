@@ -90,9 +90,14 @@ class MainScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         with TabbedContent(initial=TABS[0], id="tabs"):
-            for pane in self.panes.values():
-                with TabPane(pane.LABEL, id=pane.TAB):
-                    yield pane.data_bind(MainScreen.busy)
+            for tab, pane in self.panes.items():
+                pane.data_bind(MainScreen.busy)  # here, where the screen is the active message pump
+                with TabPane(pane.LABEL, id=tab):
+                    # A hidden tab's pane is mounted when the tab is first shown (see action_tab): its
+                    # widgets, styles and imports have no place in the first frame. A pane drawn while
+                    # hidden (the log's scroll-back) is mounted from the start.
+                    if tab == TABS[0] or pane.DRAW_HIDDEN:
+                        yield pane
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -103,6 +108,19 @@ class MainScreen(Screen):
                         exit_on_error=False)
         # Durations of a running stage tick on, and a runner started elsewhere shows up.
         self.set_interval(1.0, self._tick)
+        if self.warm_up_s is not None:
+            self.set_timer(self.warm_up_s, self.warm_up)
+
+    warm_up_s: float | None = 2.0
+    """Seconds after the screen mounts when :meth:`warm_up` runs (None: never; tests of the first frame)."""
+
+    def warm_up(self) -> None:
+        """Load plotext in a thread, out of the first frame's way and (usually) before the training tab's
+        key: its import (about 0.1 s of CPU) would otherwise delay the tab's first showing. The panes are
+        still mounted when first shown."""
+        from ..widgets.plots import load_plotext
+
+        self.run_worker(load_plotext, thread=True, name="load plotext", group="warm-up", exit_on_error=False)
 
     @property
     def active_tab(self) -> str:
@@ -140,7 +158,8 @@ class MainScreen(Screen):
 
     def _tick(self) -> None:
         self._update_busy()
-        self.active_pane.tick(self.state)
+        if self.active_pane.is_mounted:
+            self.active_pane.tick(self.state)
 
     def _update_busy(self) -> None:
         self.busy = self.app.runner.is_busy()
@@ -154,12 +173,16 @@ class MainScreen(Screen):
         self.query_one(StatusLine).show(self.app.run_dir.name, state, self.busy)
         active = self.active_tab
         for tab, pane in self.panes.items():
-            if tab == active or pane.DRAW_HIDDEN:
+            if (tab == active or pane.DRAW_HIDDEN) and pane.is_mounted:  # a pane not shown yet is not mounted
                 pane.show(state)
 
     @on(TabbedContent.TabActivated)
-    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+    async def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         pane = self.panes.get(event.pane.id or "")
+        if pane is not None and pane.parent is None:  # shown by a click or the tab bar's arrows, not yet mounted
+            # Meanwhile focus waits on the tab bar: left in the pane just hidden, it would switch back to it.
+            self.app.set_focus(self.query_one(Tabs))
+            await self._mount_pane(pane)
         if pane is None or pane is not self.active_pane:
             return  # another tab was chosen since: focusing this one's widget would switch back
         self._focus(pane)
@@ -175,7 +198,7 @@ class MainScreen(Screen):
         if action == "pane":
             tab, pane_action = parameters
             pane = self.panes[str(tab)]
-            if not pane.EVERY_TAB and tab != self.active_tab:
+            if not pane.is_mounted or (not pane.EVERY_TAB and tab != self.active_tab):
                 return False
             _, name, pane_parameters = parse_action(str(pane_action))
             return pane.check_action(name, pane_parameters)
@@ -185,8 +208,16 @@ class MainScreen(Screen):
         """Run ``action`` on the pane of ``tab`` (a pane's key pressed while focus is outside it)."""
         await self.app.run_action(action, self.panes[tab])
 
-    def action_tab(self, name: str) -> None:
+    async def action_tab(self, name: str) -> None:
+        # The pane is mounted before its tab shows, so a key pressed right after the tab's (handled once
+        # this action is done) finds the pane's widgets and bindings in place.
+        await self._mount_pane(self.panes[name])
         self.query_one(TabbedContent).active = name
+
+    async def _mount_pane(self, pane: Pane) -> None:
+        """Mount ``pane`` in its tab if it is not yet: a hidden tab's pane waits for its first showing."""
+        if pane.parent is None:
+            await self.query_one(TabbedContent).get_pane(pane.TAB).mount(pane)
 
     def on_run_requested(self, message: RunRequested) -> None:
         self._launch(list(message.stages))

@@ -1,20 +1,23 @@
-"""Plots drawn as text: training curves (per epoch, plus the running epoch's batches) and the prefilter
-histogram.
+"""Plots: training curves (per epoch, plus the running epoch's batches) and the prefilter histogram.
 
-They are drawn here, cell by cell, rather than by a plotting library: the figure has to fit 80x24, read
-without colour, and cost a few bytes a second over SSH, which takes control of every cell.
+plotext draws them. Each widget owns one plotext figure (never plotext's module-level one, which the
+whole process shares) and builds it on the UI thread, for its current size, when what it shows changes.
+The figure's output, text with ANSI colours, becomes Rich lines; :class:`TextLines` compares them with
+the lines shown and repaints only the cells that changed, so a new batch point sends a handful of cells
+to the terminal, not the figure. What we add to plotext's drawing:
 
-- Lines are braille dots (2x4 dots a cell). The validation curve also carries a mark (``×``) at each
-  epoch, so train and val differ in shape as well as colour (``NO_COLOR``); the running epoch's batches
-  are a dotted line.
-- The legend is a line of its own above the plotting area; epoch ticks are whole numbers; the best
-  epoch (and the prefilter's threshold) is a vertical line in a colour of the 16-colour palette, named
-  in the legend.
-- :class:`TextLines`, the base, repaints only the cells that changed since the last drawing: a new
-  batch point sends a handful of cells, not the whole figure.
-- A diverging training reports NaN or infinite values: those points are left out and the legend says
-  how many. Whatever else fails while drawing shows in the plot's place instead of taking the dashboard
-  down.
+- The scales: the value axis widened to round tick steps (a small change of the data keeps the same
+  axis, so the same drawing), whole-number epoch ticks.
+- The legend is a line of its own above the figure, never over the curves; it names the best epoch
+  (and the prefilter's threshold), drawn as a vertical line in a colour of the 16-colour palette.
+- The validation curve also carries a mark (``×``) at each epoch, so train and val differ in shape as
+  well as colour (``NO_COLOR``); the running epoch's batches are dots, not joined.
+- Backgrounds are dropped: the figure sits on the dashboard's own background.
+- A diverging training reports NaN or infinite values: those points are left out (plotext would scale
+  to them) and the legend says how many. Whatever else fails while drawing shows in the plot's place
+  instead of taking the dashboard down.
+
+plotext is imported when a plot first draws (its tab's first showing), never for the first frame.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from rich.ansi import AnsiDecoder
 from rich.cells import cell_len
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual.geometry import Region
@@ -39,12 +45,11 @@ BATCH_STYLE = "yellow"
 MARK_STYLE = "bold green"
 """The best epoch and the threshold: a named colour of the 16-colour palette, distinct from the
 background in 16, 256 and true colour (a theme colour may not be), and always labelled in words."""
-AXIS_STYLE = "dim"
 
 VAL_MARK = "×"
 BEST_LINE = "┊"
-_DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
-"""Braille dot bits by (row, column) inside a cell of 2x4 dots."""
+"""plotext's dotted vertical line, the best epoch's."""
+THRESHOLD_LINE = "┃"
 
 
 def output_backlog(app: object) -> int:
@@ -175,56 +180,8 @@ class TextLines(Widget):
         return len(self._lines)
 
 
-# --- drawing --------------------------------------------------------------------------------------
 
-
-class Canvas:
-    """A grid of ``width`` x ``height`` cells: braille dots, marks that replace a cell's dots, styles."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.bits = [[0] * width for _ in range(height)]
-        self.marks: list[list[str | None]] = [[None] * width for _ in range(height)]
-        self.styles = [[""] * width for _ in range(height)]
-
-    @property
-    def dots(self) -> tuple[int, int]:
-        """Dots across and down."""
-        return 2 * self.width, 4 * self.height
-
-    def dot(self, x: int, y: int, style: str) -> None:
-        col, row = x // 2, y // 4
-        if 0 <= col < self.width and 0 <= row < self.height:
-            self.bits[row][col] |= _DOTS[y % 4][x % 2]
-            self.styles[row][col] = style
-
-    def line(self, x0: int, y0: int, x1: int, y1: int, style: str, every: int = 1) -> None:
-        """Dots from (x0, y0) to (x1, y1); ``every`` > 1 leaves gaps (a dotted line)."""
-        steps = max(abs(x1 - x0), abs(y1 - y0), 1)
-        for i in range(0, steps + 1, every):
-            self.dot(round(x0 + (x1 - x0) * i / steps), round(y0 + (y1 - y0) * i / steps), style)
-
-    def mark(self, col: int, row: int, char: str, style: str) -> None:
-        if 0 <= col < self.width and 0 <= row < self.height:
-            self.marks[row][col] = char
-            self.styles[row][col] = style
-
-    def column(self, col: int, char: str, style: str) -> None:
-        """A vertical line through the cells of ``col`` that nothing else was drawn in."""
-        for row in range(self.height):
-            if 0 <= col < self.width and not self.bits[row][col] and self.marks[row][col] is None:
-                self.mark(col, row, char, style)
-
-    def rows(self) -> list[Text]:
-        out = []
-        for row in range(self.height):
-            text = Text(no_wrap=True, end="")
-            for col in range(self.width):
-                mark, bits = self.marks[row][col], self.bits[row][col]
-                char = mark if mark is not None else (chr(0x2800 + bits) if bits else " ")
-                text.append(char, style=self.styles[row][col] if char != " " else "")
-            out.append(text)
-        return out
+# --- scales -------------------------------------------------------------------------------------------
 
 
 def nice_step(span: float, count: int) -> float:
@@ -273,41 +230,6 @@ def y_ticks(low: float, high: float, step: float) -> list[tuple[float, str]]:
     return [(low + i * step, f"{low + i * step:.{decimals}f}") for i in range(count)]
 
 
-def framed(canvas: Canvas, y_low: float, y_high: float, y_labels: Sequence[tuple[float, str]], x_low: float,
-           x_high: float, x_ticks: Sequence[tuple[float, str]]) -> list[Text]:
-    """``canvas`` with a value axis (``y_labels``) on its left and an x axis with ``x_ticks`` below."""
-    width = max((len(label) for _, label in y_labels), default=0)
-    by_row: dict[int, str] = {}
-    for value, label in y_labels:
-        by_row.setdefault(to_dot(value, y_low, y_high, canvas.dots[1], flip=True) // 4, label)
-    out = []
-    for row, body in enumerate(canvas.rows()):
-        line = Text(no_wrap=True, end="")
-        label = by_row.get(row)
-        line.append(f"{label:>{width}}┤" if label is not None else " " * width + "│", style=AXIS_STYLE)
-        line.append_text(body)
-        out.append(line)
-    axis = ["─"] * canvas.width
-    tick_line = [" "] * (canvas.width + 1)
-    for x, label in x_ticks:
-        col = to_dot(x, x_low, x_high, canvas.dots[0]) // 2
-        if 0 <= col < canvas.width:
-            axis[col] = "┬"
-        start = max(0, min(canvas.width + 1 - len(label), col + 1 - len(label) // 2))
-        if all(c == " " for c in tick_line[max(0, start - 1):start + len(label) + 1]):
-            tick_line[start:start + len(label)] = list(label)
-    out.append(Text(" " * width + "└" + "".join(axis), style=AXIS_STYLE, no_wrap=True, end=""))
-    out.append(Text(" " * width + "".join(tick_line), style=AXIS_STYLE, no_wrap=True, end=""))
-    return out
-
-
-def to_dot(value: float, low: float, high: float, dots: int, flip: bool = False) -> int:
-    """The dot (0 .. ``dots`` - 1) a value falls on; ``flip`` for rows, which count downwards."""
-    share = (value - low) / (high - low) if high > low else 0.5
-    index = int(round(min(max(share, 0.0), 1.0) * (dots - 1)))
-    return dots - 1 - index if flip else index
-
-
 def legend(items: Sequence[tuple[str, str, str, int]], width: int) -> Text:
     """Legend items ``(text, shorter text, style, rank)`` on one line: while the line is too long, the
     items of the highest rank left take their shorter text (rank 0 never does)."""
@@ -332,19 +254,92 @@ def _finite(points: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, fl
     return kept, len(points) - len(kept)
 
 
-def _polyline(canvas: Canvas, points: Sequence[tuple[float, float]], xr: tuple[float, float],
-              yr: tuple[float, float], style: str, every: int = 1) -> list[tuple[int, int]]:
-    dots_x, dots_y = canvas.dots
-    placed = [(to_dot(x, *xr, dots_x), to_dot(y, *yr, dots_y, flip=True)) for x, y in points]
-    for (x0, y0), (x1, y1) in zip(placed, placed[1:], strict=False):
-        canvas.line(x0, y0, x1, y1, style, every)
-    if len(placed) == 1:
-        canvas.dot(*placed[0], style)
-    return placed
+# --- plotext -------------------------------------------------------------------------------------------
+
+
+def load_plotext() -> None:
+    """Import the plotext modules the plots use (from a thread, ahead of the first plot: the import
+    lock makes a plot drawn meanwhile wait for it; figures are still built on the UI thread only)."""
+    import plotext._kernel.terminal  # noqa: F401
+    import plotext._primitives.marker  # noqa: F401
+
+
+def new_figure() -> Any:
+    """A plotext figure of its own (the master plot of a new plotext terminal object, which plotext's
+    global functions never touch). plotext loads here, on the first plot drawn, unless the screen's
+    warm-up loaded it already."""
+    from plotext._kernel.terminal import terminal
+
+    own = terminal()
+    own.limit(False, False)  # sized by the widget, not by the terminal plotext finds (Textual's, or none)
+    return own._master
+
+
+def pixel(style: str) -> Any:
+    """A plotext pixel for a Rich ``style`` such as ``"bold green"`` (a palette colour name and ``bold``)."""
+    from plotext._primitives.pixel import pixel as pixel_class
+
+    words = style.split()
+    colours = [w for w in words if w != "bold"]
+    return pixel_class(foreground=colours[0] if colours else None, style="bold" if "bold" in words else None)
+
+
+def marker(symbol: str, style: str) -> Any:
+    """A plotext marker drawing ``symbol`` (a character, or ``braille`` / ``hd`` for plotext's
+    high-resolution dots) in a Rich ``style`` (see :func:`pixel`)."""
+    from plotext._primitives.marker import marker as marker_class
+
+    return marker_class(symbol, pixel(style))
+
+
+def start(figure: Any, width: int, height: int) -> Any:
+    """Clear ``figure`` and size it ``width`` x ``height`` cells, with no colour of its own, the left and
+    lower axes only and no legend inside (ours is a line above)."""
+    figure.clear()
+    figure.theme("colorless")
+    figure.canvas("default")
+    figure.plot_size(width, height)
+    figure.axes(False, side=1)
+    figure.legend(False)
+    return figure
+
+
+def _foreground(style: Style | str) -> Style:
+    style = Style.parse(style) if isinstance(style, str) else style
+    return Style(color=style.color, bold=style.bold)
+
+
+def figure_lines(figure: Any) -> list[Text]:
+    """``figure`` built, as one Rich line a row: plotext's colours (the palette's numbers, so the
+    terminal's palette decides) and bold kept, backgrounds dropped."""
+    lines = []
+    for line in AnsiDecoder().decode(figure.build().string().rstrip("\n")):
+        text = Text(line.plain, no_wrap=True, end="")
+        for span in line.spans:
+            style = _foreground(span.style)
+            if style:
+                text.stylize(style, span.start, span.end)
+        lines.append(text)
+    return lines
+
+
+def tick_labels(ticks: Sequence[tuple[float, str]]) -> tuple[list[float], list[str]]:
+    return [value for value, _ in ticks], [label for _, label in ticks]
 
 
 class SafeDrawing(TextLines):
     """A figure whose drawing failure shows as a line of text, never as a dashboard crash."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._figure: Any = None
+
+    @property
+    def plotext_figure(self) -> Any:
+        """This widget's own plotext figure, made on its first drawing (on the UI thread, as all drawing)."""
+        if self._figure is None:
+            self._figure = new_figure()
+        return self._figure
 
     def draw(self) -> None:
         width, height = self.content_size.width, self.content_size.height
@@ -443,30 +438,44 @@ class CurvePlot(SafeDrawing):
         if dropped:
             items.append((f"({dropped} NaN/inf not drawn)", f"{dropped} NaN/inf not drawn", "bold red", 5))
         lines = [legend(items, width)]
-        plot_rows = height - 3
+        canvas_rows = height - 3  # under the legend: the curves, then the x axis and its labels
+        fig = start(self.plotext_figure, width, height - 1)
         values = [y for points in (*series, batch_points) for _, y in points]
         if not values:
             train = state.stages.get("train")
             message = "waiting for the first batch" if train and train.status == rs.RUNNING else "no epochs yet"
-            body = framed(Canvas(width - 1, plot_rows), 0.0, 1.0, [], 1, 2, [])
-            body[plot_rows // 2] = Text(f" {message:^{width - 1}}", style="dim", no_wrap=True, end="")
+            fig.ruler(0, 0).ticks([], [])
+            fig.ruler(1, 0).ticks([], [])
+            fig.ruler(0, 0).lim(1, 2)
+            fig.ruler(1, 0).lim(0, 1)
+            body = figure_lines(fig)
+            body[canvas_rows // 2] = Text(f" {message:^{width - 1}}", style="dim", no_wrap=True, end="")
             return lines + body
-        y_low, y_high, y_step = y_range(values, plot_rows)
+        y_low, y_high, y_step = y_range(values, canvas_rows)
         labels = y_ticks(y_low, y_high, y_step)
-        canvas = Canvas(max(4, width - 1 - max(len(label) for _, label in labels)), plot_rows)
+        canvas_width = max(4, width - 1 - max(len(label) for _, label in labels))
         x_high = max([finished, batch.epoch if batch_points else 0, 1])
         x_low = 0 if batch_points and batch.epoch == 1 else 1
         if x_high == x_low:
             x_high += 1
-        xr, yr = (float(x_low), float(x_high)), (y_low, y_high)
-        _polyline(canvas, batch_points, xr, yr, BATCH_STYLE, every=2)
-        _polyline(canvas, series[0], xr, yr, TRAIN_STYLE)
-        for x, y in _polyline(canvas, series[1], xr, yr, VAL_STYLE):
-            canvas.mark(x // 2, y // 4, VAL_MARK, VAL_STYLE)
-        if best:
-            canvas.column(to_dot(best, *xr, canvas.dots[0]) // 2, BEST_LINE, MARK_STYLE)
-        ticks = integer_ticks(max(1, x_low), x_high, canvas.dots[0], len(str(x_high)))
-        return lines + framed(canvas, y_low, y_high, labels, *xr, [(t, str(t)) for t in ticks])
+        ticks = integer_ticks(max(1, x_low), x_high, 2 * canvas_width, len(str(x_high)))
+        # plotext leaves out a tick label that would stick out of the figure: the last epoch's label
+        # gets the room it needs right of its tick
+        margin = len(str(x_high)) // 2
+        fig.ruler(0, 0).lim(x_low, x_high + margin * (x_high - x_low) / max(1, canvas_width - 1 - margin))
+        fig.ruler(0, 0).ticks(ticks, [str(t) for t in ticks])
+        fig.ruler(1, 0).lim(y_low, y_high)
+        fig.ruler(1, 0).ticks(*tick_labels(labels))
+        if best:  # under the curves: plotext draws lines first
+            fig.line(best, orientation=1, relative=True, pixel=pixel(MARK_STYLE), style="dotted")
+        if batch_points:
+            fig.draw(fig.signal(*zip(*batch_points, strict=True), marker=marker("braille", BATCH_STYLE)))
+        for points, style in ((series[0], TRAIN_STYLE), (series[1], VAL_STYLE)):
+            if points:
+                fig.draw(fig.signal(*zip(*points, strict=True), marker=marker("braille", style)).lines(True))
+        if series[1]:
+            fig.draw(fig.signal(*zip(*series[1], strict=True), marker=marker(VAL_MARK, VAL_STYLE)))
+        return lines + figure_lines(fig)
 
 
 class HistogramPlot(SafeDrawing):
@@ -481,7 +490,6 @@ class HistogramPlot(SafeDrawing):
     """
 
     BAR_STYLE = "cyan"
-    _EIGHTHS = " ▁▂▃▄▅▆▇█"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -498,29 +506,27 @@ class HistogramPlot(SafeDrawing):
         edges, counts, threshold = self._key or ((), (), None)
         items = [("car probability (summed over car classes)", "car probability", "bold", 2)]
         if threshold is not None:
-            items.append((f"┃ threshold {threshold:.2f}", f"┃ {threshold:.2f}", MARK_STYLE, 1))
+            items.append((f"{THRESHOLD_LINE} threshold {threshold:.2f}", f"{THRESHOLD_LINE} {threshold:.2f}",
+                          MARK_STYLE, 1))
         lines = [legend(items, width)]
         if height < 5 or width < 16:
             return lines
-        rows = height - 3
         if not counts or len(edges) != len(counts) + 1:
             return lines + [Text("no scores yet", style="dim")]
-        top = max(counts) or 1
-        _, y_high, y_step = y_range([0.0, float(top)], rows)
-        labels = y_ticks(0.0, y_high, max(1.0, y_step))
-        canvas = Canvas(max(4, width - 1 - max(len(label) for _, label in labels)), rows)
+        _, y_high, y_step = y_range([0.0, float(max(counts) or 1)], height - 3)
         lo, hi = edges[0], edges[-1]
-        for col in range(canvas.width):
-            x = lo + (hi - lo) * (col + 0.5) / canvas.width
-            index = min(len(counts) - 1, max(0, int((x - lo) / (hi - lo) * len(counts)))) if hi > lo else 0
-            height_eighths = int(round(counts[index] / y_high * rows * 8))
-            for row in range(rows):
-                fill = height_eighths - (rows - 1 - row) * 8
-                if fill > 0:
-                    canvas.mark(col, row, self._EIGHTHS[min(fill, 8)], self.BAR_STYLE)
+        fig = start(self.plotext_figure, width, height - 1)
+        # empty bins are left out: plotext draws a bar of height 0 as a line on the axis
+        bars = [((a + b) / 2, n) for a, b, n in zip(edges, edges[1:], counts, strict=False) if n]
+        if bars:
+            fig.draw(fig.bar(*zip(*bars, strict=True), width=1, marker=marker("hd", self.BAR_STYLE)))
+        # after the bars, which set ticks of their own (one a bar)
+        fig.ruler(0, 0).lim(lo, hi)
+        fig.ruler(0, 0).ticks(*tick_labels([(lo + (hi - lo) * k / 4, f"{lo + (hi - lo) * k / 4:.2f}")
+                                            for k in range(5)]))
+        fig.ruler(1, 0).lim(0.0, y_high)
+        fig.ruler(1, 0).ticks(*tick_labels(y_ticks(0.0, y_high, max(1.0, y_step))))
         if threshold is not None and hi > lo:
-            col = to_dot(threshold, lo, hi, canvas.dots[0]) // 2
-            for row in range(rows):
-                canvas.mark(col, row, "┃", MARK_STYLE)  # over the bars too: the threshold always shows
-        ticks = [(lo + (hi - lo) * k / 4, f"{lo + (hi - lo) * k / 4:.2f}") for k in range(5)]
-        return lines + framed(canvas, 0.0, y_high, labels, lo, hi, ticks)
+            # a signal drawn after the bars, so the threshold shows over them too
+            fig.draw(fig.segment([threshold, threshold], [0.0, y_high], marker=marker(THRESHOLD_LINE, MARK_STYLE)))
+        return lines + figure_lines(fig)

@@ -384,12 +384,16 @@ async def _visit_every_tab(app, pilot, sizes=((80, 24), (200, 60))) -> dict[tupl
     """Show each tab at each size and export the screen; returns the screens by (tab, width)."""
     from textual.widgets import TabbedContent
 
+    from ..tui.conftest import wait_until
+
     screens = {}
     for width, height in sizes:
         if tuple(app.size) != (width, height):
             await pilot.resize_terminal(width, height)
         for tab in TABS:
             app.screen.query_one(TabbedContent).active = tab
+            # a hidden tab's pane is mounted when the tab first shows
+            await wait_until(pilot, lambda tab=tab: app.screen.panes[tab].is_mounted)
             # a short fixed pause: waiting for idle never ends early while the follower polls
             await pilot.pause(0.05)
             await pilot.pause(0.05)

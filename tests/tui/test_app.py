@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carclf_core import events as ev
-from carclf_tui.panes import PrefilterPane, StagesPane
+from carclf_tui.panes import StagesPane
 from carclf_tui.sample_run import write_events
 from carclf_tui.screens.confirm import ConfirmScreen, RunNameScreen
 from carclf_tui.screens.help import HelpScreen
@@ -155,7 +155,7 @@ async def test_threshold_keys_reapply_to_the_stored_scores(finished_run) -> None
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        pane = screen.query_one(PrefilterPane)
+        pane = screen.panes["prefilter"]  # mounted when its tab first shows
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         await show_tab(pilot, "4")
         assert screen.active_bindings["plus"].enabled
@@ -187,8 +187,8 @@ async def test_a_tabs_keys_do_nothing_on_other_tabs(finished_run) -> None:
             await pilot.pause()
             assert not {"plus", "minus", "w"} & set(screen.active_bindings)
             assert ("v" in screen.active_bindings) == (tab == "3")
-        pane = screen.query_one(PrefilterPane)
-        assert pane.threshold is None and pane.trial is None and not pane.trial_pending
+        pane = screen.panes["prefilter"]  # never shown: not even mounted
+        assert pane.threshold is None and pane.trial is None and not pane.trial_pending and not pane.is_mounted
         assert not (Path(finished_run.path) / "prefilter" / "rule.json").exists()
         assert screen.query_one(ConfusionView).mode == "heatmap"
 

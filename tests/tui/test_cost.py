@@ -79,13 +79,17 @@ async def test_the_lines_over_the_plots_keep_their_height(finished_run) -> None:
 
 
 def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> None:
-    """Plots are drawn by carclf itself, and the device sampler (NVML, psutil) starts when the
-    training tab is first shown: none of it is in the first frame's way."""
+    """The hidden tabs' panes are mounted, and the device sampler (NVML, psutil) loads, when the training
+    tab is first shown; plotext loads in a thread after the first frame (the warm-up, run here at once
+    by hand): none of it is in the first frame's way."""
     script = textwrap.dedent("""
-        import asyncio, json, sys
+        import asyncio, json, sys, time
         from carclf_core import config as config_mod
         from carclf_tui.app import CarclfApp
         from carclf_tui.sample_run import write_sample_run
+        from carclf_tui.screens.main import MainScreen
+
+        MainScreen.warm_up_s = None  # called below, once the first frame has been looked at
 
         async def main():
             app = CarclfApp(write_sample_run(sys.argv[1]), config_mod.Config())
@@ -93,14 +97,20 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
                 await pilot.pause()
                 first = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "textual_plotext", "pynvml",
                                                                              "psutil", "matplotlib"))
+                mounted = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
+                app.screen.warm_up()
+                deadline = time.monotonic() + 60
+                while "plotext._primitives.marker" not in sys.modules and time.monotonic() < deadline:
+                    await pilot.pause(0.05)
+                warmed = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 await pilot.press("2")
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 90  # the sampler's thread imports them: slow on a busy machine
                 while loop.time() < deadline and not any(m.split(".")[0] in ("pynvml", "psutil")
                                                          for m in sys.modules):
                     await pilot.pause(0.1)
-                later = sorted(m for m in sys.modules if m.split(".")[0] in ("pynvml", "psutil"))
-            print(json.dumps({"first": first, "later": later}))
+                later = sorted({m.split(".")[0] for m in sys.modules} & {"pynvml", "psutil", "plotext"})
+            print(json.dumps({"first": first, "later": later, "mounted": mounted, "warmed": warmed}))
 
         asyncio.run(main())
     """)
@@ -109,7 +119,10 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["first"] == []
+    assert result["mounted"] == ["log", "stages"]  # the first tab, and the log (it collects while hidden)
+    assert result["warmed"] == ["log", "stages"]  # plotext loaded, no pane mounted for it
     assert "psutil" in result["later"] or "pynvml" in result["later"]  # the sampler did start on the tab
+    assert "plotext" in result["later"]  # and plotext drew the curves
 
 
 def test_a_dashboard_with_nothing_changing_sends_nothing(tmp_path) -> None:

@@ -71,7 +71,7 @@ async def test_plus_on_the_prefilter_tab_moves_the_panes_trial_threshold(finishe
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        pane = screen.query_one(PrefilterPane)
+        pane = screen.panes["prefilter"]  # mounted when its tab first shows
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         await show_tab(pilot, "4")
         assert pane.threshold == pytest.approx(0.1)  # the run's own, picked up when the tab opened
@@ -87,7 +87,7 @@ async def test_save_is_refused_while_a_stage_runs(finished_run) -> None:
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        pane = screen.query_one(PrefilterPane)
+        pane = screen.panes["prefilter"]  # mounted when its tab first shows
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         await show_tab(pilot, "4")
         said: list[str] = []
@@ -104,9 +104,9 @@ async def test_v_on_the_confusion_tab_cycles_the_panes_view(finished_run) -> Non
     app = make_app(finished_run)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
-        view = screen.query_one(ConfusionPane).query_one(ConfusionView)
         await wait_until(pilot, lambda: screen.state.run_status == "done")
         await show_tab(pilot, "3")
+        view = screen.query_one(ConfusionPane).query_one(ConfusionView)  # mounted when its tab first showed
         await pilot.press("v")
         await wait_until(pilot, lambda: view.mode == "most confused")
         await pilot.press("v", "v")

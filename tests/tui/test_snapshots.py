@@ -30,7 +30,7 @@ def settle(tab: str, ready=lambda state: state.run_status == "done"):
     async def run_before(pilot) -> None:
         screen = pilot.app.screen
         await wait_until(pilot, lambda: ready(screen.state))
-        screen.action_tab(tab)
+        await screen.action_tab(tab)
         await wait_until(pilot, lambda: screen.query_one("#tabs").active == tab)
         if tab == "training":
             device_line, plots = screen.query_one(DeviceLine), list(screen.query(CurvePlot))

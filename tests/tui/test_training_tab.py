@@ -147,6 +147,49 @@ def test_only_changed_cells_are_repainted() -> None:
     assert plots.changed_regions(old, old[:1], 40) is None  # another size: everything is new
 
 
+def test_each_plot_draws_with_a_plotext_figure_of_its_own() -> None:
+    """Two plots, two plotext figures, neither plotext's module-level one (which any other code using
+    plotext's functions would draw into); the drawing is plotext's: its axes and braille curves."""
+    import plotext
+
+    loss, acc = plots.CurvePlot("loss"), plots.CurvePlot("accuracy")
+    assert loss.plotext_figure is loss.plotext_figure is not acc.plotext_figure
+    assert plotext.figure not in (loss.plotext_figure, acc.plotext_figure)
+    events = [ev.StageStarted(stage="train", t=T), *epoch_events(1, T), *epoch_events(2, T + 30),
+              *epoch_events(3, T + 60)]
+    loss._state = replay(events)
+    legend, *body, axis, ticks = [line.plain for line in loss.figure(40, 12)]
+    assert "train" in legend and "val" in legend and len(body) == 9
+    assert all(line[4] in "┤│" for line in body) and axis[4] == "└" and ticks.split() == ["1", "2", "3"]
+    assert any("\u2800" < c <= "\u28ff" for line in body for c in line)  # braille dots
+    assert sum(line.count(plots.VAL_MARK) for line in body) == 3
+
+
+def test_nan_and_infinite_points_are_left_out_and_counted() -> None:
+    events = [ev.StageStarted(stage="train", t=T), *epoch_events(1, T), *epoch_events(2, T + 30)]
+    events[-1] = ev.EpochEnded(t=T + 45, epoch=2, epochs=10, metrics={"loss": float("nan"), "val_loss": float("inf")})
+    plot = plots.CurvePlot("loss")
+    plot._state = replay(events)
+    legend, *body, axis, ticks = [line.plain for line in plot.figure(60, 12)]
+    assert "(2 NaN/inf not drawn)" in legend
+    assert sum(line.count(plots.VAL_MARK) for line in body) == 1  # epoch 1's, the only finite one
+
+
+def test_the_threshold_shows_over_the_histogram_bars() -> None:
+    histogram = plots.HistogramPlot()
+    edges = tuple(i / 20 for i in range(21))
+    counts = (50, 20, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 4, 8, 16, 30, 60, 90)
+    histogram._key = (edges, counts, 0.05)
+    legend, *body, axis, ticks = [line.plain for line in histogram.figure(60, 14)]
+    assert "threshold 0.05" in legend
+    columns = {line.index(plots.THRESHOLD_LINE) for line in body}
+    assert len(columns) == 1
+    column = columns.pop()
+    assert all(line[column] == plots.THRESHOLD_LINE for line in body)  # over the bars too
+    assert ticks.split() == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+    assert any("█" in line for line in body)
+
+
 def test_the_pacer_backs_off_while_the_terminal_falls_behind() -> None:
     now = [0.0]
     pacer = plots.Pacer(base=1.0, most=8.0, clock=lambda: now[0])
@@ -224,7 +267,9 @@ async def test_a_finished_run_at_80x24(finished_run, monkeypatch, no_color) -> N
             assert ticks.split() == [str(e) for e in range(1, 13)]  # whole epochs
             assert sum(line.count(plots.VAL_MARK) for line in body) >= 10  # val is marked, train is not
             column = {line.index(plots.BEST_LINE) for line in body if plots.BEST_LINE in line}
-            assert len(column) == 1 and axis[column.pop()] == "┬"  # the best epoch's line sits on its tick
+            # the best epoch's line sits on its tick (plotext marks a line crossing the axis with ┼) and label
+            best_column = column.pop()
+            assert len(column) == 0 and axis[best_column] == "┼" and ticks[best_column] == "9"
 
 
 async def test_200x60_gives_the_room_to_the_curves_and_all_columns(finished_run) -> None:
