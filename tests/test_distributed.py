@@ -256,7 +256,7 @@ def _exit_status(runner: Runner, timeout: float) -> int:
 def _check_trained_together(run: Path, chief: Runner, worker: Runner, first_event: int, first_epoch: int) -> None:
     """Both machines finished epochs ``first_epoch``..EPOCHS together; the chief alone wrote the run
     (its events from ``first_event`` on are this attempt's); the worker wrote only its log."""
-    assert _exit_status(chief, 240) == 0, chief.output[-3000:]
+    assert _exit_status(chief, 420) == 0, chief.output[-3000:]  # two TensorFlow start-ups on a busy machine
     # the worker ends with the chief, though on a loaded machine its exit can lag behind
     assert _exit_status(worker, 120) == 0, worker.output[-3000:]
     summary = json.loads((run / "train" / "summary.json").read_text())
