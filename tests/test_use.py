@@ -259,6 +259,7 @@ def contract_photos(tmp_path_factory) -> dict[str, Path]:
 def test_a_client_following_the_contract_alone_gets_predicts_probabilities(tmp_path, contract_photos, mode):
     """The README's client prepares each photo from ``contract.json`` alone (Pillow and numpy) and the
     exported model then answers what ``predict`` answers, within 1e-4, for each resize mode."""
+    from carclf_core.explain import prepare  # what predict feeds the model, one photo at a time
     from carclf_core.export import load_exported
     from carclf_core.predict import predict
 
@@ -278,7 +279,9 @@ def test_a_client_following_the_contract_alone_gets_predicts_probabilities(tmp_p
     prepared = np.stack([client["prepare"](path, on_disk) for path in files])
     assert prepared.shape == (len(files), CH, CW, 3) and prepared.dtype == np.float32
     theirs = np.asarray(model.predict_on_batch(prepared), dtype=np.float64)
-    for name, a, b in zip(names, ours, theirs, strict=True):
+    pixels = np.abs(prepared - np.stack([prepare(contract, path) for path in files])).max(axis=(1, 2, 3))
+    for name, a, b, levels in zip(names, ours, theirs, pixels, strict=True):
+        assert levels < 0.05, (mode, name, f"the pixels differ by up to {levels} levels")
         assert np.abs(a - b).max() < 1e-4, (mode, name, np.abs(a - b).max())
     # the network notices a preparation that is off: the pictures upside down move its answer
     flipped = np.asarray(model.predict_on_batch(prepared[:, ::-1]), dtype=np.float64)
