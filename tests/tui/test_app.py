@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,26 @@ from .conftest import WAIT_S, cell, frozen_clock, launch, make_app, rendered, wa
 
 
 async def show_tab(pilot, key: str) -> None:
-    """Press a tab's number key and wait until that tab is the active one."""
+    """Press a tab's number key and wait until that tab is the active one.
+
+    First wait until the main screen is up: a key pressed while the first frame is still being built
+    (seconds on a busy machine) is lost, as it would be for a user, who presses again; so does this,
+    should the tab not switch within a while.
+    """
     name = ("stages", "training", "confusion", "prefilter", "log", "config")[int(key) - 1]
-    await pilot.press(key)
-    await wait_until(pilot, lambda: pilot.app.screen.query_one("#tabs").active == name)
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.is_mounted
+                     and bool(app.screen.query("#tabs")))
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        await pilot.press(key)
+        try:
+            await wait_until(pilot, lambda: app.screen.query_one("#tabs").active == name,
+                             timeout=min(15.0, max(deadline - time.monotonic(), 0.1)))
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
     await pilot.pause()
 
 
