@@ -107,7 +107,8 @@ def test_resume_set_changes_the_config_restales_and_reruns_only_what_it_reaches(
     # a change to the split section: split is stale, index is not
     result = carclf("--resume", str(run), "--stage", "split", "--set", "split.top_n=2", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (result.stdout + result.stderr).count("split.top_n 300 -> 2") == 1  # said once, by the console
+    said = result.stdout + result.stderr
+    assert said.count("config changed") == 1 and "config changed (--set on resume): split.top_n 300 -> 2" in said
     assert set(pd.read_csv(run / "split" / "splits.csv")["label"]) == {"Audi_A4", "BMW_X5"}
     assert open_run(run).load_config().split.top_n == 2
     history = [json.loads(line) for line in (run / "config_history.jsonl").read_text().splitlines()]

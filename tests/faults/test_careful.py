@@ -125,10 +125,12 @@ def test_explain_of_a_photo_with_a_250_byte_name_saves_under_a_short_name(hostil
     long_photo = photos / ("x" * 246 + ".png")
     result = use("explain", str(run.path), str(long_photo), "--no-show", "--method", "occlusion", cwd=tmp_path)
     assert result.returncode == 0, result.stderr.decode()[-3000:]
-    (saved,) = [p for p in (run.path / "explain").iterdir() if p.name.startswith("xxxx")]
-    assert len(os.fsencode(saved.name)) <= 120 and saved.name.endswith("-occlusion.png")
-    assert re.fullmatch(r"x{89}-[0-9a-f]{10}-occlusion\.png", saved.name), saved.name
-    assert str(saved) in result.stdout.decode()
+    saved = sorted(p.name for p in (run.path / "explain").iterdir() if p.name.startswith("xxxx"))
+    assert len(saved) == 2, saved  # the map and the panel of photo, map and colour scale
+    for name, what in zip(saved, ("explained", "occlusion"), strict=True):
+        assert len(os.fsencode(name)) <= 120
+        assert re.fullmatch(rf"x{{89}}-[0-9a-f]{{10}}-{what}\.png", name), name
+        assert str(run.path / "explain" / name) in result.stdout.decode()
 
 
 def test_predict_top_k_must_be_one_or_more(hostile, tmp_path):

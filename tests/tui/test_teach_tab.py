@@ -28,7 +28,7 @@ async def prefilter_tab(pilot) -> None:
     under load 13-16 a key press here went unanswered for 10 s about one time in four, in the code
     before teach mode too), waited for generously."""
     screen = pilot.app.screen
-    screen.action_tab("prefilter")
+    await screen.action_tab("prefilter")
     await wait_until(pilot, lambda: screen.query_one("#tabs").active == "prefilter", timeout=30)
     await pilot.pause()
 
