@@ -31,19 +31,12 @@ from pathlib import Path
 def one_process(deterministic: bool, epochs: int, height: int, width: int, data: Path | None) -> dict:
     """Fit in this process; epoch seconds and the losses."""
     import keras
+    from bench_input import demo_training_files  # this folder's: the same files bench_input.py reads
 
-    from carclf_core import config as config_mod
-    from carclf_core import dataset, demo, inputs, keras_env
+    from carclf_core import inputs, keras_env
     from carclf_core import model as model_mod
 
-    data = data or demo.ensure_demo_data()
-    config = config_mod.from_dict({"data": {"dir": str(data)}, "input": {"height": height, "width": width},
-                                   "train": {"backbone": "mobilenetv3small", "weights": "null"}})
-    index = dataset.build_index(config.data)
-    ok = index[index["status"] == dataset.OK]
-    classes = sorted(ok["label"].unique())
-    paths = [str(Path(data) / p) for p in ok["path"]]
-    labels = [classes.index(label) for label in ok["label"]]
+    config, classes, paths, labels = demo_training_files(data, height, width)
     keras.utils.set_random_seed(42)
     with keras_env.op_determinism(deterministic):
         audit = inputs.RowAudit(len(paths))

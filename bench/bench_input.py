@@ -46,6 +46,19 @@ def reference_dataset(paths, labels, num_classes, cfg):
     return ds.batch(cfg.batch_size).prefetch(10)
 
 
+def demo_training_files(data: Path | None, height: int, width: int):
+    """The demo's usable photos (or ``data``'s) as a training split would list them, with a config for a
+    small MobileNetV3 at ``height`` x ``width``: ``(config, classes, paths, labels)``."""
+    data = data or demo.ensure_demo_data()
+    config = config_mod.from_dict({"data": {"dir": str(data)}, "input": {"height": height, "width": width},
+                                   "train": {"backbone": "mobilenetv3small", "weights": "null"}})
+    index = dataset.build_index(config.data)
+    ok = index[index["status"] == dataset.OK]
+    classes = sorted(ok["label"].unique())
+    paths = [str(Path(data) / p) for p in ok["path"]]
+    return config, classes, paths, [classes.index(label) for label in ok["label"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--height", type=int, default=106)
@@ -54,15 +67,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="image folder (default: the demo data)")
     args = parser.parse_args()
 
-    data = args.data or demo.ensure_demo_data()
-    config = config_mod.from_dict({"data": {"dir": str(data)},
-                                   "input": {"height": args.height, "width": args.width},
-                                   "train": {"backbone": "mobilenetv3small", "weights": "null"}})
-    index = dataset.build_index(config.data)
-    ok = index[index["status"] == dataset.OK]
-    classes = sorted(ok["label"].unique())
-    paths = [str(Path(data) / p) for p in ok["path"]]
-    labels = [classes.index(label) for label in ok["label"]]
+    config, classes, paths, labels = demo_training_files(args.data, args.height, args.width)
     model, _ = model_mod.build_model(config.train, (args.height, args.width, 3), len(classes))
     model_mod.compile_model(model, 1e-3)
     ours = inputs.make_dataset(paths, labels, len(classes), config.input, training=True, seed=0)
