@@ -218,6 +218,9 @@ class MainScreen(Screen):
         """Mount ``pane`` in its tab if it is not yet: a hidden tab's pane waits for its first showing."""
         if pane.parent is None:
             await self.query_one(TabbedContent).get_pane(pane.TAB).mount(pane)
+            # and drawn once it has its size: a pane drawn only before its first layout could wait for
+            # the next event (none comes on a finished run) with its plots never drawn
+            self.call_after_refresh(lambda: self.show(self.state))
 
     def on_run_requested(self, message: RunRequested) -> None:
         self._launch(list(message.stages))

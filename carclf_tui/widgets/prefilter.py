@@ -233,7 +233,9 @@ class ExamplesView(Vertical):
             title.append(f"  {note}", style="dim")
         if not examples:
             title.append("  none", style="dim")
-        title.truncate(max(self.size.width - 2, 10), overflow="ellipsis")
+        # cut at the width it is drawn at, not the width now: a card shown before its first layout
+        # (a tab mounted when first opened) is 0 wide here, and its title stayed cut to 10 cells
+        title.no_wrap, title.overflow = True, "ellipsis"
         self.query_one(".examples-title", Static).update(title)
         self.examples = examples
         self.query_one(PictureStrip).show(

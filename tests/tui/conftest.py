@@ -58,13 +58,14 @@ soon as the state is there, and on a busy machine (the suite beside another job,
 replay or a tab switch that takes 0.2 s idle has taken over 10 s."""
 
 
-async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Let the app run until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
+async def wait_until(pilot, predicate: Callable[[], bool], timeout: float = WAIT_S, step: float = 0.05) -> None:
+    """Let the app run until ``predicate()`` holds, looking every ``step`` seconds; fail the test after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        await pilot.pause(0.05)
+        await pilot.pause(step)
 
 
 async def wait_until_still(pilot, looks: int = 4, timeout: float = WAIT_S) -> None:
