@@ -547,6 +547,6 @@ def test_any_collection_with_copies_splits_photos_by_their_fractions(photos, val
         sizes = splitting.split_sizes(part)
         total = sum(size["photos"] for size in sizes.values())
         for name, share in (("train", cfg.train), ("val", val), ("test", test)):
-            assert abs(sizes[name]["photos"] - total * share) <= 1, (label, name, sizes, total)
+            assert abs(sizes[name]["photos"] - total * share) <= 1 + 1e-9, (label, name, sizes, total)  # 1 - 0.3 - 0.3 is not 0.4
         assert sizes["test"]["files"] == sizes["test"]["photos"] and sizes["val"]["files"] == sizes["val"]["photos"]
     assert set(splits.loc[splits["path"].isin(frame.loc[mixed, "path"]), "split"]) <= {"train"}

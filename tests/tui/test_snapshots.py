@@ -138,8 +138,9 @@ def steady(monkeypatch):
 SIZES = [(80, 24), (200, 60)]
 
 
+@UNSTEADY
 @pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])
-@pytest.mark.parametrize("size", [pytest.param((80, 24), marks=UNSTEADY), (200, 60)], ids=["80x24", "200x60"])
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
 def test_training_tab(snap_compare, recorded, steady, size, no_color) -> None:
     if no_color:
         steady.setenv("NO_COLOR", "1")
@@ -147,6 +148,7 @@ def test_training_tab(snap_compare, recorded, steady, size, no_color) -> None:
     assert snap_compare(app, terminal_size=size, run_before=settle("training"))
 
 
+@UNSTEADY
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
 def test_training_tab_while_an_epoch_runs(snap_compare, tmp_path, steady, size) -> None:
     """Epoch 6 of 12 half done at 10 steps a second after a slow first step; the clock 0.5 s after the
