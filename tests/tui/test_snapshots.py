@@ -100,7 +100,7 @@ def pictures_settled(tab: str, keys: tuple[str, ...] = ()):
 @pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 @pytest.mark.parametrize("colour", ["colour", "no_color"])
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
-@pytest.mark.parametrize("tab", ["confusion", "prefilter"])
+@pytest.mark.parametrize("tab", ["confusion", pytest.param("prefilter", marks=UNSTEADY)])
 def test_pictures_run(snap_compare, picture_run, monkeypatch, tab, size, colour) -> None:
     if colour == "no_color":
         monkeypatch.setenv("NO_COLOR", "1")
