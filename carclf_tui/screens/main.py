@@ -56,6 +56,21 @@ TAB_KEYS = [Binding(str(i + 1), f"tab({tab!r})", f"{tab.title()} tab", show=Fals
             for i, tab in enumerate(TABS)]
 
 
+class RunTabs(TabbedContent):
+    """The tabs, switched by keys and clicks only.
+
+    Textual's tabs also switch to a pane when a widget in it takes focus, told by a message that can
+    arrive late: the first frame focuses the stages table, and on a busy machine that message came
+    after a tab key had opened another tab, and switched back to the stages (a user's key undone, a
+    tab shown for a moment). The dashboard never focuses into a hidden pane to show it; it opens the
+    tab itself (:meth:`MainScreen.action_tab`).
+    """
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        event.stop()
+        event.prevent_default()  # Textual would call TabbedContent's handler next
+
+
 class MainScreen(Screen):
     """The dashboard of one run."""
 
@@ -89,7 +104,7 @@ class MainScreen(Screen):
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
-        with TabbedContent(initial=TABS[0], id="tabs"):
+        with RunTabs(initial=TABS[0], id="tabs"):
             for tab, pane in self.panes.items():
                 pane.data_bind(MainScreen.busy)  # here, where the screen is the active message pump
                 with TabPane(pane.LABEL, id=tab):
@@ -133,9 +148,10 @@ class MainScreen(Screen):
     def _focus(self, pane: Pane) -> None:
         # The pane's main widget, so arrows and page keys act on what is shown; without one, the tab
         # bar (left/right switch tabs): focus left behind in a hidden pane would switch back to it.
-        # Now, not with Widget.focus (which waits for the next turn of the loop): focus that lands after
-        # another tab was chosen switches back to its own tab, and two such switches chased each other
-        # for ever (a tab key pressed while the first frame settled redrew the screen 10-30 times a second).
+        # Now, not with Widget.focus (which waits for the next turn of the loop): focus that landed after
+        # another tab was chosen switched back to its own tab (before RunTabs), and two such switches
+        # chased each other for ever (a tab key pressed while the first frame settled redrew the screen
+        # 10-30 times a second).
         self.app.set_focus(pane.focus_target() or self.query_one(Tabs))
 
     # --- following the run -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -172,10 +173,7 @@ class PairScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in self._columns():
-            table.add_column(label, key=key)
-        table.focus()
+        self.query_one(DataTable).focus()
         self._load()
 
     def _columns(self) -> tuple[tuple[str, str], ...]:
@@ -186,9 +184,10 @@ class PairScreen(Screen):
         return self.predictions.pair(self.run, self.true, self.predicted)
 
     def _cells(self, n: int, row: dict[str, Any]) -> tuple[Text, ...]:
-        # the file column fits the screen (no sideways scrolling), the scroll bar's columns left free;
+        # the file column fits the screen (no sideways scrolling), the scroll bar's columns left free (the app's
+        # width: the screen's is 0 until laid out, and the rows can come first);
         # the ids differ at the end of the name
-        width = max(20, self.size.width - 24)
+        width = max(20, self.app.size.width - 24)
         return (Text(str(n), justify="right"), Text(number(row["probability"], 3), justify="right"),
                 Text(tail(printable(row["path"]), width)))
 
@@ -231,8 +230,14 @@ class PairScreen(Screen):
     def on_pair_loaded(self, message: PairLoaded) -> None:
         self.rows, self.data_dir = message.rows, message.data_dir
         table = self.query_one(DataTable)
-        for n, row in enumerate(self.rows, start=1):
-            table.add_row(*self._cells(n, row), key=str(n - 1))
+        cells = [self._cells(n, row) for n, row in enumerate(self.rows, start=1)]
+        # Each column as wide as its widest cell, given with the column: a width the table measured
+        # itself when idle was, on a busy machine, sometimes drawn before it (a file column left at
+        # the width of its heading, "…_20", and never drawn again).
+        for i, (label, key) in enumerate(self._columns()):
+            table.add_column(label, key=key, width=max([cell_len(label), *(row[i].cell_len for row in cells)]))
+        for n, row_cells in enumerate(cells):
+            table.add_row(*row_cells, key=str(n))
         self.query_one("#pair-title", Static).update(self._title())
         self._show_pictures(0)
 
@@ -315,8 +320,8 @@ class PredictionsScreen(PairScreen):
 
     def _cells(self, n: int, row: dict[str, Any]) -> tuple[Text, ...]:
         # laid out by width: the class names share what the number columns leave, the file the rest
-        names = max(8, (self.size.width - 36) // 3)
-        file = max(12, self.size.width - 30 - 2 * names)  # the scroll bar's columns left free
+        names = max(8, (self.app.size.width - 36) // 3)
+        file = max(12, self.app.size.width - 30 - 2 * names)  # the scroll bar's columns left free
         mark = Text("✓", style="green") if row["correct"] else Text("✗", style="bold red")
         first = Text(number(row.get("loss"), 3), justify="right") if self.kind == "losses" else mark
         return (Text(str(n), justify="right"), first, Text(cut(printable(row["predicted"]), names)),

@@ -9,6 +9,7 @@ from carclf_core import display
 from carclf_core import runstate as rs
 
 from . import fmt
+from .scrolling import ThumbFollowsScroll
 
 # Symbol and word both: the status must read without colour (NO_COLOR).
 STATUS_STYLE = {
@@ -42,7 +43,7 @@ def stage_duration(stage: rs.StageState, now: float) -> str:
     return fmt.duration(stage.duration_s)
 
 
-class StagesTable(DataTable):
+class StagesTable(ThumbFollowsScroll, DataTable):
     """The stages in run order; the cursor row is the stage the run keys act on."""
 
     DEFAULT_CSS = """

@@ -15,6 +15,7 @@ from carclf_core.display import printable
 
 from . import fmt
 from .plots import ACCURACY_KEYS, Pacer, TextLines, output_backlog
+from .scrolling import ThumbFollowsScroll
 from .stages import STATUS_STYLE
 
 SEPARATOR = " · "
@@ -263,7 +264,7 @@ def fitting_columns(width: int, padding: int = 2) -> tuple[Column, ...]:
     return tuple(kept)
 
 
-class EpochTable(DataTable):
+class EpochTable(ThumbFollowsScroll, DataTable):
     """One row an epoch, the columns that fit the width (validation accuracy always); * marks the best."""
 
     DEFAULT_CSS = """

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.widgets import Tabs
 
 from carclf_core import events as ev
 from carclf_tui.panes import StagesPane
@@ -20,7 +21,7 @@ from carclf_tui.widgets.prefilter import PrefilterSummary
 from carclf_tui.widgets.stages import StageDetail, StagesTable
 from carclf_tui.widgets.training import EpochTable, TrainingStats
 
-from .conftest import WAIT_S, cell, frozen_clock, launch, make_app, rendered, wait_until
+from .conftest import WAIT_S, cell, frozen_clock, launch, make_app, rendered, wait_until, wait_until_still
 
 
 async def show_tab(pilot, key: str) -> None:
@@ -189,6 +190,27 @@ async def test_threshold_keys_reapply_to_the_stored_scores(finished_run) -> None
         await wait_until(pilot, lambda: "saved" in pane.notice)
         rule = json.loads((Path(finished_run.path) / "prefilter" / "rule.json").read_text())
         assert rule["threshold"] == pytest.approx(0.2) and rule["kept"] == expected
+
+
+async def test_a_tab_opened_as_focus_settles_stays_open(finished_run) -> None:
+    """The first frame focuses the stages table; on a busy machine the news of that focus reached the
+    tabs after a tab key had opened another tab, and switched back to the stages (a snapshot of the
+    training tab showed the stages, one run in three beside a CPU-heavy job). Here the two come in
+    that order on purpose: the focus given and, before its news is handled, the training tab opened."""
+    app = make_app(finished_run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: isinstance(screen, MainScreen) and screen.state.run_status == "done")
+        await screen.action_tab("training")  # mounted now: opening it again is done at once
+        await screen.action_tab("stages")
+        await wait_until_still(pilot)
+        app.set_focus(screen.query_one(Tabs))
+        await wait_until_still(pilot)
+        app.set_focus(screen.query_one(StagesTable))  # as the first frame does: its news now queued
+        await screen.action_tab("training")
+        await wait_until_still(pilot)
+        assert screen.query_one("#tabs").active == "training"
+        assert screen.query_one(EpochTable).has_focus
 
 
 async def test_a_tabs_keys_do_nothing_on_other_tabs(finished_run) -> None:

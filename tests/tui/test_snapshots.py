@@ -48,14 +48,8 @@ def recorded(tmp_path: Path):
     return write_sample_run(tmp_path / "runs")
 
 
-# The training tab's snapshots came out different between runs of the same code after its panes began
-# mounting on first show (2 to 3 of 5 runs: the same text, other cells); until that is found they run
-# with the extra tests, and tests/tui/test_training_tab.py pins the tab's contents in the default suite.
-UNSTEADY = pytest.mark.extra
-
-
-@pytest.mark.parametrize("tab,size", [("stages", (100, 30)), pytest.param("training", (120, 36), marks=UNSTEADY),
-                                      pytest.param("training", (80, 24), marks=UNSTEADY), ("prefilter", (100, 30))])
+@pytest.mark.parametrize("tab,size", [("stages", (100, 30)), ("training", (120, 36)), ("training", (80, 24)),
+                                      ("prefilter", (100, 30))])
 def test_finished_run(snap_compare, recorded, tab, size) -> None:
     app = make_app(recorded, clock=frozen_clock)
     # the prefilter tab's pictures (here: notes that the files are not there) come from a worker
@@ -100,7 +94,7 @@ def pictures_settled(tab: str, keys: tuple[str, ...] = ()):
 @pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 @pytest.mark.parametrize("colour", ["colour", "no_color"])
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])
-@pytest.mark.parametrize("tab", ["confusion", pytest.param("prefilter", marks=UNSTEADY)])
+@pytest.mark.parametrize("tab", ["confusion", "prefilter"])
 def test_pictures_run(snap_compare, picture_run, monkeypatch, tab, size, colour) -> None:
     if colour == "no_color":
         monkeypatch.setenv("NO_COLOR", "1")
@@ -108,7 +102,6 @@ def test_pictures_run(snap_compare, picture_run, monkeypatch, tab, size, colour)
     assert snap_compare(app, terminal_size=size, run_before=pictures_settled(tab))
 
 
-@UNSTEADY
 @pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 def test_a_confusion_cells_images(snap_compare, picture_run) -> None:
     """Enter zooms into the first block, right moves to the confused cell, Enter lists its test image."""
@@ -138,7 +131,6 @@ def steady(monkeypatch):
 SIZES = [(80, 24), (200, 60)]
 
 
-@UNSTEADY
 @pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no_color"])
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
 def test_training_tab(snap_compare, recorded, steady, size, no_color) -> None:
@@ -148,7 +140,6 @@ def test_training_tab(snap_compare, recorded, steady, size, no_color) -> None:
     assert snap_compare(app, terminal_size=size, run_before=settle("training"))
 
 
-@UNSTEADY
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "200x60"])
 def test_training_tab_while_an_epoch_runs(snap_compare, tmp_path, steady, size) -> None:
     """Epoch 6 of 12 half done at 10 steps a second after a slow first step; the clock 0.5 s after the
