@@ -102,7 +102,7 @@ def main() -> None:
         ck_s = statistics.median(ck.durations)
     print(f"  confusion sample (500 images): {conf_s:.3f}s = {conf_s / epoch_s:.1%} of this tiny epoch "
           f"({epoch_s:.2f}s)")
-    print(f"  checkpoint (last.keras + weights + state): {ck_s:.3f}s = {ck_s / epoch_s:.1%} of this tiny epoch")
+    print(f"  checkpoint (weights + optimizer state + state.json): {ck_s:.3f}s = {ck_s / epoch_s:.1%} of this tiny epoch")
 
 
 if __name__ == "__main__":

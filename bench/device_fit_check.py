@@ -79,7 +79,11 @@ def main() -> None:
     results["epochs_per_s"] = [round(e.images_per_s or 0, 1) for e in events if e.kind == "epoch_ended"]
 
     # resume as the train stage does: full checkpoint, early-stopping state restored
-    resumed = model_mod.load_model(out / "last.keras")
+    resumed, _ = model_mod.build_model(cfg, (h, w, 3), classes)
+    model_mod.compile_model(resumed, cfg.learning_rate)
+    resumed.set_weights(checkpoint.load_weights(out / "last_weights.npz"))
+    results["optimizer_restored"] = model_mod.restore_optimizer_state(
+        resumed, checkpoint.load_weights(out / "last_optimizer.npz")) or "yes"
     initial = dict(state["early_stopping"], best_weights=checkpoint.load_weights(out / "best_weights.npz"))
     es2 = cb.ResumableEarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True,
                                     initial_state=initial)
@@ -88,7 +92,8 @@ def main() -> None:
     results["event_kinds"] = dict(collections.Counter(e.kind for e in events))
     results["last_epoch"] = max(e.epoch for e in events if e.kind == "epoch_ended")
     results["patience"] = [(e.epoch, e.wait, e.best_epoch) for e in events if e.kind == "patience"]
-    results["checkpoint_mb"] = round((out / "last.keras").stat().st_size / 2**20, 1)
+    saved = sum((out / name).stat().st_size for name in ("last_weights.npz", "last_optimizer.npz"))
+    results["checkpoint_mb"] = round(saved / 2**20, 1)
     print(json.dumps(results), flush=True)
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "fit_check.json"), "w") as handle:

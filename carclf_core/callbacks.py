@@ -23,7 +23,8 @@ import numpy as np
 from .checkpoint import save_weights
 from .events import BatchEnded, ConfusionReady, EpochEnded, EpochStarted, PatienceChanged, Sink
 from .metrics import confusion_matrix
-from .runs import atomic_path, write_json_atomic
+from .model import optimizer_state
+from .runs import write_json_atomic
 
 
 def _float_logs(logs: dict[str, Any]) -> dict[str, float]:
@@ -426,9 +427,10 @@ class CheckpointCallback(keras.callbacks.Callback):
     """Save the last complete epoch (and the best weights so far) atomically, with the early-stopping
     state and the history, so ``--resume`` continues from the next epoch.
 
-    Files in ``folder``: ``last.keras`` (model + optimizer), ``last_weights.npz`` (weights only, valid in
-    both phases), ``best_weights.npz`` (EarlyStopping's best weights), ``state.json`` (completed
-    epochs, phase, early-stopping state, history).
+    Files in ``folder``: ``last_weights.npz`` (weights, valid in both phases), ``last_optimizer.npz``
+    (the optimizer's variables, with ``save_full``), ``best_weights.npz`` (EarlyStopping's best
+    weights), ``state.json`` (completed epochs, phase, early-stopping state, history). Each is written
+    atomically.
     """
 
     def __init__(
@@ -465,8 +467,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             save_weights(self.folder / "best_weights.npz", es.best_weights)
         save_weights(self.folder / "last_weights.npz", self.main_model.get_weights())
         if self.save_full:
-            with atomic_path(self.folder / "last.keras") as tmp:
-                self.model.save(str(tmp))
+            save_weights(self.folder / "last_optimizer.npz", optimizer_state(self.model))
         write_json_atomic(
             self.folder / "state.json",
             {

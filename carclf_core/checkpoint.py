@@ -1,9 +1,10 @@
 """Training checkpoints on disk: weight files, the checkpoint state, and the :class:`Resume` it gives.
 
-A train folder holds ``last.keras`` (model + optimizer), ``last_weights.npz`` (weights only, valid in
-both phases), ``best_weights.npz`` (early stopping's best weights) and ``state.json`` (completed
-epochs, phase, early-stopping state, history). :class:`carclf_core.callbacks.CheckpointCallback`
-writes them at each epoch end; :meth:`Resume.read` turns them into where training goes on.
+A train folder holds ``last_weights.npz`` (the weights, valid in both phases), ``last_optimizer.npz``
+(the optimizer's variables, with ``train.checkpoint: full``), ``best_weights.npz`` (early stopping's
+best weights) and ``state.json`` (completed epochs, phase, early-stopping state, history).
+:class:`carclf_core.callbacks.CheckpointCallback` writes them at each epoch end; :meth:`Resume.read`
+turns them into where training goes on.
 """
 
 from __future__ import annotations

@@ -363,9 +363,9 @@ class TrainConfig:
     confusion matrix as an image), so `tensorboard --logdir runs/` compares runs. TensorFlow backend
     only. Default true."""
     checkpoint: Literal["full", "weights"] = _field("full")
-    """What each epoch's checkpoint holds: `full` (model and optimizer state, so a resume continues
-    Adam's moments; about 280 MB and 3 s an epoch for ResNet50V2) or `weights` (a third of the size;
-    a resume restarts the optimizer). Default `full`."""
+    """What each epoch's checkpoint holds: `full` (the weights and the optimizer's state, so a resume
+    continues Adam's step count and moments; about 280 MB for ResNet50V2) or `weights` (a third of the
+    size; a resume restarts the optimizer). Default `full`."""
     deterministic: bool = _field(True)
     """Train reproducibly: with the same config and split.seed, a run on the same machine and library
     versions repeats the same history, bit for bit on the CPU (the shuffle, the augmentation and the

@@ -259,6 +259,33 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
     )
 
 
+def optimizer_state(model: keras.Model) -> list[np.ndarray]:
+    """The compiled ``model``'s optimizer variables as arrays (step count, learning rate, Adam's
+    moments), for a checkpoint a resume continues from: about 10x faster to write than ``model.save``
+    (a ``.keras`` zip of the model, its config and the same arrays)."""
+    return [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+
+
+def restore_optimizer_state(model: keras.Model, arrays: Sequence[np.ndarray]) -> str | None:
+    """Put :func:`optimizer_state`'s arrays back into the freshly compiled ``model``'s optimizer; None
+    when done, else why not (the model or its trainable layers differ from the checkpoint's). The
+    learning rate is the one compiled now: a resume after ``train.learning_rate`` changed uses the new
+    one, as a weights-only resume does."""
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    variables = optimizer.variables
+    if len(variables) != len(arrays):
+        return f"the checkpoint has {len(arrays)} optimizer variables, the model {len(variables)}"
+    for variable, array in zip(variables, arrays, strict=True):
+        saved, now = tuple(np.shape(array)), tuple(variable.shape)
+        if saved != now:
+            return f"optimizer variable {variable.path}: shape {saved} in the checkpoint, {now} now"
+    for variable, array in zip(variables, arrays, strict=True):
+        if not variable.path.endswith("learning_rate"):
+            variable.assign(array)
+    return None
+
+
 def balanced_class_weights(labels: Sequence[int] | np.ndarray, num_classes: int) -> dict[int, float]:
     """``n_samples / (n_classes * n_class)`` per class from the training labels (scikit-learn's
     ``balanced``); a class absent from the labels gets weight 1.0 (it never contributes anyway)."""

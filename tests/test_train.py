@@ -91,6 +91,11 @@ def test_cancel_keeps_the_last_complete_epoch_and_resume_continues_after_it(trai
     epochs = [h["epoch"] for h in history]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > CANCEL_AFTER
     assert history[0]["phase"] == "warmup" and history[1]["phase"] == "finetune"
+    # the full checkpoint's optimizer state went back into the fine-tuning model (Adam's moments kept)
+    from carclf_core.events import LogLine
+
+    assert (trained["run"].path / "train" / "last_optimizer.npz").is_file()
+    assert not [e for e in trained["second"] if isinstance(e, LogLine) and "optimizer" in e.message]
 
 
 def test_patience_numbers_equal_keras_early_stopping_across_the_resume(trained):

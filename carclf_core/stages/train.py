@@ -310,6 +310,8 @@ class _Training:
         """The model whose weights are checkpointed (the warm-up fits a view of it)."""
         self.last_weights: list | None = None
         """The main model's weights at the last finished epoch of the warm-up."""
+        self.optimizer_arrays: list | None = None
+        """A full checkpoint's optimizer state, set by :meth:`build` until the fine-tuning compile takes it."""
 
     def _stopped_elsewhere(self, reason: str) -> None:
         self.ctx.cancel_reason = reason
@@ -459,7 +461,9 @@ class _Training:
             raise StageCancelled(self.ctx.cancel_reason)
 
     def build(self) -> tuple[Any, Any, bool]:
-        """The model to train, its base (None once loaded whole), and whether the optimizer came back too."""
+        """The model to train, its base (None once loaded whole), and whether the optimizer came back too
+        (loaded whole from a ``last.keras`` of an earlier version); the optimizer state of a full
+        checkpoint waits in :attr:`optimizer_arrays` for the fine-tuning model's compile."""
         icfg, resume = self.ctx.config.input, self.resume
         with self.scope():
             model, base = model_mod.build_model(self.tcfg, (icfg.height, icfg.width, 3), len(self.data.classes))
@@ -470,17 +474,30 @@ class _Training:
                 f"resuming after epoch {resume.completed} ({resume.phase}), early stopping "
                 f"{resume.early_stopping['wait']}/{self.tcfg.patience}",
             )
-            if (
+            continues = (
                 self.tcfg.checkpoint == "full"
                 and resume.phase == "finetune"
                 and resume.completed >= self.tcfg.warmup_epochs
-                and (self.out / "last.keras").is_file()
-            ):
+            )
+            if continues and (self.out / "last_optimizer.npz").is_file():
                 # the full checkpoint carries the optimizer's moments: a true continuation
+                self.optimizer_arrays = load_weights(self.out / "last_optimizer.npz")
+            elif continues and (self.out / "last.keras").is_file():
+                # written by a version that saved the whole model each epoch
                 return model_mod.load_model(self.out / "last.keras"), None, True
             if (self.out / "last_weights.npz").is_file():
                 model.set_weights(load_weights(self.out / "last_weights.npz"))
             return model, base, False
+
+    def _restore_optimizer(self, model) -> None:
+        """Adam's state from the full checkpoint into the compiled fine-tuning model; when it does not
+        fit (another backbone or freeze), the resume goes on with a fresh optimizer and says so."""
+        arrays, self.optimizer_arrays = self.optimizer_arrays, None
+        if arrays is None:
+            return
+        why = model_mod.restore_optimizer_state(model, arrays)
+        if why is not None:
+            self.ctx.log("warning", f"the optimizer starts afresh: {why}", file="train/last_optimizer.npz")
 
     def _same_weights_everywhere(self, model) -> None:
         """On several machines: refuse to train from different weights (see multiworker.check_same_start)."""
@@ -540,6 +557,7 @@ class _Training:
                         self.ctx.log("info", f"train.freeze {tcfg.freeze}: {frozen} backbone layers frozen")
                 with self.scope():
                     model_mod.compile_model(model, self.learning_rate)
+                    self._restore_optimizer(model)
             self.fit_phase(model, "finetune", tcfg.epochs, completed)
         elif done and self.es.best_weights is not None:
             model.set_weights(self.es.best_weights)  # nothing left to fit: keep the best

@@ -47,9 +47,9 @@ def _epochs_ended(events) -> list[int]:
     return [e.epoch for e in events if e.kind == "epoch_ended"]
 
 
-# A Ctrl-C sent after epoch 2's first batch once landed after its last (15 tiny steps): the epoch
-# finished whole, as it should, but the test's count of kept epochs assumes a cut epoch. One run in
-# five on the final tree; until the signal is sent at a step the test holds back, it is extra.
+# A signal sent after an epoch's first batch can land after its last (15 tiny steps, a loaded machine):
+# the epoch then finishes whole, as it should. What each step pins is what a signal must never do: keep
+# or report a cut epoch, lose a finished one. A minute and more of runner processes: extra;
 # test_train.py::test_cancel_keeps_the_last_complete_epoch_and_resume_continues_after_it pins the
 # cut-epoch promise in the default suite.
 @pytest.mark.extra
@@ -64,6 +64,7 @@ def test_training_survives_sigint_sigkill_full_disk_and_sigterm(tmp_path):
     args = [arg for s in settings for arg in ("--set", s)]
 
     # 1. Ctrl-C during epoch 2: exit 130, epoch 1 kept, the cut epoch 2 neither saved nor reported
+    # (or, when the signal came after its last step, epoch 2 whole, saved and reported)
     first = Runner(["--stage", "index", "--stage", "prefilter", "--stage", "split", "--stage", "train", *args],
                    tmp_path)
     wait_for(_batch_seen(tmp_path, 2, 0), first, what="a batch of epoch 2")
@@ -72,9 +73,10 @@ def test_training_survives_sigint_sigkill_full_disk_and_sigterm(tmp_path):
     run = only_run(tmp_path)
     assert stage_status(run, "train") == "interrupted"
     state = json.loads((run / "train" / "state.json").read_text())
-    assert state["completed_epochs"] == 1 and [h["epoch"] for h in state["history"]] == [1]
+    kept = state["completed_epochs"]
+    assert kept in (1, 2) and [h["epoch"] for h in state["history"]] == list(range(1, kept + 1))
     events = _events(run)
-    assert _epochs_ended(events) == [1]
+    assert _epochs_ended(events) == list(range(1, kept + 1))
     assert [e.kind for e in events[-2:]] == ["stage_interrupted", "run_finished"]
     assert events[-2].stage == "train" and events[-1].status == "interrupted"
     resume_train = ["--resume", str(run), "--stage", "train"]
@@ -82,18 +84,18 @@ def test_training_survives_sigint_sigkill_full_disk_and_sigterm(tmp_path):
     # 2. resumed, then SIGKILLed at a seeded random moment after its first epoch: nothing finished is lost
     before = len(events)
     second = Runner(resume_train, tmp_path)
-    wait_for(lambda: _completed(run) >= 2, second, what="epoch 2's checkpoint")
+    wait_for(lambda: _completed(run) >= kept + 1, second, what=f"epoch {kept + 1}'s checkpoint")
     time.sleep(float(np.random.default_rng(KILL_SEED).uniform(0, 1.0)))
     second.signal(signal.SIGKILL)
     assert second.wait(30) == -signal.SIGKILL
     done = _completed(run)
-    assert 2 <= done < EPOCHS, done
+    assert kept + 1 <= done < EPOCHS, done
     assert stage_status(run, "train") == "running"  # it never got to say otherwise
-    assert "resuming after epoch 1" in second.output
+    assert f"resuming after epoch {kept}" in second.output
     after_kill = read_events(run / "events.jsonl")
     # the log agrees with the checkpoint: every saved epoch was reported (a kill may land between an
     # epoch's report and its checkpoint, never the other way round), and no run_finished was written
-    assert _epochs_ended(after_kill.events[before:])[: done - 1] == list(range(2, done + 1))
+    assert _epochs_ended(after_kill.events[before:])[: done - kept] == list(range(kept + 1, done + 1))
     assert after_kill.events[-1].kind != "run_finished"
     assert after_kill.bad_lines in ([], [len(after_kill.events) + 1])  # at most the last line, torn
     weights = (run / "train" / "last_weights.npz").read_bytes()
@@ -107,14 +109,16 @@ def test_training_survives_sigint_sigkill_full_disk_and_sigterm(tmp_path):
     assert (run / "train" / "last_weights.npz").read_bytes() == weights
     assert not temp_files(run)  # what the kill and the failed write left is swept
 
-    # 4. SIGTERM during the next epoch: exit 143, nothing after epoch `done` kept or reported
+    # 4. SIGTERM during the next epoch: exit 143, the cut epoch neither kept nor reported (or, when the
+    # signal came after its last step, that epoch whole)
     before = len(_events(run))
     term = Runner(resume_train, tmp_path)
     wait_for(_batch_seen(tmp_path, done + 1, before), term, what=f"a batch of epoch {done + 1}")
     term.signal(signal.SIGTERM)
     assert term.wait(120) == 143, term.output
-    assert stage_status(run, "train") == "interrupted" and _completed(run) == done
-    assert _epochs_ended(_events(run)[before:]) == []
+    assert stage_status(run, "train") == "interrupted" and _completed(run) in (done, done + 1)
+    assert _epochs_ended(_events(run)[before:]) == list(range(done + 1, _completed(run) + 1))
+    done = _completed(run)
 
     # 5. resume runs what is left (the rest of training, then evaluate) and finishes
     last = Runner(["--resume", str(run)], tmp_path)
