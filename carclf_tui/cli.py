@@ -446,7 +446,14 @@ def _say(message: object) -> None:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    if "tensorflow" in sys.modules:
+        # Every file is written and closed by now; TensorFlow's teardown at interpreter exit is not
+        # needed and takes seconds (3.2 s after a small fit, measured): the process leaves without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
