@@ -10,6 +10,7 @@ through the app's :class:`~carclf_tui.runner.Runner`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from textual import on
@@ -71,6 +72,15 @@ class RunTabs(TabbedContent):
         event.prevent_default()  # Textual would call TabbedContent's handler next
 
 
+def _load_plotting_and_pictures() -> None:
+    from ..widgets.pictures import load_textual_image
+    from ..widgets.plots import load_plotext
+
+    load_plotext()
+    with contextlib.suppress(Exception):  # a picture card says why it has none, if one is ever shown
+        load_textual_image()
+
+
 class MainScreen(Screen):
     """The dashboard of one run."""
 
@@ -130,12 +140,12 @@ class MainScreen(Screen):
     """Seconds after the screen mounts when :meth:`warm_up` runs (None: never; tests of the first frame)."""
 
     def warm_up(self) -> None:
-        """Load plotext in a thread, out of the first frame's way and (usually) before the training tab's
-        key: its import (about 0.1 s of CPU) would otherwise delay the tab's first showing. The panes are
-        still mounted when first shown."""
-        from ..widgets.plots import load_plotext
-
-        self.run_worker(load_plotext, thread=True, name="load plotext", group="warm-up", exit_on_error=False)
+        """Load plotext and textual-image (with numpy and Pillow) in a thread, out of the first frame's way
+        and (usually) before the key of a tab that draws plots or pictures: their imports (about 0.1 s of
+        CPU each) would otherwise delay the tab's first showing. The panes are still mounted when first
+        shown."""
+        self.run_worker(_load_plotting_and_pictures, thread=True, name="load plotext and textual-image",
+                        group="warm-up", exit_on_error=False)
 
     @property
     def active_tab(self) -> str:

@@ -80,8 +80,8 @@ async def test_the_lines_over_the_plots_keep_their_height(finished_run) -> None:
 
 def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> None:
     """The hidden tabs' panes are mounted, and the device sampler (NVML, psutil) loads, when the training
-    tab is first shown; plotext loads in a thread after the first frame (the warm-up, run here at once
-    by hand): none of it is in the first frame's way."""
+    tab is first shown; plotext and textual-image (numpy, Pillow) load in a thread after the first frame
+    (the warm-up, run here at once by hand): none of it is in the first frame's way."""
     script = textwrap.dedent("""
         import asyncio, json, sys, time
         from carclf_core import config as config_mod
@@ -95,12 +95,12 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
             app = CarclfApp(write_sample_run(sys.argv[1]), config_mod.Config())
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.pause()
-                first = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "textual_plotext", "pynvml",
-                                                                             "psutil", "matplotlib"))
+                first = sorted(m for m in sys.modules if m.split(".")[0] in (
+                    "plotext", "textual_plotext", "pynvml", "psutil", "matplotlib", "textual_image", "PIL", "numpy"))
                 mounted = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 app.screen.warm_up()
                 deadline = time.monotonic() + 60
-                while "plotext._primitives.marker" not in sys.modules and time.monotonic() < deadline:
+                while "textual_image.widget" not in sys.modules and time.monotonic() < deadline:
                     await pilot.pause(0.05)
                 warmed = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 await pilot.press("2")
@@ -120,7 +120,7 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["first"] == []
     assert result["mounted"] == ["log", "stages"]  # the first tab, and the log (it collects while hidden)
-    assert result["warmed"] == ["log", "stages"]  # plotext loaded, no pane mounted for it
+    assert result["warmed"] == ["log", "stages"]  # plotext and textual-image loaded, no pane mounted for them
     assert "psutil" in result["later"] or "pynvml" in result["later"]  # the sampler did start on the tab
     assert "plotext" in result["later"]  # and plotext drew the curves
 
