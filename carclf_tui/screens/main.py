@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane, Tabs
+from textual.widgets import TabbedContent, TabPane, Tabs
 from textual.worker import Worker, get_current_worker
 
 from carclf_core import runstate as rs
@@ -32,6 +32,7 @@ from ..panes import PANES, Pane
 from ..panes.base import report_worker_error
 from ..panes.stages import resumable
 from ..runner import RunnerBusy
+from ..widgets.footer import KeysFooter
 from ..widgets.status import StatusLine
 from .confirm import RunNameScreen
 
@@ -123,7 +124,7 @@ class MainScreen(Screen):
                     # hidden (the log's scroll-back) is mounted from the start.
                     if tab == TABS[0] or pane.DRAW_HIDDEN:
                         yield pane
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
         self._focus(self.active_pane)

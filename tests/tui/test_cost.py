@@ -12,13 +12,16 @@ import textwrap
 import time
 from pathlib import Path
 
+from textual.widgets._footer import FooterKey
+
 from carclf_core import events as ev
 from carclf_core import runstate as rs
 from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_scores
 from carclf_tui.widgets import plots
+from carclf_tui.widgets.footer import KeysFooter
 from carclf_tui.widgets.training import TrainingStats
 
-from .conftest import make_app, wait_until
+from .conftest import make_app, wait_until, wait_until_still
 from .test_app import show_tab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +79,24 @@ async def test_the_lines_over_the_plots_keep_their_height(finished_run) -> None:
         lines = len(stats.lines)
         stats.show(screen.state)
         assert len(stats.lines) == lines and not stats.lines[-1].plain.strip()
+
+
+async def test_the_footer_is_built_again_only_when_its_keys_change(finished_run) -> None:
+    """Textual's footer makes a widget for every key each time the bindings may have changed (nine
+    times in the first frame); the dashboard's keeps them while the keys shown stay the same."""
+    app = make_app(finished_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await wait_until_still(pilot)
+        footer = screen.query_one(KeysFooter)
+        keys = list(footer.query(FooterKey))
+        assert keys
+        screen.refresh_bindings()  # as a focus change or a new state does: nothing to show differently
+        await wait_until_still(pilot)
+        assert list(footer.query(FooterKey)) == keys
+        await show_tab(pilot, "5")  # the log tab has keys of its own
+        await wait_until(pilot, lambda: "Filter" in [key.description for key in footer.query(FooterKey)])
 
 
 def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> None:
