@@ -94,6 +94,10 @@ class MainScreen(Screen):
         *TAB_KEYS,
     ]
 
+    AUTO_FOCUS = ""
+    """None: :meth:`_focus` picks the focused widget on mount. Textual's default focused the tab bar first,
+    and every focus change restyles the widget and its children."""
+
     busy: var[bool] = var(False, init=False, bindings=True)
     """A runner works on this run (ours, or one an earlier dashboard left running); panes bind to it."""
 
