@@ -18,8 +18,9 @@ the targets of issue 5; nothing here is asserted (timings depend on the machine)
    way first and prints the ratios.
 6. first frame (printed first with ``--terminal``): ``carclf-tui --attach`` on a finished run in a real
    80x24 pty, this tree and the baseline taking turns, five starts each: wall and CPU time from process
-   start to the tab bar, and where the CPU time goes (interpreter, Textual imports, carclf imports, the
-   first frame's compose, styles and drawing). The dashboard starts as an installed one would: its
+   start to the tab bar; and where they go, from five more starts marked along the way in the same pty
+   (interpreter, carclf's CLI imports, Textual's, the dashboard's set-up with the picture probe joined,
+   the first frame's compose, styles and drawing). The dashboard starts as an installed one would: its
    bytecode compiled once and kept (outside the source tree). ``--quick``: the first frame, then the
    training tab at 80x24 and 200x60 only, about three minutes with a baseline.
 """
