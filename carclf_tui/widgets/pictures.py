@@ -70,11 +70,12 @@ def load_textual_image() -> ModuleType:
         told = termprobe.graphics()
         if told is not None and told.cell_px is not None:
             _terminal.get_cell_size._result = _terminal.CellSize(*told.cell_px)  # type: ignore[attr-defined]
-        stdout, sys.__stdout__ = sys.__stdout__, io.StringIO()
+        stdout = sys.__stdout__
+        sys.__stdout__ = io.StringIO()  # type: ignore[misc,assignment]
         try:
             import textual_image.widget
         finally:
-            sys.__stdout__ = stdout
+            sys.__stdout__ = stdout  # type: ignore[misc]
         return textual_image.widget
 
 
