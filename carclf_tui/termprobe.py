@@ -6,7 +6,7 @@ to 0.1 s for each answer, and it loads numpy and Pillow to do so. Done before th
 cost about 0.13 s of CPU and, in a terminal that answers none of the questions, 0.3 s of waiting.
 Here the same questions go out at once, the device attributes last: every terminal answers those,
 and in the order asked, so their answer means the others have come or never will. Nothing is
-imported but the standard library, so the question is asked beside the dashboard's own imports;
+imported but the standard library, so the questions are asked beside the dashboard's own imports;
 :mod:`carclf_tui.widgets.pictures` hands the answers to ``textual-image`` with the first picture.
 
 Keys typed while the answers are awaited are read with them and lost (as with ``textual-image``'s
@@ -66,7 +66,7 @@ def _ask_and_keep() -> None:
     if os.isatty(0) and os.isatty(1):
         try:
             _graphics = ask(0, 1)
-        except OSError:  # a terminal that went away: no pictures, never a dashboard that does not start
+        except Exception:  # a terminal that went away or refuses its modes: no pictures, never no dashboard
             _graphics = Graphics("halfcell")
 
 
