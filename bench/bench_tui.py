@@ -18,8 +18,9 @@ the targets of issue 5; nothing here is asserted (timings depend on the machine)
    way first and prints the ratios.
 6. first frame (printed first with ``--terminal``): ``carclf-tui --attach`` on a finished run in a real
    80x24 pty, this tree and the baseline taking turns, five starts each: wall and CPU time from process
-   start to the tab bar, and where the CPU time goes (interpreter, Textual imports, carclf imports, the
-   first frame's compose, styles and drawing). The dashboard starts as an installed one would: its
+   start to the tab bar; and where they go, from five more starts marked along the way in the same pty
+   (interpreter, carclf's CLI imports, Textual's, the dashboard's set-up with the picture probe joined,
+   the first frame's compose, styles and drawing). The dashboard starts as an installed one would: its
    bytecode compiled once and kept (outside the source tree). ``--quick``: the first frame, then the
    training tab at 80x24 and 200x60 only, about three minutes with a baseline.
 """
@@ -27,6 +28,7 @@ the targets of issue 5; nothing here is asserted (timings depend on the machine)
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -273,7 +275,8 @@ class Terminal:
     counted with its arrival time, as a terminal (or sshd) would receive it."""
 
     def __init__(self, run_path: Path, size: tuple[int, int], no_color: bool = True, source: Path = REPO,
-                 link_bytes_per_s: float | None = None, pycache: Path | None = None) -> None:
+                 link_bytes_per_s: float | None = None, pycache: Path | None = None, script: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         import fcntl
         import os
         import struct
@@ -283,13 +286,14 @@ class Terminal:
         self.master, slave = os.openpty()
         columns, rows = size
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        env = {**installed_env(pycache), "TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)}
+        env = {**installed_env(pycache), **(env or {}), "TERM": "xterm", "COLUMNS": str(columns), "LINES": str(rows)}
         if no_color:
             env["NO_COLOR"] = "1"
         self.started = time.perf_counter()
-        # run from ``source`` (python -m puts the working directory first on the path), so a baseline
-        # tree (an older commit, exported) is measured the same way
-        self.process = subprocess.Popen([sys.executable, "-m", "carclf_tui.cli", "--attach", str(run_path)],
+        # run from ``source`` (python -m and -c put the working directory first on the path), so a baseline
+        # tree (an older commit, exported) is measured the same way; ``script``: run by ``python -c`` instead
+        command = ["-c", script] if script is not None else ["-m", "carclf_tui.cli"]
+        self.process = subprocess.Popen([sys.executable, *command, "--attach", str(run_path)],
                                         stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
                                         cwd=source)
         os.close(slave)
@@ -407,61 +411,117 @@ def bench_terminal(root: Path, size: tuple[int, int] = (80, 24), tabs: str = "2"
     return figures
 
 
-BREAKDOWN = """
-import asyncio, sys, time
-from pathlib import Path
-started = time.process_time()  # the interpreter's own start, site included
-import textual.app, textual.widgets  # noqa
-textual_done = time.process_time()
-from carclf_core import config as config_mod
-from carclf_core.runs import RunDir
-from carclf_tui.app import CarclfApp
-from carclf_tui.screens import main  # noqa
-carclf_done = time.process_time()
-async def run():
-    app = CarclfApp(RunDir(Path(sys.argv[1])), config_mod.Config())
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        drawn = time.process_time()
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "PIL", "psutil", "pynvml"))
-        print(started, textual_done - started, carclf_done - textual_done, drawn - carclf_done, *heavy)
-asyncio.run(run())
+TIMELINE = """
+import importlib.util, json, os, sys, time
+# Run as ``python -c TIMELINE --attach RUN`` in the pty: carclf-tui as its console script runs it, with
+# marks (the monotonic clock the bench reads, and this process's CPU time) where the start moves on:
+# carclf's CLI imported, Textual's app module, the app run (the picture probe joined), and the first
+# write to the terminal that holds the tab bar. Modules are patched as they are imported, so the
+# start's order and work are the dashboard's own.
+marks = [("interpreter", time.perf_counter(), time.process_time())]
+
+def mark(what):
+    marks.append((what, time.perf_counter(), time.process_time()))
+
+def patch_app(module):
+    mark("textual")
+    run = module.App.run
+    def marked_run(self, *args, **kwargs):
+        mark("dashboard")
+        return run(self, *args, **kwargs)
+    module.App.run = marked_run
+
+def patch_driver(module):
+    write = module.LinuxDriver.write
+    def marked_write(self, data):
+        if marks[-1][0] == "dashboard" and "Training" in data:
+            mark("frame")
+            heavy = sorted({m.split(".")[0] for m in sys.modules} & {"plotext", "PIL", "numpy", "textual_image",
+                                                                     "psutil", "pynvml", "yaml", "pandas"})
+            with open(os.environ["BENCH_MARKS"], "w") as out:
+                json.dump({"marks": marks, "heavy": heavy}, out)
+        return write(self, data)
+    module.LinuxDriver.write = marked_write
+
+PATCHES = {"carclf_tui.cli": lambda module: mark("carclf"), "textual.app": patch_app,
+           "textual.drivers.linux_driver": patch_driver}
+
+class Marker:
+    def find_spec(self, name, path, target=None):
+        if name not in PATCHES:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        exec_module = spec.loader.exec_module
+        def marked_exec(module):
+            exec_module(module)
+            PATCHES[name](module)
+        spec.loader.exec_module = marked_exec
+        return spec
+
+sys.meta_path.insert(0, Marker())
+import carclf_tui.cli
+carclf_tui.cli.entry_point()
 """
+PHASES = (("interpreter", "interpreter"), ("carclf", "carclf's CLI imports"),
+          ("textual", "the run opened and Textual's imports"),
+          ("dashboard", "the dashboard's imports and set-up (probe joined)"),
+          ("frame", "compose + styles + drawing to the tab bar"))
 
 
-def first_frames(root: Path, sources: Sequence[Path], repeats: int = 5) -> dict[Path, dict[str, float]]:
+def first_frames(root: Path, sources: Sequence[Path], repeats: int = 5) -> dict[Path, dict]:
     """The first frame of ``carclf-tui --attach`` on a finished 12-epoch run in a real 80x24 pty, for each
     source tree in turn, ``repeats`` times (after one start each that compiles its bytecode): the median
     seconds from process start until the tab bar arrived and the median CPU seconds the process had used
-    by then; and where the CPU time goes, from a headless start of the same code (the interpreter, the
-    Textual imports, carclf's imports, composing and drawing the first frame)."""
+    by then; and where they go, from ``repeats`` more starts marked along the way (:data:`TIMELINE`):
+    for each phase, the median CPU seconds and the median wall seconds (more than the CPU where the
+    process waits: the terminal's answers, or the other core's work)."""
     from carclf_tui.sample_run import write_sample_run
 
     run = write_sample_run(root / f"first-frame-{time.time_ns()}")
     pycache = root / "pycache"
     samples: dict[Path, list[tuple[float, float]]] = {source: [] for source in sources}
-    for attempt in range(repeats + 1):
+    phases: dict[Path, list[dict[str, tuple[float, float]]]] = {source: [] for source in sources}
+    marks_path = root / "marks.json"
+    for attempt in range(2 * repeats + 1):
+        marked = attempt > repeats
         for source in sources:
-            terminal = Terminal(run.path, (80, 24), True, source, pycache=pycache)
+            marks_path.unlink(missing_ok=True)
+            terminal = Terminal(run.path, (80, 24), True, source, pycache=pycache,
+                                script=TIMELINE if marked else None, env={"BENCH_MARKS": str(marks_path)})
             try:
                 wall = terminal.wait_for(b"Training", terminal.started, timeout=30)
                 cpu = terminal.cpu_seconds()
             finally:
                 terminal.close()
-            if attempt:  # the first start compiled the bytecode
+            if marked:
+                phases[source].append(_phases(json.loads(marks_path.read_text()), terminal.started))
+            elif attempt:  # the first start compiled the bytecode
                 samples[source].append((wall, cpu))
-    out = {}
+    out: dict[Path, dict] = {}
     for source in sources:
-        parts = []
-        for _ in range(3):
-            done = subprocess.run([sys.executable, "-c", BREAKDOWN, str(run.path)], capture_output=True, text=True,
-                                  check=True, cwd=source, env={**installed_env(pycache), "PYTHONPATH": str(source)})
-            parts.append(done.stdout.split())
-        best = min(parts, key=lambda p: sum(map(float, p[:4])))
         out[source] = {"wall_s": statistics.median(w for w, _ in samples[source]),
                        "cpu_s": statistics.median(c for _, c in samples[source]),
-                       "interpreter_s": float(best[0]), "textual_s": float(best[1]), "carclf_s": float(best[2]),
-                       "frame_s": float(best[3]), "heavy": " ".join(best[4:]) or "none"}
+                       "heavy": " ".join(phases[source][-1].pop("heavy")) or "none"}
+        for name, _ in PHASES:
+            out[source][name] = (statistics.median(p[name][0] for p in phases[source]),
+                                 statistics.median(p[name][1] for p in phases[source]))
+    return out
+
+
+def _phases(marked: dict, started: float) -> dict:
+    """Each phase's (CPU seconds, wall seconds) from a :data:`TIMELINE` start's marks; the interpreter's
+    wall time counts from the process's start."""
+    marks = {name: (wall, cpu) for name, wall, cpu in marked["marks"]}
+    out: dict = {"heavy": marked["heavy"]}
+    wall0, cpu0 = started, 0.0
+    for name, _ in PHASES:
+        wall, cpu = marks[name]
+        out[name] = (cpu - cpu0, wall - wall0)
+        wall0, cpu0 = wall, cpu
     return out
 
 
@@ -477,9 +537,9 @@ def report_first_frames(root: Path, baseline: Path | None, repeats: int = 5) -> 
             f"{f['cpu_s'] / figures[baseline]['cpu_s']:.2f}x its CPU time)")
         print(f"first frame, 80x24 pty, {name}: {f['wall_s']:.3f} s from process start, {f['cpu_s']:.3f} s of CPU "
               f"(medians of {repeats}; target < 0.5 s on 2 idle cores){ratio}; load average {load:.1f}")
-        print(f"  where the CPU goes (a headless start, best of 3): interpreter {f['interpreter_s']:.3f} s, "
-              f"Textual imports {f['textual_s']:.3f} s, carclf imports {f['carclf_s']:.3f} s, "
-              f"compose + styles + first drawing {f['frame_s']:.3f} s; loaded besides: {f['heavy']}")
+        where = ", ".join(f"{label} {f[key][0]:.3f} s ({f[key][1]:.3f} s wall)" for key, label in PHASES)
+        print(f"  where it goes (CPU, medians of {repeats} marked starts): {where}; loaded by the first frame "
+              f"besides: {f['heavy']}")
 
 
 def bench_slow_link(root: Path, link: float = 5 * 1024, seconds: float = 30.0, source: Path = REPO) -> float:

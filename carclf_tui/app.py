@@ -17,6 +17,7 @@ import dataclasses
 import os
 import shlex
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -322,7 +323,7 @@ class CarclfApp(App):
         return tuple(left)
 
 
-def run_app(config: Config, run: RunDir | None, pick: bool = False) -> int:
+def run_app(config: Config, run: RunDir | None, pick: bool = False, probe: threading.Thread | None = None) -> int:
     """Open the dashboard on ``run`` (a new run when None); returns the exit code.
 
     Once Textual has restored the terminal, prints the run, what still runs and how to come back.
@@ -331,23 +332,21 @@ def run_app(config: Config, run: RunDir | None, pick: bool = False) -> int:
         config: the resolved config (demo values included for ``--demo``).
         run: the run to show; None creates a new one (first launch).
         pick: no run was named: open the run picker too when the run's folder holds several runs.
+        probe: the thread asking the terminal what it draws pictures with (:func:`carclf_tui.termprobe.start`),
+            joined before Textual reads the keyboard, which would take the answers for keys.
 
     Returns:
         0 on a normal quit; 1 when the dashboard crashed (Textual printed the traceback); 143, 129 or
         130 after SIGTERM, SIGHUP or SIGINT.
     """
-    from .widgets.pictures import start_probe
-
-    # the terminal's picture protocols, asked while its answers still reach us (before Textual reads
-    # the keyboard), beside the work below
-    probe = start_probe()
-    from .screens import main  # noqa: F401  (the first frame needs it anyway: imported beside the probe)
+    from .screens import main  # noqa: F401  (the first frame needs it: imported while the probe may still wait)
 
     if run is None:
         run = create_run(config)
     several = pick and len(list_runs(Path(run.path).parent)) > 1
     app = CarclfApp(run, config, pick_run=several)
-    probe.join()
+    if probe is not None:
+        probe.join()
     app.run()
     # Textual sets the return code to 1 when an exception escaped (and prints it); never report 0 then.
     code = app.return_code or 0

@@ -396,10 +396,15 @@ def run_dashboard(args: argparse.Namespace) -> int:
             _say(f"no run to follow under {config.run.root}; start one with --run-all")
             return EXIT_USAGE
         return follow_plain(run)
+    from . import termprobe
+
+    # the terminal's answers must arrive before Textual reads the keyboard: asked now, they come while
+    # Textual and the dashboard are imported
+    probe = termprobe.start()
     from .app import run_app  # Textual is imported only for the dashboard
 
     # no run named: the picker opens over the newest run when the folder holds several
-    return run_app(config=config, run=run, pick=not (args.attach or args.demo))
+    return run_app(config=config, run=run, pick=not (args.attach or args.demo), probe=probe)
 
 
 def tolerant_output() -> None:

@@ -10,6 +10,7 @@ through the app's :class:`~carclf_tui.runner.Runner`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from textual import on
@@ -18,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import var
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane, Tabs
+from textual.widgets import TabbedContent, TabPane, Tabs
 from textual.worker import Worker, get_current_worker
 
 from carclf_core import runstate as rs
@@ -31,6 +32,7 @@ from ..panes import PANES, Pane
 from ..panes.base import report_worker_error
 from ..panes.stages import resumable
 from ..runner import RunnerBusy
+from ..widgets.footer import KeysFooter
 from ..widgets.status import StatusLine
 from .confirm import RunNameScreen
 
@@ -71,6 +73,15 @@ class RunTabs(TabbedContent):
         event.prevent_default()  # Textual would call TabbedContent's handler next
 
 
+def _load_plotting_and_pictures() -> None:
+    from ..widgets.pictures import load_textual_image
+    from ..widgets.plots import load_plotext
+
+    load_plotext()
+    with contextlib.suppress(Exception):  # a picture card says why it has none, if one is ever shown
+        load_textual_image()
+
+
 class MainScreen(Screen):
     """The dashboard of one run."""
 
@@ -82,6 +93,10 @@ class MainScreen(Screen):
         *(b for pane in PANES if not pane.EVERY_TAB for b in routed(pane)),
         *TAB_KEYS,
     ]
+
+    AUTO_FOCUS = ""
+    """None: :meth:`_focus` picks the focused widget on mount. Textual's default focused the tab bar first,
+    and every focus change restyles the widget and its children."""
 
     busy: var[bool] = var(False, init=False, bindings=True)
     """A runner works on this run (ours, or one an earlier dashboard left running); panes bind to it."""
@@ -113,7 +128,7 @@ class MainScreen(Screen):
                     # hidden (the log's scroll-back) is mounted from the start.
                     if tab == TABS[0] or pane.DRAW_HIDDEN:
                         yield pane
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
         self._focus(self.active_pane)
@@ -130,12 +145,12 @@ class MainScreen(Screen):
     """Seconds after the screen mounts when :meth:`warm_up` runs (None: never; tests of the first frame)."""
 
     def warm_up(self) -> None:
-        """Load plotext in a thread, out of the first frame's way and (usually) before the training tab's
-        key: its import (about 0.1 s of CPU) would otherwise delay the tab's first showing. The panes are
-        still mounted when first shown."""
-        from ..widgets.plots import load_plotext
-
-        self.run_worker(load_plotext, thread=True, name="load plotext", group="warm-up", exit_on_error=False)
+        """Load plotext and textual-image (with numpy and Pillow) in a thread, out of the first frame's way
+        and (usually) before the key of a tab that draws plots or pictures: their imports (about 0.1 s of
+        CPU each) would otherwise delay the tab's first showing. The panes are still mounted when first
+        shown."""
+        self.run_worker(_load_plotting_and_pictures, thread=True, name="load plotext and textual-image",
+                        group="warm-up", exit_on_error=False)
 
     @property
     def active_tab(self) -> str:

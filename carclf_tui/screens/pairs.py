@@ -23,13 +23,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from carclf_core.display import number, printable
 from carclf_core.errors import CarclfError
 from carclf_core.runs import RunDir
 
 from ..panes.base import report_worker_error
+from ..widgets.footer import KeysFooter
 from ..widgets.pictures import Picture, PictureStrip, ThumbnailCache
 
 PREDICTION_COLUMNS = ("path", "label", "predicted", "probability", "correct", "top5")
@@ -170,7 +171,7 @@ class PairScreen(Screen):
         yield Static(id="pair-detail")
         rows = min(16, max(4, self.app.size.height // 3))
         yield PictureStrip(self.cache, image_rows=rows, id="pair-pictures")
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()

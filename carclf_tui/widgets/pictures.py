@@ -2,9 +2,10 @@
 
 ``textual-image`` draws a picture with Kitty's graphics protocol or Sixel where the terminal speaks
 one (through SSH and tmux too), with coloured half blocks elsewhere; without colour (NO_COLOR) the
-cards use its grey shading characters instead, which read where colour is off. The package asks the
-terminal what it speaks when it is first imported, and that query must be answered before Textual
-owns the terminal's input: :func:`probe_terminal` is called before the dashboard starts.
+cards use its grey shading characters instead, which read where colour is off. The package would ask
+the terminal what it speaks when it is first imported, which works only before Textual owns the
+terminal's input, and loads numpy and Pillow: :mod:`carclf_tui.termprobe` asks before the dashboard
+starts, and :func:`load_textual_image` imports the package with the first picture, told the answers.
 
 A :class:`PictureStrip` lays out as many :class:`PictureCard` s as its width holds and fills them from
 a :class:`ThumbnailCache`: files are read with :func:`carclf_core.images.read_image` (EXIF orientation
@@ -16,12 +17,14 @@ waits on a decode.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -35,6 +38,8 @@ from textual.worker import get_current_worker
 
 from carclf_core.display import printable
 
+from .. import termprobe
+
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
@@ -45,25 +50,33 @@ CACHE_SIZE = 256
 """Thumbnails kept (about 50 MB at most); the least recently shown goes first."""
 
 
-def probe_terminal() -> None:
-    """Let ``textual-image`` ask the terminal for its cell size and graphics protocols now, while the
-    terminal still answers us: once Textual reads the keyboard, it would swallow the answers. Only on
-    a terminal both ways (it reads the answers from stdin); a failure only means no pictures, never a
-    dashboard that does not start."""
-    if not (os.isatty(0) and os.isatty(1)):
-        return
-    try:
-        import textual_image.widget  # noqa: F401  (the import itself queries the terminal)
-    except Exception:  # the package missing, or a terminal that answers nonsense
-        pass
+_loading = threading.Lock()
 
 
-def start_probe() -> threading.Thread:
-    """:func:`probe_terminal` in a thread (most of it is waiting for answers and one 0.1 s timeout, so
-    it overlaps the dashboard's own start); join it before the app runs."""
-    thread = threading.Thread(target=probe_terminal, name="probe terminal graphics", daemon=True)
-    thread.start()
-    return thread
+def load_textual_image() -> ModuleType:
+    """``textual_image.widget``, imported without letting it ask the terminal (Textual reads the
+    answers by now, as keys): the cell size :mod:`carclf_tui.termprobe` learned is put in the cache its
+    ``get_cell_size`` keeps, and during the import ``sys.__stdout__`` is no terminal, so the package
+    asks nothing and makes no protocol its default (:func:`image_widget` picks the widget).
+
+    Raises:
+        Exception: the package is missing or cannot be loaded.
+    """
+    with _loading:
+        if (loaded := sys.modules.get("textual_image.widget")) is not None:
+            return loaded
+        from textual_image import _terminal
+
+        told = termprobe.graphics()
+        if told is not None and told.cell_px is not None:
+            _terminal.get_cell_size._result = _terminal.CellSize(*told.cell_px)  # type: ignore[attr-defined]
+        stdout = sys.__stdout__
+        sys.__stdout__ = io.StringIO()  # type: ignore[misc,assignment]
+        try:
+            import textual_image.widget
+        finally:
+            sys.__stdout__ = stdout  # type: ignore[misc]
+        return textual_image.widget
 
 
 def decode_thumbnail(path: Path, side: int = THUMB_PX) -> PILImage.Image:
@@ -137,14 +150,17 @@ def image_widget(no_color: bool) -> Widget:
     """An empty ``textual-image`` widget: the best protocol the terminal spoke, grey shading without
     colour; a note in its place when the package cannot be loaded."""
     try:
-        from textual_image.widget import HalfcellImage, Image, UnicodeImage
-    except Exception as exc:  # missing, or its terminal query failed: the rest of the tab still works
+        widgets = load_textual_image()
+    except Exception as exc:  # missing or broken: the rest of the tab still works
         return Static(Text(f"no pictures: textual-image unavailable ({type(exc).__name__})", style="dim"))
     if no_color:
-        return UnicodeImage()
-    # With no terminal to ask (a screenshot, a test's pilot) textual-image falls back to grey shading;
-    # coloured half blocks are what a colour terminal without a graphics protocol shows
-    return Image() if sys.__stdout__ is not None and sys.__stdout__.isatty() else HalfcellImage()
+        return widgets.UnicodeImage()
+    # With no terminal asked (a screenshot, a test's pilot) coloured half blocks: what a colour terminal
+    # without a graphics protocol shows
+    protocol = told.protocol if (told := termprobe.graphics()) is not None else "halfcell"
+    if protocol == "sixel":
+        return widgets.SixelImage()
+    return widgets.TGPImage() if protocol == "kitty" else widgets.HalfcellImage()
 
 
 class PictureCard(Vertical):

@@ -12,13 +12,16 @@ import textwrap
 import time
 from pathlib import Path
 
+from textual.widgets._footer import FooterKey
+
 from carclf_core import events as ev
 from carclf_core import runstate as rs
 from carclf_tui.sample_run import T0, make_run_dir, run_events, write_events, write_scores
 from carclf_tui.widgets import plots
+from carclf_tui.widgets.footer import KeysFooter
 from carclf_tui.widgets.training import TrainingStats
 
-from .conftest import make_app, wait_until
+from .conftest import make_app, wait_until, wait_until_still
 from .test_app import show_tab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,10 +81,28 @@ async def test_the_lines_over_the_plots_keep_their_height(finished_run) -> None:
         assert len(stats.lines) == lines and not stats.lines[-1].plain.strip()
 
 
+async def test_the_footer_is_built_again_only_when_its_keys_change(finished_run) -> None:
+    """Textual's footer makes a widget for every key each time the bindings may have changed (nine
+    times in the first frame); the dashboard's keeps them while the keys shown stay the same."""
+    app = make_app(finished_run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.state.run_status == "done")
+        await wait_until_still(pilot)
+        footer = screen.query_one(KeysFooter)
+        keys = list(footer.query(FooterKey))
+        assert keys
+        screen.refresh_bindings()  # as a focus change or a new state does: nothing to show differently
+        await wait_until_still(pilot)
+        assert list(footer.query(FooterKey)) == keys
+        await show_tab(pilot, "5")  # the log tab has keys of its own
+        await wait_until(pilot, lambda: "Filter" in [key.description for key in footer.query(FooterKey)])
+
+
 def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> None:
     """The hidden tabs' panes are mounted, and the device sampler (NVML, psutil) loads, when the training
-    tab is first shown; plotext loads in a thread after the first frame (the warm-up, run here at once
-    by hand): none of it is in the first frame's way."""
+    tab is first shown; plotext and textual-image (numpy, Pillow) load in a thread after the first frame
+    (the warm-up, run here at once by hand): none of it is in the first frame's way."""
     script = textwrap.dedent("""
         import asyncio, json, sys, time
         from carclf_core import config as config_mod
@@ -95,12 +116,12 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
             app = CarclfApp(write_sample_run(sys.argv[1]), config_mod.Config())
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.pause()
-                first = sorted(m for m in sys.modules if m.split(".")[0] in ("plotext", "textual_plotext", "pynvml",
-                                                                             "psutil", "matplotlib"))
+                first = sorted(m for m in sys.modules if m.split(".")[0] in (
+                    "plotext", "textual_plotext", "pynvml", "psutil", "matplotlib", "textual_image", "PIL", "numpy"))
                 mounted = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 app.screen.warm_up()
                 deadline = time.monotonic() + 60
-                while "plotext._primitives.marker" not in sys.modules and time.monotonic() < deadline:
+                while "textual_image.widget" not in sys.modules and time.monotonic() < deadline:
                     await pilot.pause(0.05)
                 warmed = sorted(pane.TAB for pane in app.screen.panes.values() if pane.is_mounted)
                 await pilot.press("2")
@@ -120,7 +141,7 @@ def test_the_first_frame_loads_no_plotting_library_nvml_or_psutil(tmp_path) -> N
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["first"] == []
     assert result["mounted"] == ["log", "stages"]  # the first tab, and the log (it collects while hidden)
-    assert result["warmed"] == ["log", "stages"]  # plotext loaded, no pane mounted for it
+    assert result["warmed"] == ["log", "stages"]  # plotext and textual-image loaded, no pane mounted for them
     assert "psutil" in result["later"] or "pynvml" in result["later"]  # the sampler did start on the tab
     assert "plotext" in result["later"]  # and plotext drew the curves
 
