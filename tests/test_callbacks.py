@@ -1,7 +1,8 @@
 """The callbacks that decide what a fit means, each on a real Keras model of one Dense layer (a fit or
-a predict costs about a second): the divergence guard and the per-epoch confusion matrix. The cheap
-event logic (throttling) is in ``test_model.py``; the callbacks inside a whole training run are in
-``test_train.py``."""
+a predict costs about a second), or driven hook by hook on a clock the test moves: the divergence
+guard, the cancel, the epoch events and their ETA, the dropped-image report, early stopping's resumed
+state, the checkpoint and the per-epoch confusion matrix. The batch throttling is in ``test_model.py``;
+the callbacks inside a whole training run are in ``test_train.py``."""
 
 from __future__ import annotations
 
