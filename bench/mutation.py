@@ -89,6 +89,9 @@ def _scratch(workdir: Path, name: str) -> None:
         f"pytest_add_cli_args_test_selection = {selection!r}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
         'also_copy = ["carclf_tui", "tests"]\n'
+        # each mutant's tests in a child of a process that imported TensorFlow but ran nothing: a child
+        # forked after a Keras fit or predict (the default, "fork") can hang in TensorFlow's thread pools
+        'process_isolation = "forkserver"\n'
         "\n[tool.pytest.ini_options]\n"
         'testpaths = ["tests"]\n'
         'addopts = "-p no:xdist"\n'
