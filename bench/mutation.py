@@ -55,7 +55,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "callbacks": ("carclf_core/callbacks.py", ["tests/test_callbacks.py", "tests/test_checkpoint.py",
                                                "tests/test_model.py", "-k", "not build and not freeze and not "
                                                "weights and not vgg and not warmup"]),
-    "train": ("carclf_core/stages/train.py", ["tests/test_train.py", "-k", "own_share"]),
+    "train": ("carclf_core/stages/train.py", ["tests/test_train.py", "-k",
+                                              "own_share or confusion_sample or over_the_run"]),
     "classifiers": ("carclf_core/prefilter/classifiers.py", ["tests/test_prefilter.py", "-k",
                                                              "output_kind or keras_classifier or signature"]),
 }
