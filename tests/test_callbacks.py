@@ -123,7 +123,7 @@ def test_the_epoch_end_event_carries_metrics_rate_learning_rate_and_the_run_eta(
         now[0] = started + seconds - 1.0
         callback.on_test_begin()  # a second validation call does not move the training's end
         now[0] = started + seconds
-        callback.on_epoch_end(epoch, {"loss": 0.5, "val_loss": np.float32(0.25), "note": "text", "none": None})
+        callback.on_epoch_end(epoch, {"note": "text", "loss": 0.5, "none": None, "val_loss": np.float32(0.25)})
         ended.append(events[-1])
     starts = [e for e in events if isinstance(e, EpochStarted)]
     assert [(e.epoch, e.epochs, e.steps) for e in starts] == [(1, 4, None), (2, 4, 10), (3, 4, 10)]
@@ -170,16 +170,36 @@ def test_a_skipped_epoch_end_emits_nothing_and_leaves_the_eta_alone():
 def test_a_batch_event_without_loss_or_accuracy_and_unknown_steps():
     callback, events, now = _clocked_events(batch_size=2, steps=None, train_images=None)
     callback.set_params({"epochs": 1, "steps": None})
+    now[0] = 100.0
     callback.on_epoch_begin(0)
-    now[0] = 1.0
+    now[0] = 100.5
     callback.on_train_batch_end(4, None)
     batch = events[-1]
     assert isinstance(batch, BatchEnded) and (batch.epoch, batch.step, batch.steps) == (1, 5, None)
     assert math.isnan(batch.loss) and batch.accuracy is None and batch.eta_s is None
-    assert batch.images_per_s == pytest.approx(10.0)
-    now[0] = 2.0
+    assert batch.images_per_s == pytest.approx(20.0)  # 10 images in half a second
+    now[0] = 101.5
     callback.on_train_batch_end(5, {"loss": np.float32(0.5), "categorical_accuracy": 0.75})
     assert (events[-1].step, events[-1].loss, events[-1].accuracy) == (6, 0.5, 0.75)
+
+
+def test_steps_and_epochs_keras_knows_are_used_when_none_were_given():
+    """Without a step count the fit's own (``params``) is used, for the batch ETA; without any epoch
+    count there is no run ETA; a model not compiled has no learning rate to report."""
+    callback, events, now = _clocked_events(batch_size=2, steps=None, train_images=None)
+    callback.set_params({"steps": 20})
+    callback.set_model(_linear_model(2, 1))
+    callback.on_epoch_begin(0)
+    now[0] = 1.0
+    callback.on_train_batch_end(4, {"loss": 1.0})
+    batch = events[-1]
+    assert isinstance(batch, BatchEnded) and batch.steps == 20 and batch.eta_s == pytest.approx(3.0)
+    now[0] = 4.0
+    callback.on_epoch_end(0, {"loss": 1.0})
+    ended = events[-1]
+    assert isinstance(ended, EpochEnded) and ended.epochs == 0 and ended.eta_s is None
+    assert ended.learning_rate is None
+    assert ended.images_per_s == pytest.approx(10 / 4.0)
 
 
 def test_a_cancel_stops_the_fit_within_a_batch_and_marks_its_epoch_cut():
@@ -268,15 +288,15 @@ def test_dropped_images_are_named_once_and_only_for_a_whole_pass():
 
     epoch(0, [0, 1, 3], [0, 1, 2])
     assert reports == [("train", [2, 4])]
-    epoch(1, [0, 1, 3], [])  # the same rows missing again, validation skipped this epoch
-    assert reports == [("train", [2, 4])]
-    epoch(2, [0, 3], [0, 2])
-    assert reports[1:] == [("train", [1]), ("val", [1])]
+    epoch(1, [], [0, 2])  # no training pass (its rows are not all missing); validation misses row 1
+    assert reports == [("train", [2, 4]), ("val", [1])]
+    epoch(2, [0, 3], [0, 1, 2])  # 2 and 4 missing again: named once
+    assert reports[2:] == [("train", [1])]
     cut[0] = True
-    epoch(3, [], [])
+    epoch(3, [0], [0])  # a pass cut short misses rows that are not lost
     model.stop_training = True
     cut[0] = False
-    epoch(4, [], [])
+    epoch(4, [0], [0])
     assert len(reports) == 3
     assert reporter.reported == {"train": {1, 2, 4}, "val": {1}}
 
@@ -284,22 +304,24 @@ def test_dropped_images_are_named_once_and_only_for_a_whole_pass():
 def test_early_stopping_resumes_from_its_saved_state():
     """A resumed run's early stopping goes on from the recorded wait and best, not from zero: patience 3,
     wait 2 and a best loss no fit here reaches: the first epoch of the resumed fit (the sixth) ends it."""
-    saved = {"wait": 2, "best": 1e-9, "best_epoch": 4}
-    es = ResumableEarlyStopping(monitor="loss", patience=3, initial_state=saved)
-    assert es.state() == {"wait": 2, "best": 1e-9, "best_epoch": 4, "patience": 3, "monitor": "loss"}
     model = _linear_model(2, 1)
     model.compile(optimizer="sgd", loss="mse")
+    best = [np.full((2, 1), 3.0, "float32"), np.full(1, -1.0, "float32")]  # the warm-up's best, handed over
+    saved = {"wait": 2, "best": 1e-9, "best_epoch": 4}
+    es = ResumableEarlyStopping(monitor="loss", patience=3, restore_best_weights=True,
+                                initial_state={**saved, "best_weights": best})
+    assert es.state() == {"wait": 2, "best": 1e-9, "best_epoch": 4, "patience": 3, "monitor": "loss"}
     history = model.fit(np.ones((4, 2), "float32"), np.ones((4, 1), "float32"), initial_epoch=5, epochs=10,
                         verbose=0, callbacks=[es])
     assert history.epoch == [5] and es.stopped_epoch == 5
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), best, strict=True))  # restored
     assert es.state() == {"wait": 3, "best": 1e-9, "best_epoch": 4, "patience": 3, "monitor": "loss"}
     fresh = ResumableEarlyStopping(monitor="val_loss", patience=2)
     assert fresh.state() == {"wait": 0, "best": None, "best_epoch": 0, "patience": 2, "monitor": "val_loss"}
 
 
 def test_the_patience_event_reports_early_stoppings_wait_and_1_based_best_epoch():
-    es = ResumableEarlyStopping(monitor="val_loss", patience=4, initial_state={"wait": 1, "best": 0.5,
-                                                                               "best_epoch": 2})
+    es = ResumableEarlyStopping(monitor="loss", patience=4, initial_state={"wait": 1, "best": 0.5, "best_epoch": 2})
     events: list = []
     skip = [False]
     reporter = PatienceReporter(events.append, es, skip=lambda: skip[0])
@@ -307,18 +329,21 @@ def test_the_patience_event_reports_early_stoppings_wait_and_1_based_best_epoch(
     (event,) = events
     assert isinstance(event, PatienceChanged)
     assert (event.epoch, event.wait, event.patience, event.best, event.best_epoch, event.monitor) == (
-        4, 1, 4, 0.5, 3, "val_loss")
+        4, 1, 4, 0.5, 3, "loss")
     es.best = float("inf")  # no epoch measured yet
+    reporter.on_epoch_end(0)
+    assert (events[-1].best, events[-1].best_epoch) == (None, None)
+    es.best = None  # a resumed state that had none
     reporter.on_epoch_end(0)
     assert (events[-1].best, events[-1].best_epoch) == (None, None)
     skip[0] = True
     reporter.on_epoch_end(5)
-    assert len(events) == 2
+    assert len(events) == 3
     es.best = float("-inf")
     assert es.state()["best"] is None
 
 
-def test_the_checkpoint_keeps_the_best_weights_of_the_best_epoch_only_and_skips_a_cut_epoch(tmp_path):
+def test_the_checkpoint_keeps_the_best_epochs_snapshot_only_and_skips_a_cut_epoch(tmp_path):
     import json
 
     from carclf_core.checkpoint import load_weights
@@ -331,6 +356,11 @@ def test_the_checkpoint_keeps_the_best_weights_of_the_best_epoch_only_and_skips_
     checkpoint = CheckpointCallback(tmp_path, model, es, "finetune", history, skip=lambda: cut[0],
                                     save_full=False, source="split-abc")
     checkpoint.set_model(model)
+    model.stop_training = False
+    es.best_epoch = 0  # no best weights yet (a monitored value never measured): none saved
+    checkpoint.on_epoch_end(0, {"loss": 1.0})
+    assert not (tmp_path / "best_weights.npz").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["stopped"] is False
     best = [np.full((2, 1), 7.0, "float32"), np.zeros(1, "float32")]
     es.best_weights, es.best_epoch = best, 1
     checkpoint.on_epoch_end(1, {"loss": np.float32(0.5), "name": "x"})
@@ -343,19 +373,21 @@ def test_the_checkpoint_keeps_the_best_weights_of_the_best_epoch_only_and_skips_
     assert state["completed_epochs"] == 3 and state["phase"] == "finetune" and state["stopped"] is True
     assert state["source"] == "split-abc" and state["early_stopping"]["monitor"] == "loss"
     assert state["history"] == [{"epoch": 1, "phase": "warmup", "loss": 9.0},
+                                {"epoch": 1, "phase": "finetune", "loss": 1.0},
                                 {"epoch": 2, "phase": "finetune", "loss": 0.5},
                                 {"epoch": 3, "phase": "finetune"}]
     cut[0] = True
     checkpoint.on_epoch_end(3, {"loss": 0.1})
-    assert json.loads((tmp_path / "state.json").read_text()) == state and len(history) == 3
-    assert len(checkpoint.durations) == 2
+    assert json.loads((tmp_path / "state.json").read_text()) == state and len(history) == 4
+    assert len(checkpoint.durations) == 3 and all(0 <= s < 60 for s in checkpoint.durations)
 
 
 def test_the_confusion_matrix_of_the_best_epoch_is_kept():
     model = _linear_model(3, 3, "softmax")
     model.set_weights([np.eye(3, dtype="float32") * 10, np.zeros(3, dtype="float32")])
     best = [0]
-    callback = ConfusionCallback(lambda event: None, np.eye(3, dtype="float32")[[0, 1, 2, 2]], [0, 1, 2],
+    events: list = []
+    callback = ConfusionCallback(events.append, np.eye(3, dtype="float32")[[0, 1, 2, 2]], [0, 1, 2],
                                  ["a", "b", "c"], best_epoch=lambda: best[0])
     callback.set_model(model)
     callback.on_epoch_end(0)
@@ -364,7 +396,8 @@ def test_the_confusion_matrix_of_the_best_epoch_is_kept():
     model.set_weights([np.roll(np.eye(3, dtype="float32"), 1, axis=1) * 10, np.zeros(3, dtype="float32")])
     callback.on_epoch_end(1)  # not the best epoch: the best matrix stays the first one
     assert callback.best_matrix is first and callback.last_matrix.tolist() == [[0, 1, 0], [0, 0, 1], [1, 0, 0]]
-    assert len(callback.durations) == 2
+    assert len(callback.durations) == 2 and all(0 <= s < 60 for s in callback.durations)
+    assert [e.duration_s for e in events] == callback.durations
     empty = ConfusionCallback(lambda event: None, np.eye(3, dtype="float32"), [], ["a", "b", "c"])
     empty.set_model(model)
     empty.on_epoch_end(0)
