@@ -55,6 +55,51 @@ def test_the_strategy_for_each_distribute_mode_on_one_cpu():
     with pytest.raises(ConfigError, match="train.distribute: multi_worker needs the environment variable") as no:
         distribution(_train(distribute="multi_worker"))
     assert no.value.hint == "see README, Training on several machines"
+    import tensorflow as tf
+
+    mirrored = distribution(_train(distribute="mirrored"))  # no GPU: mirrors over the CPU (how tests run it)
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    assert [d.split("/")[-1] for d in mirrored.extended.worker_devices] == ["device:CPU:0"]
+
+
+@pytest.mark.parametrize("mode, machines", [("mirrored", 1), ("multi_worker", 2), ("auto", 2)])
+def test_a_strategy_on_another_keras_backend_is_refused_naming_the_mode_and_the_backend(monkeypatch, mode, machines):
+    """Only TensorFlow has ``tf.distribute``: a strategy asked for (or implied, ``auto`` with several
+    machines in TF_CONFIG) on JAX or PyTorch is refused before any TensorFlow runs. (Only TensorFlow is
+    installed here, so the backend's name is what changes.)"""
+    import keras
+
+    from carclf_core.cluster import Cluster
+    from carclf_core.errors import StageError
+    from carclf_core.keras_env import distribution
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    cluster = Cluster(workers=tuple(f"host{i}:2222" for i in range(machines)), rank=0)
+    with pytest.raises(StageError, match=rf"train.distribute: `{mode}` needs the TensorFlow Keras backend "
+                                         r"\(KERAS_BACKEND is jax\)"):
+        distribution(_train(distribute=mode), cluster)
+
+
+def test_auto_on_one_machine_of_another_backend_keeps_its_default(monkeypatch):
+    import keras
+
+    from carclf_core.cluster import Cluster
+    from carclf_core.keras_env import distribution
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert distribution(_train(distribute="auto")) is None
+    assert distribution(_train(distribute="auto"), Cluster(workers=("localhost:1",), rank=0)) is None
+
+
+def test_a_machine_without_a_gpu_reports_none_and_trains_in_float32():
+    import tensorflow as tf
+
+    from carclf_core.keras_env import gpu_info
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    assert gpu_info() == (0, 0)
+    assert mixed_policy("auto", *gpu_info()) == "float32"
 
 
 def test_whole_batches_never_hand_a_machine_a_short_batch():

@@ -334,6 +334,24 @@ def test_output_kind_is_decided_from_the_model_not_a_batch():
     assert classifiers.as_distribution(np.hstack([np.ones((1, 1)), row]), "probabilities").shape == (1, 1000)
 
 
+def test_logits_become_a_softmax_row_by_row_as_distribution():
+    """Logits are softmaxed over each row's 1000 classes (a leading background class dropped first),
+    large ones without overflow, each row on its own: two rows whose logits differ by a constant
+    give the same probabilities."""
+    logits = np.zeros((3, 1001), np.float32)
+    logits[0, 1 + 5], logits[0, 1 + 7] = 2.0, 1.0
+    logits[1] = logits[0] + 900.0  # float32 exp(900) overflows unless the row's largest is taken off first
+    logits[2, 0] = 50.0  # a background class: not one of the 1000
+    probs = classifiers.as_distribution(logits, "logits")
+    assert probs.shape == (3, 1000) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    e = np.exp([2.0, 1.0, 0.0])
+    denominator = e[0] + e[1] + 998 * e[2]
+    np.testing.assert_allclose(probs[0, [5, 7, 0]], e / denominator, rtol=1e-5)
+    np.testing.assert_allclose(probs[1], probs[0], rtol=1e-5)
+    np.testing.assert_allclose(probs[2], 1 / 1000, rtol=1e-5)
+
+
 def _keras_imagenet_file(tmp_path: Path, activation: str | None) -> Path:
     import keras
 

@@ -347,6 +347,46 @@ def test_each_machine_trains_on_its_own_share_and_the_shares_cover_the_split(fil
         assert [labels[paths.index(p)] for p in share] == list(share_labels)  # labels stay with their files
 
 
+def test_the_confusion_sample_is_a_fixed_sorted_sample_spread_over_the_split():
+    """The validation split lists its files class by class: the epoch confusion matrix's sample is drawn
+    over the whole split (not its first rows), sorted, without repeats, the same for the same seed; a
+    split no larger than the sample is taken whole."""
+    from carclf_core.stages.train import _confusion_sample
+
+    assert _confusion_sample(5, 5, seed=1).tolist() == [0, 1, 2, 3, 4]
+    assert _confusion_sample(3, 8, seed=1).tolist() == [0, 1, 2]
+    sample = _confusion_sample(1000, 50, seed=7)
+    assert len(sample) == len(set(sample.tolist())) == 50 and sample.tolist() == sorted(sample.tolist())
+    assert sample.min() >= 0 and sample.max() < 1000 and sample.max() > 500  # not the first 50
+    assert _confusion_sample(1000, 50, seed=7).tolist() == sample.tolist()
+    assert _confusion_sample(1000, 50, seed=8).tolist() != sample.tolist()
+
+
+def test_over_the_run_a_file_dropped_is_named_once_and_one_that_came_early_never():
+    """A machine's share repeats, so its pipeline prefetches the next pass before an epoch ends: the
+    training audit keeps what came in any epoch (an audit reset at each epoch would name the rows that
+    came early, here 0 and 1); a row that never comes is still named, once."""
+    import keras
+
+    from carclf_core.callbacks import DroppedImagesReporter
+    from carclf_core.inputs import RowAudit
+    from carclf_core.stages.train import _OverTheRun
+
+    audit = RowAudit(6)
+    reports: list = []
+    reporter = DroppedImagesReporter({"train": _OverTheRun(audit)}, lambda split, rows: reports.append((split, rows)))
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    reporter.set_model(model)
+    reporter.on_epoch_begin(0)
+    audit.record(np.array([0, 1, 2, 3, 5, 0, 1]))  # row 4 fails to decode; 0 and 1 of the next pass came early
+    reporter.on_epoch_end(0)
+    reporter.on_epoch_begin(1)
+    audit.record(np.array([2, 3, 5]))
+    reporter.on_epoch_end(1)
+    assert reports == [("train", [4])]
+
+
 def test_the_same_seed_repeats_the_history_bit_for_bit(tmp_path):
     """Two trainings of copies of one run (the same split, config and seed; train.deterministic on,
     the default) log the same history, every number equal: the same shuffles, augmentation, initial
