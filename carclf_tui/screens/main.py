@@ -95,8 +95,8 @@ class MainScreen(Screen):
     ]
 
     AUTO_FOCUS = ""
-    """None: :meth:`_focus` picks the focused widget on mount. Textual's default focused the tab bar first,
-    and every focus change restyles the widget and its children."""
+    """No selector: :meth:`_focus` picks the focused widget on mount. Textual's default focused the tab bar
+    first, and every focus change restyles the widget and its children."""
 
     busy: var[bool] = var(False, init=False, bindings=True)
     """A runner works on this run (ours, or one an earlier dashboard left running); panes bind to it."""
@@ -162,11 +162,10 @@ class MainScreen(Screen):
 
     def _focus(self, pane: Pane) -> None:
         # The pane's main widget, so arrows and page keys act on what is shown; without one, the tab
-        # bar (left/right switch tabs): focus left behind in a hidden pane would switch back to it.
-        # Now, not with Widget.focus (which waits for the next turn of the loop): focus that landed after
-        # another tab was chosen switched back to its own tab (before RunTabs), and two such switches
-        # chased each other for ever (a tab key pressed while the first frame settled redrew the screen
-        # 10-30 times a second).
+        # bar (left/right switch tabs): keys must never go to a widget left behind in a hidden pane.
+        # Now, not with Widget.focus (which waits for the next turn of the loop): a focus landing after
+        # another tab was chosen is one the user did not ask for (before RunTabs it even switched back to
+        # its own tab, and two such switches chased each other for ever).
         self.app.set_focus(pane.focus_target() or self.query_one(Tabs))
 
     # --- following the run -----------------------------------------------------------------------

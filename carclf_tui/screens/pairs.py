@@ -16,7 +16,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -32,6 +31,7 @@ from carclf_core.runs import RunDir
 from ..panes.base import report_worker_error
 from ..widgets.footer import KeysFooter
 from ..widgets.pictures import Picture, PictureStrip, ThumbnailCache
+from ..widgets.tables import fill_table
 
 PREDICTION_COLUMNS = ("path", "label", "predicted", "probability", "correct", "top5")
 TOP_LOSSES = 200
@@ -199,7 +199,20 @@ class PairScreen(Screen):
         caption.append("\n" + tail(printable(Path(str(row["path"])).name), width), style="dim")
         return caption
 
+    READING = "predictions.csv"
+    """What the title says is being read until the rows come."""
+
     def _title(self) -> Text:
+        """The heading, then what is being read or what went wrong."""
+        text = self._heading()
+        if self.rows is None and not self.error:
+            text.append(f" · reading {self.READING}…", style="dim")
+        if self.error:
+            text.append("\n")
+            text.append(printable(self.error), style="yellow")
+        return text
+
+    def _heading(self) -> Text:
         text = Text()
         text.append("true ", style="dim")
         text.append(f"{self.numbers[0] + 1} {printable(self.true)}", style="bold")
@@ -207,11 +220,6 @@ class PairScreen(Screen):
         text.append(f"{self.numbers[1] + 1} {printable(self.predicted)}", style="bold")
         if self.rows is not None:
             text.append(f" · {len(self.rows):,} test image{'s' if len(self.rows) != 1 else ''}")
-        elif not self.error:
-            text.append(" · reading predictions.csv…", style="dim")
-        if self.error:
-            text.append("\n")
-            text.append(printable(self.error), style="yellow")
         return text
 
     @work(thread=True, exclusive=True, name="read predictions", exit_on_error=False)
@@ -230,15 +238,8 @@ class PairScreen(Screen):
 
     def on_pair_loaded(self, message: PairLoaded) -> None:
         self.rows, self.data_dir = message.rows, message.data_dir
-        table = self.query_one(DataTable)
-        cells = [self._cells(n, row) for n, row in enumerate(self.rows, start=1)]
-        # Each column as wide as its widest cell, given with the column: a width the table measured
-        # itself when idle was, on a busy machine, sometimes drawn before it (a file column left at
-        # the width of its heading, "…_20", and never drawn again).
-        for i, (label, key) in enumerate(self._columns()):
-            table.add_column(label, key=key, width=max([cell_len(label), *(row[i].cell_len for row in cells)]))
-        for n, row_cells in enumerate(cells):
-            table.add_row(*row_cells, key=str(n))
+        fill_table(self.query_one(DataTable), self._columns(),
+                   ((self._cells(n, row), str(n - 1)) for n, row in enumerate(self.rows, start=1)))
         self.query_one("#pair-title", Static).update(self._title())
         self._show_pictures(0)
 
@@ -296,7 +297,9 @@ class PredictionsScreen(PairScreen):
         super().__init__(run, "", "", (0, 0), predictions, cache)
         self.kind = kind
 
-    def _title(self) -> Text:
+    READING = "the predictions"
+
+    def _heading(self) -> Text:
         text = Text(self.TITLES[self.kind], style="bold")
         if self.rows is not None:
             wrong = sum(1 for row in self.rows if not row["correct"])
@@ -304,11 +307,6 @@ class PredictionsScreen(PairScreen):
             if self.kind == "losses" and self.rows and "loss" not in self.rows[0]:
                 text.append(" (a predictions.csv from before the true class's probability was kept: the wrong "
                             "ones, most confident first)", style="dim")
-        elif not self.error:
-            text.append(" · reading the predictions…", style="dim")
-        if self.error:
-            text.append("\n")
-            text.append(printable(self.error), style="yellow")
         return text
 
     def _fetch(self) -> list[dict[str, Any]]:

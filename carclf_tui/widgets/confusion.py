@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 from .fmt import CONFUSION_VIEWS as MODES  # noqa: E402  (shared with confusion_grid without a cycle)
 from .fmt import words  # noqa: E402
+from .tables import fill_table  # noqa: E402
 
 SCALES = ("row share", "count")
 
@@ -360,19 +361,18 @@ class ConfusionView(Vertical):
         counts, names = heatmap.counts, heatmap.names
         table = self.query_one("#confusion-pairs", DataTable)
         table.clear(columns=True)
-        table.add_column("count", key="count")
-        table.add_column("of true", key="share")
-        table.add_column("true class", key="true")
-        table.add_column("predicted as", key="predicted")
         totals = counts.sum(axis=1)
         index = {name: i for i, name in enumerate(names)}
+        rows: list[tuple[tuple[Text, ...], str | None]] = []
         for true, predicted, count in metrics.most_confused(counts, names, k=500):
             i, j = index[true], index[predicted]
             share = count / totals[i] if totals[i] else 0.0
-            table.add_row(Text(f"{count:,}", justify="right"), Text(f"{share:.1%}", justify="right"),
-                          Text(f"{i + 1} {true}"), Text(f"{j + 1} {predicted}"), key=f"{i}:{j}")
-        if not table.row_count:
-            table.add_row(Text("-"), Text("-"), Text("no confusions in this matrix", style="dim"), Text(""))
+            rows.append(((Text(f"{count:,}", justify="right"), Text(f"{share:.1%}", justify="right"),
+                          Text(f"{i + 1} {true}"), Text(f"{j + 1} {predicted}")), f"{i}:{j}"))
+        if not rows:
+            rows.append(((Text("-"), Text("-"), Text("no confusions in this matrix", style="dim"), Text("")), None))
+        fill_table(table, (("count", "count"), ("of true", "share"), ("true class", "true"),
+                           ("predicted as", "predicted")), rows)
 
     def _fill_classes(self) -> None:
         from carclf_core import metrics
@@ -385,11 +385,10 @@ class ConfusionView(Vertical):
         # names and what they are taken for share what the numbers leave (cut, ``…`` last)
         width = self._classes_width = max(40, self.size.width or 80)
         wide = width >= 110
-        for label, key in (("class (worst recall first)" if wide else "class, worst first", "class"),
-                           ("recall", "recall"), ("precision" if wide else "prec", "precision"), ("f1", "f1"),
-                           ("support" if wide else "n", "support"),
-                           ("most often taken for" if wide else "taken for", "confused")):
-            table.add_column(label, key=key)
+        columns = (("class (worst recall first)" if wide else "class, worst first", "class"),
+                   ("recall", "recall"), ("precision" if wide else "prec", "precision"), ("f1", "f1"),
+                   ("support" if wide else "n", "support"),
+                   ("most often taken for" if wide else "taken for", "confused"))
         room = width - (46 if wide else 32)  # what the numbers, their headings and the padding leave
         longest = max((len(f"{i + 1} {name}") for i, name in enumerate(names)), default=0)
         class_width = max(12, min(longest, room // 2))
@@ -398,14 +397,16 @@ class ConfusionView(Vertical):
         off[range(len(off)), range(len(off))] = 0
         rows = metrics.per_class_metrics(counts, names)
         order = sorted(range(len(rows)), key=lambda i: (rows[i][2], -rows[i][4], i))
+        shown: list[tuple[tuple[Text, ...], str | None]] = []
         for i in order:
             _, precision, recall, f1, support = rows[i]
             j = int(off[i].argmax()) if off.size else 0
             count = f" ({int(off[i, j])})" if off.size and off[i, j] else ""
             taken = Text(words(names[j], names_width - len(count)) + count) if count else Text("-", style="dim")
-            table.add_row(Text(words(f"{i + 1} {names[i]}", class_width)), *(Text(f"{v:.3f}", justify="right")
-                                                          for v in (recall, precision, f1)),
-                          Text(f"{int(support):,}", justify="right"), taken, key=str(i))
+            shown.append(((Text(words(f"{i + 1} {names[i]}", class_width)),
+                           *(Text(f"{v:.3f}", justify="right") for v in (recall, precision, f1)),
+                           Text(f"{int(support):,}", justify="right"), taken), str(i)))
+        fill_table(table, columns, shown)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a most-confused pair: the same as Enter on its cell."""

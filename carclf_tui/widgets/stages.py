@@ -9,7 +9,7 @@ from carclf_core import display
 from carclf_core import runstate as rs
 
 from . import fmt
-from .scrolling import ThumbFollowsScroll
+from .tables import ThumbFollowsScroll
 
 # Symbol and word both: the status must read without colour (NO_COLOR).
 STATUS_STYLE = {

@@ -15,8 +15,8 @@ from carclf_core.display import printable
 
 from . import fmt
 from .plots import ACCURACY_KEYS, Pacer, TextLines, output_backlog
-from .scrolling import ThumbFollowsScroll
 from .stages import STATUS_STYLE
+from .tables import ThumbFollowsScroll
 
 SEPARATOR = " · "
 

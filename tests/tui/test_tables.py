@@ -1,4 +1,4 @@
-"""A widget scrolled by code shows its scroll bar's thumb where the content is."""
+"""The dashboard's tables: a table scrolled by code shows its scroll bar's thumb where the content is."""
 
 from __future__ import annotations
 
